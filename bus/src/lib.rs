@@ -1,0 +1,218 @@
+//! The message bus every role talks through: work queues with explicit acknowledgement and a
+//! checkpoint store with compare-and-set, over NATS JetStream ([`nats`]) or in-process
+//! ([`memory`], with checkpoints in a [`state_file`]). Both pass one conformance suite.
+
+pub mod memory;
+pub mod nats;
+pub mod state_file;
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+pub use influx2td_proto::names::{Names, StreamKind};
+pub use memory::MemoryBus;
+pub use nats::{NatsAuth, NatsBus, NatsConnect};
+pub use state_file::StateFile;
+
+/// Header name/value pairs, in order.
+pub type Headers = Vec<(String, String)>;
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub subject: String,
+    /// De-duplication id: a second message with the same id within the queue's
+    /// `duplicate_window` is dropped and reported as [`Published::Duplicate`].
+    pub msg_id: String,
+    pub headers: Headers,
+    pub payload: Bytes,
+}
+
+/// What became of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Stored,
+    /// A message with the same id was already stored; nothing was added.
+    Duplicate,
+}
+
+/// How a consumer settles a delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// Done: the message leaves the queue.
+    Ack,
+    /// Not now: deliver it again after `delay`.
+    Nak { delay: Duration },
+    /// Never: remove it without success; the caller reports `reason` (e.g. to the coordinator).
+    Terminate { reason: String },
+}
+
+/// Whether retrying an operation can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Backoff,
+    Never,
+}
+
+#[derive(Debug, Error)]
+pub enum BusError {
+    #[error("queue {queue} is full ({detail})")]
+    Full { queue: String, detail: String },
+    #[error(
+        "checkpoint {key:?} was changed by someone else (expected revision {expected:?}, found {found:?})"
+    )]
+    Conflict {
+        key: String,
+        expected: Option<u64>,
+        found: Option<u64>,
+    },
+    #[error("message to {subject} is too large: {detail}")]
+    TooLarge { subject: String, detail: String },
+    #[error("failed to connect to NATS at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("{operation} on {target} failed: {detail}")]
+    Nats {
+        operation: &'static str,
+        target: String,
+        detail: String,
+    },
+    #[error("state file {path}: {detail}")]
+    StateFile { path: String, detail: String },
+}
+
+impl BusError {
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::Full { .. } | Self::Nats { .. } | Self::Connect { .. } => Retry::Backoff,
+            Self::Conflict { .. } | Self::TooLarge { .. } | Self::StateFile { .. } => Retry::Never,
+        }
+    }
+}
+
+/// Limits and timings of one queue.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub kind: StreamKind,
+    /// A delivered message not settled within this time is delivered again.
+    pub ack_wait: Duration,
+    /// Capacity in messages; a full queue refuses publishers until consumers catch up.
+    pub max_messages: u64,
+    /// Capacity in bytes of payload.
+    pub max_bytes: u64,
+    /// At most this many delivered, unsettled messages across all consumers of the queue.
+    pub max_ack_pending: u64,
+    /// How long a message id is remembered for de-duplication.
+    pub duplicate_window: Duration,
+}
+
+impl QueueConfig {
+    /// Defaults that suit the role that drains `kind`.
+    pub fn new(kind: StreamKind) -> Self {
+        Self {
+            kind,
+            ack_wait: Duration::from_secs(60),
+            max_messages: 100_000,
+            max_bytes: 1 << 30,
+            max_ack_pending: 1_000,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A work queue: many publishers, many competing consumers sharing one durable position.
+pub trait WorkQueue: Clone + Send + Sync + 'static {
+    type Delivery: Delivery;
+
+    /// Publishes once: [`BusError::Full`] when the queue has no room.
+    fn try_publish(
+        &self,
+        message: OutgoingMessage,
+    ) -> impl Future<Output = Result<Published, BusError>> + Send;
+
+    /// Publishes, waiting while the queue is full: the backpressure that keeps a fast producer
+    /// from outrunning its consumers. Other errors are returned at once.
+    fn publish(
+        &self,
+        message: OutgoingMessage,
+    ) -> impl Future<Output = Result<Published, BusError>> + Send {
+        async move {
+            let mut pause = Duration::from_millis(5);
+            loop {
+                match self.try_publish(message.clone()).await {
+                    Err(BusError::Full { queue, detail }) => {
+                        tracing::debug!(
+                            queue,
+                            detail,
+                            pause_ms = pause.as_millis() as u64,
+                            "queue full, waiting"
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                    }
+                    other => return other,
+                }
+            }
+        }
+    }
+
+    /// Waits up to `wait` for messages; returns at most `max` (possibly none).
+    fn pull(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<Self::Delivery>, BusError>> + Send;
+}
+
+/// One delivered message. Dropping it unsettled gets it delivered again after `ack_wait`.
+pub trait Delivery: Send + Sync + 'static {
+    fn subject(&self) -> &str;
+    fn header(&self, name: &str) -> Option<&str>;
+    fn payload(&self) -> &Bytes;
+    /// 1 on the first delivery, 2 on the first redelivery, and so on.
+    fn delivered(&self) -> u64;
+    /// Still working on it: restarts the `ack_wait` clock.
+    fn in_progress(&self) -> impl Future<Output = Result<(), BusError>> + Send;
+    fn settle(self, settle: Settle) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+/// A stored value and the revision that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: String,
+    pub revision: u64,
+}
+
+/// Small durable values (checkpoints) updated with compare-and-set.
+pub trait CheckpointStore: Clone + Send + Sync + 'static {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, BusError>> + Send;
+
+    /// Writes `value` if the key is still at `expected` (`None`: the key must not exist);
+    /// returns the new revision, or [`BusError::Conflict`].
+    fn compare_and_set(
+        &self,
+        key: &str,
+        value: String,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<u64, BusError>> + Send;
+
+    /// Every key, sorted.
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>, BusError>> + Send;
+}
+
+/// A transport: opens the job's queues and its checkpoint store.
+pub trait Bus: Clone + Send + Sync + 'static {
+    type Queue: WorkQueue;
+    type Checkpoints: CheckpointStore;
+
+    fn names(&self) -> &Names;
+
+    fn queue(
+        &self,
+        config: QueueConfig,
+    ) -> impl Future<Output = Result<Self::Queue, BusError>> + Send;
+
+    fn checkpoints(&self) -> impl Future<Output = Result<Self::Checkpoints, BusError>> + Send;
+}

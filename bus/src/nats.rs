@@ -1,0 +1,493 @@
+//! The scale-out bus: NATS JetStream. One WorkQueue-retention file stream per queue, bounded by
+//! `max_messages`/`max_bytes` with discard-new (publishers are pushed back, never silently
+//! dropped), de-duplication by `Nats-Msg-Id`, one durable pull consumer per role shared by all its
+//! replicas, and a KV bucket for checkpoints.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, kv, stream};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::{
+    Bus, BusError, CheckpointStore, Delivery, Names, OutgoingMessage, Published, QueueConfig,
+    Settle, Versioned, WorkQueue,
+};
+
+/// How to authenticate to NATS. Secrets are never printed.
+#[derive(Clone, Default)]
+pub enum NatsAuth {
+    #[default]
+    None,
+    UserPassword {
+        user: String,
+        password: String,
+    },
+    Token(String),
+    CredsFile(PathBuf),
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => formatter.write_str("None"),
+            Self::UserPassword { user, .. } => {
+                write!(formatter, "UserPassword({user}, [redacted])")
+            }
+            Self::Token(_) => formatter.write_str("Token([redacted])"),
+            Self::CredsFile(path) => write!(formatter, "CredsFile({})", path.display()),
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct NatsConnect {
+    /// One or more server URLs, comma separated.
+    pub url: String,
+    pub auth: NatsAuth,
+    /// Extra CA certificate for TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Shown in the server's connection list (`nats server report connections`).
+    pub client_name: String,
+}
+
+/// JetStream bus of one job.
+#[derive(Debug, Clone)]
+pub struct NatsBus {
+    names: Names,
+    jetstream: jetstream::Context,
+}
+
+impl NatsBus {
+    pub async fn connect(connect: &NatsConnect, names: Names) -> Result<Self, BusError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(&connect.client_name)
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5));
+        options = match &connect.auth {
+            NatsAuth::None => options,
+            NatsAuth::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.clone())
+            }
+            NatsAuth::Token(token) => options.token(token.clone()),
+            NatsAuth::CredsFile(path) => {
+                options
+                    .credentials_file(path)
+                    .await
+                    .map_err(|e| BusError::Connect {
+                        url: connect.url.clone(),
+                        detail: format!("cannot read credentials file {}: {e}", path.display()),
+                    })?
+            }
+        };
+        if let Some(ca_file) = &connect.ca_file {
+            options = options.add_root_certificates(ca_file.clone());
+        }
+        // retry_on_initial_connect returns at once; a first request proves the server answers.
+        let client =
+            options
+                .connect(connect.url.as_str())
+                .await
+                .map_err(|e| BusError::Connect {
+                    url: connect.url.clone(),
+                    detail: e.to_string(),
+                })?;
+        let jetstream = jetstream::new(client);
+        tokio::time::timeout(Duration::from_secs(10), jetstream.query_account())
+            .await
+            .map_err(|_| BusError::Connect {
+                url: connect.url.clone(),
+                detail: "no answer from the server within 10 s".into(),
+            })?
+            .map_err(|e| BusError::Connect {
+                url: connect.url.clone(),
+                detail: format!("JetStream is not available: {e}"),
+            })?;
+        Ok(Self { names, jetstream })
+    }
+
+    /// A bus over an existing connection.
+    pub fn from_client(client: async_nats::Client, names: Names) -> Self {
+        Self {
+            names,
+            jetstream: jetstream::new(client),
+        }
+    }
+}
+
+impl Bus for NatsBus {
+    type Queue = NatsQueue;
+    type Checkpoints = NatsCheckpoints;
+
+    fn names(&self) -> &Names {
+        &self.names
+    }
+
+    async fn queue(&self, config: QueueConfig) -> Result<NatsQueue, BusError> {
+        let stream_name = self.names.stream(config.kind);
+        let nats_error = |operation: &'static str, detail: String| BusError::Nats {
+            operation,
+            target: stream_name.clone(),
+            detail,
+        };
+        let stream = self
+            .jetstream
+            .get_or_create_stream(stream::Config {
+                name: stream_name.clone(),
+                subjects: vec![self.names.subject_filter(config.kind)],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                discard: stream::DiscardPolicy::New,
+                max_messages: saturating_i64(config.max_messages),
+                max_bytes: saturating_i64(config.max_bytes),
+                duplicate_window: config.duplicate_window,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_error("create stream", e.to_string()))?;
+        let consumer_name = config.kind.consumer();
+        let consumer = stream
+            .get_or_create_consumer(
+                consumer_name,
+                consumer::pull::Config {
+                    durable_name: Some(consumer_name.to_owned()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    max_ack_pending: saturating_i64(config.max_ack_pending),
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| nats_error("create consumer", e.to_string()))?;
+        Ok(NatsQueue {
+            stream_name,
+            ack_wait: config.ack_wait,
+            jetstream: self.jetstream.clone(),
+            consumer,
+        })
+    }
+
+    async fn checkpoints(&self) -> Result<NatsCheckpoints, BusError> {
+        let bucket = self.names.kv_bucket();
+        let store = match self.jetstream.get_key_value(&bucket).await {
+            Ok(store) => store,
+            Err(_) => self
+                .jetstream
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    description: format!("influx2td checkpoints of job {}", self.names.job()),
+                    history: 5,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| BusError::Nats {
+                    operation: "create KV bucket",
+                    target: bucket.clone(),
+                    detail: e.to_string(),
+                })?,
+        };
+        Ok(NatsCheckpoints { bucket, store })
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A JetStream stream and its durable pull consumer.
+#[derive(Debug, Clone)]
+pub struct NatsQueue {
+    stream_name: String,
+    ack_wait: Duration,
+    jetstream: jetstream::Context,
+    consumer: consumer::Consumer<consumer::pull::Config>,
+}
+
+impl WorkQueue for NatsQueue {
+    type Delivery = NatsDelivery;
+
+    async fn try_publish(&self, message: OutgoingMessage) -> Result<Published, BusError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            influx2td_proto::names::header::MSG_ID,
+            message.msg_id.as_str(),
+        );
+        for (name, value) in &message.headers {
+            headers.insert(name.as_str(), value.as_str());
+        }
+        let publish_error = |error: jetstream::context::PublishError| {
+            if error.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded {
+                return BusError::TooLarge {
+                    subject: message.subject.clone(),
+                    detail: error.to_string(),
+                };
+            }
+            let store_full = std::error::Error::source(&error)
+                .and_then(|source| source.downcast_ref::<jetstream::Error>())
+                .is_some_and(|js| js.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED);
+            if store_full {
+                return BusError::Full {
+                    queue: self.stream_name.clone(),
+                    detail: error.to_string(),
+                };
+            }
+            BusError::Nats {
+                operation: "publish",
+                target: message.subject.clone(),
+                detail: error.to_string(),
+            }
+        };
+        let ack = self
+            .jetstream
+            .publish_with_headers(message.subject.clone(), headers, message.payload.clone())
+            .await
+            .map_err(publish_error)?
+            .await
+            .map_err(publish_error)?;
+        Ok(if ack.duplicate {
+            Published::Duplicate
+        } else {
+            Published::Stored
+        })
+    }
+
+    async fn pull(&self, max: usize, wait: Duration) -> Result<Vec<NatsDelivery>, BusError> {
+        let pull_error = |detail: String| BusError::Nats {
+            operation: "pull",
+            target: self.stream_name.clone(),
+            detail,
+        };
+        // A pull request held open past ack_wait (the server holds it at max_ack_pending) would
+        // get its own messages again; keep every request well inside ack_wait.
+        let request_limit = (self.ack_wait / 4).max(Duration::from_millis(10));
+        let mut deliveries: Vec<NatsDelivery> = Vec::new();
+        let mut seen = HashSet::new();
+        // Any message seen twice in one pull (a redelivery racing the request) is kept once.
+        let mut keep = |message: Result<jetstream::Message, async_nats::Error>,
+                        deliveries: &mut Vec<NatsDelivery>|
+         -> Result<(), BusError> {
+            let delivery = NatsDelivery::new(message.map_err(|e| pull_error(e.to_string()))?);
+            if seen.insert(delivery.stream_sequence) {
+                deliveries.push(delivery);
+            }
+            Ok(())
+        };
+        // Take what is there without waiting; only when nothing is, wait for the first message.
+        let mut batch = self
+            .consumer
+            .fetch()
+            .max_messages(max)
+            .expires(request_limit.min(Duration::from_millis(200)))
+            .messages()
+            .await
+            .map_err(|e| pull_error(e.to_string()))?;
+        while let Some(message) = batch.next().await {
+            keep(message, &mut deliveries)?;
+        }
+        if !deliveries.is_empty() || wait.is_zero() {
+            return Ok(deliveries);
+        }
+        let give_up = tokio::time::Instant::now() + wait;
+        while deliveries.is_empty() {
+            let remaining = give_up.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let mut batch = self
+                .consumer
+                .batch()
+                .max_messages(max)
+                .expires(remaining.min(request_limit).max(Duration::from_millis(10)))
+                .messages()
+                .await
+                .map_err(|e| pull_error(e.to_string()))?;
+            // The first message ends the wait; the rest of the batch is what arrived with it.
+            let Some(first) = batch.next().await else {
+                continue;
+            };
+            keep(first, &mut deliveries)?;
+            while let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_millis(1), batch.next()).await
+            {
+                keep(message, &mut deliveries)?;
+            }
+        }
+        Ok(deliveries)
+    }
+}
+
+/// A message delivered by JetStream.
+#[derive(Debug)]
+pub struct NatsDelivery {
+    message: jetstream::Message,
+    delivered: u64,
+    stream_sequence: u64,
+}
+
+impl NatsDelivery {
+    fn new(message: jetstream::Message) -> Self {
+        let (delivered, stream_sequence) = message
+            .info()
+            .map(|info| {
+                (
+                    u64::try_from(info.delivered).unwrap_or(1),
+                    info.stream_sequence,
+                )
+            })
+            .unwrap_or((1, 0));
+        Self {
+            message,
+            delivered,
+            stream_sequence,
+        }
+    }
+
+    fn ack_error(&self, error: async_nats::Error) -> BusError {
+        BusError::Nats {
+            operation: "acknowledge",
+            target: self.message.subject.to_string(),
+            detail: error.to_string(),
+        }
+    }
+}
+
+impl Delivery for NatsDelivery {
+    fn subject(&self) -> &str {
+        self.message.subject.as_str()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.message
+            .headers
+            .as_ref()?
+            .get(name)
+            .map(|value| value.as_str())
+    }
+
+    fn payload(&self) -> &Bytes {
+        &self.message.payload
+    }
+
+    fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    async fn in_progress(&self) -> Result<(), BusError> {
+        self.message
+            .ack_with(jetstream::AckKind::Progress)
+            .await
+            .map_err(|e| self.ack_error(e))
+    }
+
+    async fn settle(self, settle: Settle) -> Result<(), BusError> {
+        let kind = match settle {
+            Settle::Ack => jetstream::AckKind::Ack,
+            Settle::Nak { delay } => jetstream::AckKind::Nak(Some(delay)),
+            Settle::Terminate { .. } => jetstream::AckKind::Term,
+        };
+        // Waits for the server to confirm, so an ack lost on the way is an error, not a silence.
+        self.message
+            .double_ack_with(kind)
+            .await
+            .map_err(|e| self.ack_error(e))
+    }
+}
+
+/// Checkpoints in a JetStream KV bucket.
+#[derive(Debug, Clone)]
+pub struct NatsCheckpoints {
+    bucket: String,
+    store: kv::Store,
+}
+
+impl NatsCheckpoints {
+    fn error(&self, operation: &'static str, key: &str, detail: String) -> BusError {
+        BusError::Nats {
+            operation,
+            target: format!("{}/{key}", self.bucket),
+            detail,
+        }
+    }
+}
+
+impl CheckpointStore for NatsCheckpoints {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, BusError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| self.error("read checkpoint", key, e.to_string()))?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        let value = String::from_utf8(entry.value.to_vec())
+            .map_err(|e| self.error("read checkpoint", key, format!("value is not UTF-8: {e}")))?;
+        Ok(Some(Versioned {
+            value,
+            revision: entry.revision,
+        }))
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        value: String,
+        expected: Option<u64>,
+    ) -> Result<u64, BusError> {
+        let conflict = |found: Option<u64>| BusError::Conflict {
+            key: key.to_owned(),
+            expected,
+            found,
+        };
+        let result = match expected {
+            None => self.store.create(key, value.into()).await.map_err(|e| {
+                if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                    None
+                } else {
+                    Some(e.to_string())
+                }
+            }),
+            Some(revision) => self
+                .store
+                .update(key, value.into(), revision)
+                .await
+                .map_err(|e| {
+                    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                        None
+                    } else {
+                        Some(e.to_string())
+                    }
+                }),
+        };
+        match result {
+            Ok(revision) => Ok(revision),
+            Err(Some(detail)) => Err(self.error("write checkpoint", key, detail)),
+            Err(None) => {
+                let found = self.get(key).await?.map(|versioned| versioned.revision);
+                Err(conflict(found))
+            }
+        }
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, BusError> {
+        let mut keys: Vec<String> = self
+            .store
+            .keys()
+            .await
+            .map_err(|e| self.error("list checkpoints", "*", e.to_string()))?
+            .try_collect()
+            .await
+            .map_err(|e| self.error("list checkpoints", "*", e.to_string()))?;
+        keys.sort();
+        Ok(keys)
+    }
+}

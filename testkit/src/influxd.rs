@@ -1,0 +1,252 @@
+//! A real InfluxDB 1.x `influxd` with its own config and data directories.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use tempfile::TempDir;
+
+use crate::http::{HttpResponse, http_request};
+use crate::process::{ServerProcess, free_port, require_binary};
+
+/// How to start `influxd`.
+#[derive(Debug, Clone, Default)]
+pub struct InfluxdOptions {
+    /// Turns on authentication and creates this admin user.
+    pub admin: Option<(String, String)>,
+}
+
+/// `influxd` 1.x on free ports (HTTP and the RPC `bind-address`); killed on drop.
+#[derive(Debug)]
+pub struct Influxd {
+    binary: std::path::PathBuf,
+    directory: TempDir,
+    http_port: u16,
+    rpc_port: u16,
+    options: InfluxdOptions,
+    process: Option<ServerProcess>,
+}
+
+impl Influxd {
+    /// Starts an influxd without authentication, or `None` (test skipped) when not installed.
+    pub fn start() -> Option<Self> {
+        Self::start_with(InfluxdOptions::default())
+    }
+
+    pub fn start_with(options: InfluxdOptions) -> Option<Self> {
+        let binary = require_binary("influxd", "INFLUXD_BIN")?;
+        let mut server = Self {
+            binary,
+            directory: tempfile::tempdir().expect("cannot create temp dir"),
+            http_port: free_port(),
+            rpc_port: free_port(),
+            options,
+            process: None,
+        };
+        server.write_config();
+        server.start_again();
+        if let Some((user, password)) = server.options.admin.clone() {
+            // With auth on, InfluxDB accepts exactly one unauthenticated statement: the first admin.
+            let statement = format!(
+                "CREATE USER \"{user}\" WITH PASSWORD '{}' WITH ALL PRIVILEGES",
+                password.replace('\'', "\\'")
+            );
+            let response = server.query_as(None, &statement);
+            assert!(
+                response.status == 200 && !response.body.contains("\"error\""),
+                "{response:?}"
+            );
+        }
+        Some(server)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    fn write_config(&self) {
+        let root = self.directory.path();
+        let config = format!(
+            r#"reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+
+[meta]
+  dir = "{root}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  query-log-enabled = false
+  trace-logging-enabled = false
+
+[coordinator]
+  query-timeout = "0s"
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http}"
+  auth-enabled = {auth}
+  log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[continuous_queries]
+  enabled = false
+
+[logging]
+  level = "warn"
+"#,
+            rpc = self.rpc_port,
+            http = self.http_port,
+            root = root.display(),
+            auth = self.options.admin.is_some(),
+        );
+        std::fs::write(root.join("influxdb.conf"), config).expect("cannot write influxd config");
+    }
+
+    /// Kills influxd (SIGKILL, like a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts influxd again on the same ports with the same data.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let config = self.directory.path().join("influxdb.conf");
+        let args = [
+            "run".to_owned(),
+            "-config".to_owned(),
+            config.display().to_string(),
+        ];
+        let mut process = ServerProcess::spawn(
+            &self.binary,
+            &args,
+            self.directory.path().join("influxd.log"),
+        );
+        let port = self.http_port;
+        process.wait_until("influxd", Duration::from_secs(30), || {
+            http_request(port, "GET", "/ping", &[], b"")
+                .is_ok_and(|response| response.status == 204)
+        });
+        self.process = Some(process);
+    }
+
+    fn credentials(&self) -> Option<(&str, &str)> {
+        self.options
+            .admin
+            .as_ref()
+            .map(|(user, password)| (user.as_str(), password.as_str()))
+    }
+
+    fn query_as(&self, credentials: Option<(&str, &str)>, statement: &str) -> HttpResponse {
+        // In the URL, not the body: a refused request is answered before any body is read.
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", statement)
+            .finish();
+        let authorization = basic_auth(credentials);
+        let mut headers = Vec::new();
+        if let Some(authorization) = &authorization {
+            headers.push(("Authorization", authorization.as_str()));
+        }
+        http_request(
+            self.http_port,
+            "POST",
+            &format!("/query?{query}"),
+            &headers,
+            b"",
+        )
+        .unwrap_or_else(|e| panic!("influxd query {statement:?} failed: {e}"))
+    }
+
+    /// Runs an InfluxQL statement (as the admin when auth is on); panics on any error, which
+    /// InfluxDB reports inside an HTTP 200 body.
+    pub fn query(&self, statement: &str) -> String {
+        let response = self.query_as(self.credentials(), statement);
+        assert!(
+            response.status == 200 && !response.body.contains("\"error\""),
+            "influxd query {statement:?}: {response:?}"
+        );
+        response.body
+    }
+
+    /// Writes line protocol with nanosecond timestamps into `database`.
+    pub fn write(&self, database: &str, lines: &str) {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("db", database)
+            .append_pair("precision", "ns")
+            .finish();
+        let authorization = basic_auth(self.credentials());
+        let mut headers = Vec::new();
+        if let Some(authorization) = &authorization {
+            headers.push(("Authorization", authorization.as_str()));
+        }
+        let response = http_request(
+            self.http_port,
+            "POST",
+            &format!("/write?{query}"),
+            &headers,
+            lines.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("influxd write failed: {e}"));
+        assert_eq!(response.status, 204, "influxd write: {response:?}");
+    }
+}
+
+fn basic_auth(credentials: Option<(&str, &str)>) -> Option<String> {
+    credentials.map(|(user, password)| {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {token}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_survive_a_crash_and_restart() {
+        let Some(mut influxd) = Influxd::start() else {
+            return;
+        };
+        influxd.query("CREATE DATABASE \"test db\"");
+        influxd.write(
+            "test db",
+            "cpu,host=a value=1.5 1000000000000000001\ncpu,host=b value=2.5 1000000000000000002\n",
+        );
+        let before = influxd.query("SELECT count(*) FROM \"test db\"..\"cpu\"");
+        assert!(
+            before.contains("[0,2,0]") || before.contains(",2]"),
+            "{before}"
+        );
+        influxd.stop();
+        influxd.start_again();
+        let after = influxd.query("SELECT * FROM \"test db\"..\"cpu\" WHERE host = 'b'");
+        assert!(
+            after.contains("\"value\"") && after.contains("2.5]"),
+            "{after}"
+        );
+    }
+
+    #[test]
+    fn auth_rejects_wrong_password() {
+        let options = InfluxdOptions {
+            admin: Some(("admin".into(), "s3cret".into())),
+        };
+        let Some(influxd) = Influxd::start_with(options) else {
+            return;
+        };
+        influxd.query("CREATE DATABASE db");
+        let denied = influxd.query_as(Some(("admin", "wrong")), "SHOW DATABASES");
+        assert_eq!(denied.status, 401, "{denied:?}");
+        let anonymous = influxd.query_as(None, "SHOW DATABASES");
+        assert_eq!(anonymous.status, 401, "{anonymous:?}");
+    }
+}

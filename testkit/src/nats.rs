@@ -1,0 +1,117 @@
+//! A real `nats-server` with JetStream.
+
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::http::http_request;
+use crate::process::{ServerProcess, free_port, require_binary};
+
+/// `nats-server -js` on free ports with its own store; killed on drop.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: std::path::PathBuf,
+    directory: TempDir,
+    port: u16,
+    monitor_port: u16,
+    process: Option<ServerProcess>,
+}
+
+impl NatsServer {
+    /// Starts a server, or returns `None` (test skipped) when `nats-server` is not installed.
+    pub fn start() -> Option<Self> {
+        let binary = require_binary("nats-server", "NATS_SERVER_BIN")?;
+        let mut server = Self {
+            binary,
+            directory: tempfile::tempdir().expect("cannot create temp dir"),
+            port: free_port(),
+            monitor_port: free_port(),
+            process: None,
+        };
+        server.start_again();
+        Some(server)
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (SIGKILL: no clean shutdown, like a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts the server again on the same ports with the same store.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let store = self.directory.path().join("jetstream");
+        let args = [
+            "-js".to_owned(),
+            "-a".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            self.port.to_string(),
+            "-m".to_owned(),
+            self.monitor_port.to_string(),
+            "-sd".to_owned(),
+            store.display().to_string(),
+        ];
+        let mut process =
+            ServerProcess::spawn(&self.binary, &args, self.directory.path().join("nats.log"));
+        let monitor_port = self.monitor_port;
+        process.wait_until("nats-server", Duration::from_secs(20), || {
+            http_request(
+                monitor_port,
+                "GET",
+                "/healthz?js-enabled-only=true",
+                &[],
+                b"",
+            )
+            .is_ok_and(|response| response.status == 200)
+        });
+        self.process = Some(process);
+    }
+
+    /// The JetStream report of the monitoring endpoint (`/jsz` with streams and consumers).
+    pub fn jsz(&self) -> String {
+        http_request(
+            self.monitor_port,
+            "GET",
+            "/jsz?streams=true&consumers=true&config=true",
+            &[],
+            b"",
+        )
+        .map(|response| response.body)
+        .unwrap_or_else(|e| panic!("cannot read /jsz: {e}"))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(ServerProcess::pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_stops_and_restarts_on_the_same_port() {
+        let Some(mut nats) = NatsServer::start() else {
+            return;
+        };
+        assert!(nats.jsz().contains("\"config\""), "{}", nats.jsz());
+        let first_pid = nats.pid();
+        nats.stop();
+        assert!(std::net::TcpStream::connect(("127.0.0.1", nats.port())).is_err());
+        nats.start_again();
+        assert_ne!(nats.pid(), first_pid);
+        assert!(std::net::TcpStream::connect(("127.0.0.1", nats.port())).is_ok());
+    }
+}
