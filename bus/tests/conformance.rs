@@ -1,6 +1,8 @@
 //! One conformance suite for both transports: every case runs against the in-process bus and
 //! against a real nats-server started by the test harness.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
