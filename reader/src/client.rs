@@ -1,0 +1,362 @@
+//! HTTP client of InfluxDB's `/ping` and `/query` (1.x, and the v1-compatible endpoint of 2.x
+//! and 3.x): TLS options, basic or token auth, and error responses turned into [`SourceError`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use influx2td_config::{SourceAuth, SourceConfig};
+use serde::Deserialize;
+
+use crate::error::SourceError;
+
+/// What `/ping` tells about the server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerInfo {
+    /// As the server reports it, e.g. `1.8.10`, `v2.7.4`, `3.0.1`.
+    pub version: String,
+    /// `OSS`, `Enterprise`, `Cloud`, ... when the server says.
+    pub build: Option<String>,
+    /// 1, 2 or 3 when the version string starts with it.
+    pub major: Option<u8>,
+}
+
+/// One database (1.x) or bucket (2.x/3.x through DBRP) and how to reach it.
+#[derive(Debug, Clone)]
+pub struct InfluxClient {
+    http: reqwest::Client,
+    base_url: String,
+    auth: SourceAuth,
+    database: String,
+    retention_policy: Option<String>,
+}
+
+/// The JSON answer of `/query`.
+#[derive(Debug, Deserialize)]
+struct QueryResponse {
+    #[serde(default)]
+    results: Vec<StatementResult>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatementResult {
+    #[serde(default)]
+    series: Vec<JsonSeries>,
+    error: Option<String>,
+}
+
+/// A series of a JSON answer (used for the small metadata queries).
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsonSeries {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub values: Vec<Vec<serde_json::Value>>,
+}
+
+impl InfluxClient {
+    /// `bucket` is `database` or `database/retention_policy` for 1.x; the bucket name for 2.x/3.x.
+    pub fn new(config: &SourceConfig, bucket: &str) -> Result<Self, SourceError> {
+        // reqwest is built without a bundled crypto provider; ring is the one already in the tree.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("influx2td/", env!("CARGO_PKG_VERSION")));
+        let config_error = |detail: String| SourceError::Config { detail };
+        if let Some(ca_file) = &config.tls.ca_file {
+            let pem = std::fs::read(ca_file).map_err(|e| {
+                config_error(format!(
+                    "cannot read source.tls.ca_file {}: {e}",
+                    ca_file.display()
+                ))
+            })?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                config_error(format!("source.tls.ca_file {}: {e}", ca_file.display()))
+            })? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if let (Some(cert_file), Some(key_file)) = (&config.tls.cert_file, &config.tls.key_file) {
+            let mut pem = std::fs::read(cert_file).map_err(|e| {
+                config_error(format!(
+                    "cannot read source.tls.cert_file {}: {e}",
+                    cert_file.display()
+                ))
+            })?;
+            pem.extend(std::fs::read(key_file).map_err(|e| {
+                config_error(format!(
+                    "cannot read source.tls.key_file {}: {e}",
+                    key_file.display()
+                ))
+            })?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| config_error(format!("client certificate/key: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        if config.tls.insecure_skip_verify {
+            tracing::warn!(
+                url = config.url,
+                "source.tls.insecure_skip_verify is on: the InfluxDB server certificate is NOT checked"
+            );
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))?;
+        let (database, retention_policy) = match (config.version, bucket.split_once('/')) {
+            (Some(2 | 3), _) | (_, None) => (bucket.to_owned(), None),
+            (_, Some((database, policy))) => (database.to_owned(), Some(policy.to_owned())),
+        };
+        Ok(Self {
+            http,
+            base_url: config.url.trim_end_matches('/').to_owned(),
+            auth: config.auth.clone(),
+            database,
+            retention_policy,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn retention_policy(&self) -> Option<&str> {
+        self.retention_policy.as_deref()
+    }
+
+    /// The same client without credentials (to see whether the server enforces auth).
+    pub fn anonymous(&self) -> Self {
+        Self {
+            auth: SourceAuth::None,
+            ..self.clone()
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            SourceAuth::None => request,
+            SourceAuth::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+            SourceAuth::Token { token, .. } => request.header(
+                reqwest::header::AUTHORIZATION,
+                format!("Token {}", token.expose()),
+            ),
+        }
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> SourceError {
+        // The chain of sources carries the useful part ("connection refused", "certificate ...").
+        let mut detail = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if error.is_timeout() {
+            SourceError::Timeout {
+                url: self.base_url.clone(),
+                detail,
+            }
+        } else {
+            SourceError::Unreachable {
+                url: self.base_url.clone(),
+                detail,
+            }
+        }
+    }
+
+    /// `GET /ping`: reachable, and which server. Needs no credentials on 1.x and 2.x.
+    pub async fn ping(&self) -> Result<ServerInfo, SourceError> {
+        let response = self
+            .authorize(self.http.get(format!("{}/ping", self.base_url)))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (version, build) = (header("x-influxdb-version"), header("x-influxdb-build"));
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(SourceError::Unauthorized {
+                detail: format!("/ping answered HTTP {}", status.as_u16()),
+            });
+        }
+        if !status.is_success() {
+            return Err(SourceError::Server {
+                status: status.as_u16(),
+                detail: format!("/ping at {} is not an InfluxDB endpoint", self.base_url),
+            });
+        }
+        let Some(version) = version else {
+            return Err(SourceError::Malformed {
+                detail: format!(
+                    "{}/ping answered without an X-Influxdb-Version header: not InfluxDB?",
+                    self.base_url
+                ),
+            });
+        };
+        let major = version
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .and_then(|digits| digits.parse().ok());
+        Ok(ServerInfo {
+            version,
+            build,
+            major,
+        })
+    }
+
+    fn query_request(&self, statement: &str, extra: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        let mut parameters = vec![
+            ("q", statement),
+            ("db", self.database.as_str()),
+            ("epoch", "ns"),
+        ];
+        if let Some(policy) = &self.retention_policy {
+            parameters.push(("rp", policy));
+        }
+        parameters.extend_from_slice(extra);
+        self.authorize(
+            self.http
+                .get(format!("{}/query", self.base_url))
+                .query(&parameters),
+        )
+    }
+
+    /// Checks the HTTP status of a `/query` answer; errors carry the server's message.
+    async fn check_status(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, SourceError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<QueryResponse>(&body)
+            .ok()
+            .and_then(|parsed| parsed.error)
+            .unwrap_or_else(|| body.chars().take(300).collect());
+        Err(match status.as_u16() {
+            401 | 403 => SourceError::Unauthorized { detail },
+            404 if detail.contains("bucket") || detail.contains("database") => {
+                SourceError::BucketNotFound {
+                    bucket: self.database.clone(),
+                    detail,
+                }
+            }
+            code => SourceError::Server {
+                status: code,
+                detail,
+            },
+        })
+    }
+
+    /// Runs a small (metadata) statement and returns its series; an error inside the answer
+    /// (InfluxDB reports those with HTTP 200) becomes [`SourceError::Query`].
+    pub async fn query(&self, statement: &str) -> Result<Vec<JsonSeries>, SourceError> {
+        let response = self
+            .query_request(statement, &[])
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let response = self.check_status(response).await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let parsed: QueryResponse =
+            serde_json::from_slice(&body).map_err(|e| SourceError::Malformed {
+                detail: format!("{e} in the answer to {statement}"),
+            })?;
+        let error = parsed.error.or_else(|| {
+            parsed
+                .results
+                .iter()
+                .find_map(|result| result.error.clone())
+        });
+        if let Some(message) = error {
+            return Err(self.statement_error(statement, message));
+        }
+        Ok(parsed
+            .results
+            .into_iter()
+            .flat_map(|result| result.series)
+            .collect())
+    }
+
+    /// Opens a streaming, chunked MessagePack answer to `statement`.
+    pub async fn query_msgpack(
+        &self,
+        statement: &str,
+        chunk_size: usize,
+    ) -> Result<reqwest::Response, SourceError> {
+        let chunk_size = chunk_size.to_string();
+        let response = self
+            .query_request(
+                statement,
+                &[("chunked", "true"), ("chunk_size", &chunk_size)],
+            )
+            .header(reqwest::header::ACCEPT, "application/x-msgpack")
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        self.check_status(response).await
+    }
+
+    pub(crate) fn statement_error(&self, statement: &str, message: String) -> SourceError {
+        if message.starts_with("database not found")
+            || message.starts_with("retention policy not found")
+        {
+            return SourceError::BucketNotFound {
+                bucket: self.database.clone(),
+                detail: message,
+            };
+        }
+        if message.contains("authoriz") || message.contains("not authenticated") {
+            return SourceError::Unauthorized { detail: message };
+        }
+        SourceError::Query {
+            statement: statement.to_owned(),
+            message,
+        }
+    }
+
+    pub(crate) fn stream_error(&self, error: &reqwest::Error) -> SourceError {
+        if error.is_decode() || error.is_body() {
+            return SourceError::Truncated {
+                detail: error.to_string(),
+            };
+        }
+        self.transport_error(error)
+    }
+}
+
+/// An InfluxQL identifier in double quotes, with `\` and `"` escaped.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// An InfluxQL string literal in single quotes, with `\` and `'` escaped.
+pub fn quote_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}

@@ -1,0 +1,68 @@
+//! What can go wrong reading InfluxDB, and whether retrying can help.
+
+use influx2td_bus::Retry;
+use influx2td_proto::EncodeError;
+use thiserror::Error;
+
+use crate::msgpack::MsgpackError;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("cannot reach InfluxDB at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("InfluxDB at {url} did not answer in time: {detail}")]
+    Timeout { url: String, detail: String },
+    #[error(
+        "InfluxDB refused the credentials ({detail}); check source.username/password or source.token"
+    )]
+    Unauthorized { detail: String },
+    #[error("bucket {bucket:?} not found on InfluxDB: {detail}")]
+    BucketNotFound { bucket: String, detail: String },
+    #[error("InfluxDB query failed: {message} (query: {statement})")]
+    Query { statement: String, message: String },
+    #[error("InfluxDB answered HTTP {status}: {detail}")]
+    Server { status: u16, detail: String },
+    #[error("InfluxDB sent a response influx2td cannot read: {detail}")]
+    Malformed { detail: String },
+    #[error("InfluxDB response ended early: {detail}")]
+    Truncated { detail: String },
+    #[error("{0}")]
+    Encode(#[from] EncodeError),
+    #[error("measurement {measurement:?} has a field {field:?} that its known schema lacks")]
+    SchemaChanged { measurement: String, field: String },
+    #[error("invalid source configuration: {detail}")]
+    Config { detail: String },
+}
+
+impl SourceError {
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Truncated { .. } => {
+                Retry::Backoff
+            }
+            // The caller refreshes the schema and reads again.
+            Self::SchemaChanged { .. } => Retry::Backoff,
+            Self::Server { status, .. } if *status >= 500 || *status == 429 => Retry::Backoff,
+            // InfluxDB reports a query killed by its query-timeout as an ordinary error.
+            Self::Query { message, .. }
+                if message.contains("timeout") || message.contains("killed") =>
+            {
+                Retry::Backoff
+            }
+            _ => Retry::Never,
+        }
+    }
+}
+
+impl From<MsgpackError> for SourceError {
+    fn from(error: MsgpackError) -> Self {
+        match error {
+            MsgpackError::Truncated { .. } => Self::Truncated {
+                detail: error.to_string(),
+            },
+            _ => Self::Malformed {
+                detail: error.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The reader: turns "measurement M, window [s, e)" into typed row batches, streaming from
+//! InfluxDB without holding a window in memory.
+//!
+//! - [`client`]: HTTP to InfluxDB (`/ping`, `/query`), TLS, auth, errors.
+//! - [`schema`]: measurements, field types (conflicts widened), tag keys, time bounds.
+//! - [`influxql`]: the window read, chunked MessagePack into batches.
+//! - [`msgpack`]: the incremental MessagePack framer and decoder.
+//! - [`check`]: the connectivity check behind `influx2td check`.
+
+pub mod check;
+pub mod client;
+pub mod error;
+pub mod influxql;
+pub mod msgpack;
+pub mod schema;
+
+pub use client::{InfluxClient, ServerInfo};
+pub use error::SourceError;
+pub use influxql::{ReadStats, WindowReader};
+pub use schema::MeasurementSchema;

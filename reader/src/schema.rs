@@ -1,0 +1,311 @@
+//! Schema discovery: measurements (all, named, or by regex), field keys with their types, tag
+//! keys, and the first and last timestamp of a measurement.
+
+use std::collections::BTreeMap;
+
+use influx2td_config::MeasurementFilter;
+use influx2td_proto::ColumnType;
+use serde::Serialize;
+
+use crate::client::{InfluxClient, quote_identifier};
+use crate::error::SourceError;
+
+/// A field and the type its column gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Field {
+    pub name: String,
+    #[serde(serialize_with = "serialize_type")]
+    pub column_type: ColumnType,
+    /// Every type the field has in some shard, when there is more than one.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_types"
+    )]
+    pub conflicting_types: Vec<ColumnType>,
+}
+
+/// Fields and tag keys of one measurement.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MeasurementSchema {
+    pub measurement: String,
+    pub fields: Vec<Field>,
+    pub tag_keys: Vec<String>,
+}
+
+impl MeasurementSchema {
+    pub fn field_type(&self, name: &str) -> Option<ColumnType> {
+        self.fields
+            .iter()
+            .find(|field| field.name == name)
+            .map(|field| field.column_type)
+    }
+
+    /// Fields whose type differs between shards.
+    pub fn conflicts(&self) -> impl Iterator<Item = &Field> {
+        self.fields
+            .iter()
+            .filter(|field| !field.conflicting_types.is_empty())
+    }
+}
+
+fn serialize_type<S: serde::Serializer>(
+    column_type: &ColumnType,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(column_type)
+}
+
+fn serialize_types<S: serde::Serializer>(
+    types: &[ColumnType],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(types.iter().map(ToString::to_string))
+}
+
+/// InfluxDB's name of a field type.
+pub fn parse_field_type(name: &str) -> Option<ColumnType> {
+    Some(match name {
+        "float" => ColumnType::Double,
+        "integer" => ColumnType::Int64,
+        "unsigned" => ColumnType::Uint64,
+        "string" => ColumnType::String,
+        "boolean" => ColumnType::Bool,
+        _ => return None,
+    })
+}
+
+/// The one type that holds every value of a field typed differently in different shards:
+/// numbers widen to float; anything with a string or boolean becomes a string.
+pub fn widest(types: &[ColumnType]) -> ColumnType {
+    let Some(first) = types.first() else {
+        return ColumnType::String;
+    };
+    if types.iter().all(|t| t == first) {
+        return *first;
+    }
+    let numeric = |t: &ColumnType| {
+        matches!(
+            t,
+            ColumnType::Double | ColumnType::Int64 | ColumnType::Uint64
+        )
+    };
+    if types.iter().all(numeric) {
+        ColumnType::Double
+    } else {
+        ColumnType::String
+    }
+}
+
+fn string_cell(value: Option<&serde_json::Value>) -> Option<&str> {
+    value.and_then(serde_json::Value::as_str)
+}
+
+/// Fails with [`SourceError::BucketNotFound`] unless the database (and retention policy) exist
+/// and the credentials may read them. InfluxDB 1.x answers `SHOW MEASUREMENTS` on a missing
+/// database with an empty list, which would look like an empty bucket.
+pub async fn ensure_bucket(client: &InfluxClient) -> Result<(), SourceError> {
+    let databases = client.query("SHOW DATABASES").await?;
+    let listed = databases
+        .iter()
+        .flat_map(|series| series.values.iter())
+        .any(|row| string_cell(row.first()) == Some(client.database()));
+    if !listed {
+        return Err(SourceError::BucketNotFound {
+            bucket: client.database().to_owned(),
+            detail:
+                "SHOW DATABASES does not list it (missing, or not readable with these credentials)"
+                    .into(),
+        });
+    }
+    let Some(policy) = client.retention_policy() else {
+        return Ok(());
+    };
+    let statement = format!(
+        "SHOW RETENTION POLICIES ON {}",
+        quote_identifier(client.database())
+    );
+    let policies = client.query(&statement).await?;
+    let found = policies
+        .iter()
+        .flat_map(|series| series.values.iter())
+        .any(|row| string_cell(row.first()) == Some(policy));
+    if !found {
+        return Err(SourceError::BucketNotFound {
+            bucket: format!("{}/{policy}", client.database()),
+            detail: format!(
+                "retention policy {policy:?} not found on database {:?}",
+                client.database()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The measurements of the bucket that the filters select (all when `filters` is empty), sorted.
+pub async fn measurements(
+    client: &InfluxClient,
+    filters: &[MeasurementFilter],
+) -> Result<Vec<String>, SourceError> {
+    ensure_bucket(client).await?;
+    let statement = format!(
+        "SHOW MEASUREMENTS ON {}",
+        quote_identifier(client.database())
+    );
+    let series = client.query(&statement).await?;
+    let mut names: Vec<String> = series
+        .iter()
+        .flat_map(|series| series.values.iter())
+        .filter_map(|row| string_cell(row.first()).map(str::to_owned))
+        .filter(|name| filters.is_empty() || filters.iter().any(|filter| filter.matches(name)))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The `FROM` target of one measurement: `"db"."rp"."m"` (`"db".."m"` for the default policy).
+pub fn from_clause(client: &InfluxClient, measurement: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        quote_identifier(client.database()),
+        client
+            .retention_policy()
+            .map(quote_identifier)
+            .unwrap_or_default(),
+        quote_identifier(measurement)
+    )
+}
+
+/// Fields and tag keys of every measurement, from two statements whatever their number.
+pub async fn schemas(
+    client: &InfluxClient,
+) -> Result<BTreeMap<String, MeasurementSchema>, SourceError> {
+    let on = quote_identifier(client.database());
+    let mut schemas = schemas_from(
+        &client.query(&format!("SHOW FIELD KEYS ON {on}")).await?,
+        &client.query(&format!("SHOW TAG KEYS ON {on}")).await?,
+    );
+    schemas.retain(|_, schema| !schema.fields.is_empty());
+    Ok(schemas)
+}
+
+/// Fields and tag keys of one measurement.
+pub async fn schema(
+    client: &InfluxClient,
+    measurement: &str,
+) -> Result<MeasurementSchema, SourceError> {
+    let on = quote_identifier(client.database());
+    let from = quote_identifier(measurement);
+    let fields = client
+        .query(&format!("SHOW FIELD KEYS ON {on} FROM {from}"))
+        .await?;
+    let tags = client
+        .query(&format!("SHOW TAG KEYS ON {on} FROM {from}"))
+        .await?;
+    Ok(schemas_from(&fields, &tags)
+        .remove(measurement)
+        .unwrap_or_else(|| MeasurementSchema {
+            measurement: measurement.to_owned(),
+            ..Default::default()
+        }))
+}
+
+fn schemas_from(
+    field_series: &[crate::client::JsonSeries],
+    tag_series: &[crate::client::JsonSeries],
+) -> BTreeMap<String, MeasurementSchema> {
+    let mut types: BTreeMap<&str, BTreeMap<&str, Vec<ColumnType>>> = BTreeMap::new();
+    for series in field_series {
+        let measurement_fields = types.entry(series.name.as_str()).or_default();
+        for row in &series.values {
+            let (Some(name), Some(field_type)) =
+                (string_cell(row.first()), string_cell(row.get(1)))
+            else {
+                continue;
+            };
+            // InfluxDB lists a field once per type it has in some shard.
+            let seen = measurement_fields.entry(name).or_default();
+            if let Some(column_type) = parse_field_type(field_type)
+                && !seen.contains(&column_type)
+            {
+                seen.push(column_type);
+            }
+        }
+    }
+    let mut schemas: BTreeMap<String, MeasurementSchema> = types
+        .into_iter()
+        .map(|(measurement, fields)| {
+            let fields = fields
+                .into_iter()
+                .map(|(name, seen)| Field {
+                    name: name.to_owned(),
+                    column_type: widest(&seen),
+                    conflicting_types: if seen.len() > 1 { seen } else { Vec::new() },
+                })
+                .collect();
+            let schema = MeasurementSchema {
+                measurement: measurement.to_owned(),
+                fields,
+                tag_keys: Vec::new(),
+            };
+            (measurement.to_owned(), schema)
+        })
+        .collect();
+    for series in tag_series {
+        let schema = schemas
+            .entry(series.name.clone())
+            .or_insert_with(|| MeasurementSchema {
+                measurement: series.name.clone(),
+                ..Default::default()
+            });
+        schema.tag_keys = series
+            .values
+            .iter()
+            .filter_map(|row| string_cell(row.first()).map(str::to_owned))
+            .collect();
+    }
+    schemas
+}
+
+/// The first and last timestamp of a measurement (ns), `None` when it holds no point.
+pub async fn time_bounds(
+    client: &InfluxClient,
+    measurement: &str,
+) -> Result<Option<(i64, i64)>, SourceError> {
+    let from = from_clause(client, measurement);
+    let first = first_time(
+        client,
+        &format!("SELECT * FROM {from} ORDER BY time ASC LIMIT 1"),
+    )
+    .await?;
+    let last = first_time(
+        client,
+        &format!("SELECT * FROM {from} ORDER BY time DESC LIMIT 1"),
+    )
+    .await?;
+    Ok(first.zip(last))
+}
+
+async fn first_time(client: &InfluxClient, statement: &str) -> Result<Option<i64>, SourceError> {
+    let series = client.query(statement).await?;
+    Ok(series
+        .first()
+        .and_then(|series| series.values.first())
+        .and_then(|row| row.first())
+        .and_then(serde_json::Value::as_i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widening_follows_the_mapping_rules() {
+        use ColumnType::*;
+        assert_eq!(widest(&[Int64]), Int64);
+        assert_eq!(widest(&[Int64, Double]), Double);
+        assert_eq!(widest(&[Uint64, Int64]), Double);
+        assert_eq!(widest(&[Int64, String]), String);
+        assert_eq!(widest(&[Bool, Double]), String);
+    }
+}
