@@ -158,12 +158,24 @@ pub trait WorkQueue: Clone + Send + Sync + 'static {
         }
     }
 
+    /// How much the queue holds: for status, metrics and tests.
+    fn depth(&self) -> impl Future<Output = Result<QueueDepth, BusError>> + Send;
+
     /// Waits up to `wait` for messages; returns at most `max` (possibly none).
     fn pull(
         &self,
         max: usize,
         wait: Duration,
     ) -> impl Future<Output = Result<Vec<Self::Delivery>, BusError>> + Send;
+}
+
+/// What a queue holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages stored and not yet acknowledged (delivered or not).
+    pub messages: u64,
+    /// Of those, delivered and not yet settled.
+    pub unsettled: u64,
 }
 
 /// One delivered message. Dropping it unsettled gets it delivered again after `ack_wait`.

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use crate::state_file::StateFile;
 use crate::{
-    Bus, BusError, Delivery, Headers, Names, OutgoingMessage, Published, QueueConfig, Settle,
-    StreamKind, WorkQueue,
+    Bus, BusError, Delivery, Headers, Names, OutgoingMessage, Published, QueueConfig, QueueDepth,
+    Settle, StreamKind, WorkQueue,
 };
 
 /// In-process bus. Clones share the same queues.
@@ -235,6 +235,14 @@ impl WorkQueue for MemoryQueue {
         }
         self.inner.changed.notify_waiters();
         Ok(Published::Stored)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, BusError> {
+        let state = lock(&self.inner.state);
+        Ok(QueueDepth {
+            messages: state.stored_messages,
+            unsettled: state.in_flight.len() as u64,
+        })
     }
 
     async fn pull(&self, max: usize, wait: Duration) -> Result<Vec<MemoryDelivery>, BusError> {

@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::{
     Bus, BusError, CheckpointStore, Delivery, Names, OutgoingMessage, Published, QueueConfig,
-    Settle, Versioned, WorkQueue,
+    QueueDepth, Settle, Versioned, WorkQueue,
 };
 
 /// How to authenticate to NATS. Secrets are never printed.
@@ -254,6 +254,20 @@ impl WorkQueue for NatsQueue {
             Published::Duplicate
         } else {
             Published::Stored
+        })
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, BusError> {
+        let mut consumer = self.consumer.clone();
+        let info = consumer.info().await.map_err(|e| BusError::Nats {
+            operation: "consumer info",
+            target: self.stream_name.clone(),
+            detail: e.to_string(),
+        })?;
+        // With WorkQueue retention the stream holds exactly the messages not yet acknowledged.
+        Ok(QueueDepth {
+            messages: info.num_pending + info.num_ack_pending as u64,
+            unsettled: info.num_ack_pending as u64,
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use influx2td_bus::{
     Bus, BusError, CheckpointStore, Delivery, MemoryBus, Names, NatsAuth, NatsBus, NatsConnect,
-    OutgoingMessage, Published, QueueConfig, Settle, StreamKind, WorkQueue,
+    OutgoingMessage, Published, QueueConfig, QueueDepth, Settle, StreamKind, WorkQueue,
 };
 use influx2td_testkit::NatsServer;
 
@@ -138,6 +138,13 @@ async fn publish_pull_ack<F: Fixture>(fixture: &mut F) {
     assert_eq!(deliveries[1].header("Influx2td-Seq"), Some("id-1"));
     assert_eq!(deliveries[0].delivered(), 1);
     ack_all(deliveries).await;
+    assert_eq!(
+        queue.depth().await.unwrap(),
+        QueueDepth {
+            messages: 0,
+            unsettled: 0
+        }
+    );
     let after = queue.pull(10, Duration::from_millis(1500)).await.unwrap();
     assert!(
         after.is_empty(),

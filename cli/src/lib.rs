@@ -63,6 +63,16 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check that InfluxDB answers, the credentials work and the bucket and measurements exist.
+    /// Exit code 0 when every step passed, 1 otherwise.
+    Check {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the reader role over NATS (needs nats.url): read windows from the WORK stream and
+    /// publish their rows to DATA. Stops on SIGINT/SIGTERM, letting windows in flight finish.
+    Reader,
     /// Check a job's configuration and print it as it will run (secrets redacted).
     Validate {
         /// Print JSON instead of TOML.
@@ -83,6 +93,10 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
     init_tracing(job.log_level, cli.global.log_format);
     let result = match cli.command {
         Command::Validate { json } => validate(&job, json),
+        Command::Check { json } => {
+            runtime().and_then(|runtime| runtime.block_on(check(&job, json)))
+        }
+        Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(&job))),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
@@ -115,6 +129,113 @@ pub fn init_tracing(level: LogLevel, format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; SIGINT still stops");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested");
+}
+
+/// Connects to the job's NATS; the roles that run as separate processes need it.
+async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::NatsBus> {
+    let Some(url) = &job.nats.url else {
+        anyhow::bail!("`influx2td {role}` runs over NATS: set nats.url (or INFLUX2TD_NATS_URL)");
+    };
+    let auth = match &job.nats.auth {
+        influx2td_config::NatsAuthConfig::None => match &job.nats.creds_file {
+            Some(path) => influx2td_bus::NatsAuth::CredsFile(path.clone()),
+            None => influx2td_bus::NatsAuth::None,
+        },
+        influx2td_config::NatsAuthConfig::UserPassword { user, password } => {
+            influx2td_bus::NatsAuth::UserPassword {
+                user: user.clone(),
+                password: password.expose().to_owned(),
+            }
+        }
+        influx2td_config::NatsAuthConfig::Token { token } => {
+            influx2td_bus::NatsAuth::Token(token.expose().to_owned())
+        }
+    };
+    let connect = influx2td_bus::NatsConnect {
+        url: url.clone(),
+        auth,
+        ca_file: job.nats.ca_file.clone(),
+        client_name: format!("influx2td-{role}-{}", job.job),
+    };
+    let names = influx2td_bus::Names::new(&job.nats.prefix, &job.job)?;
+    Ok(influx2td_bus::NatsBus::connect(&connect, names).await?)
+}
+
+async fn reader(job: &JobConfig) -> anyhow::Result<()> {
+    let bus = nats_bus(job, "reader").await?;
+    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
+    let settings = influx2td_reader::service::ReaderSettings {
+        read_concurrency: job.read_concurrency,
+        ..Default::default()
+    };
+    tracing::info!(
+        job = job.job,
+        source = job.source.url,
+        read_concurrency = job.read_concurrency,
+        "reader started"
+    );
+    influx2td_reader::service::run(bus, client, settings, shutdown_signal()).await?;
+    tracing::info!("reader stopped");
+    Ok(())
+}
+
+async fn check(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+    let source = influx2td_reader::check::check_source(job).await;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        let report = serde_json::json!({ "passed": source.passed(), "ends": [&source] });
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        writeln!(stdout, "{} {}", source.end, source.url)?;
+        for step in &source.steps {
+            let mark = match step.status {
+                influx2td_reader::check::Status::Passed => "ok  ",
+                influx2td_reader::check::Status::Failed => "FAIL",
+                influx2td_reader::check::Status::Skipped => "skip",
+            };
+            writeln!(stdout, "  {mark} {:<13} {}", step.name, step.detail)?;
+        }
+        writeln!(
+            stdout,
+            "TDengine {}\n  skip target        checked once the writer lands",
+            job.target.dsn.redacted()
+        )?;
+    }
+    if source.passed() {
+        Ok(())
+    } else {
+        anyhow::bail!("connectivity check failed")
+    }
 }
 
 fn validate(job: &JobConfig, json: bool) -> anyhow::Result<()> {

@@ -118,6 +118,8 @@ pub struct WindowRef {
     pub window_start_ns: i64,
     pub window_end_ns: i64,
     pub attempt: u32,
+    /// Which delivery of the work item this read is (1 = the first).
+    pub read: u32,
 }
 
 #[derive(Debug)]
@@ -156,6 +158,7 @@ impl BatchEncoder {
             window_start_ns: window.window_start_ns,
             window_end_ns: window.window_end_ns,
             attempt: window.attempt,
+            read: window.read,
             ..Default::default()
         };
         let empty_bound = batch.encoded_len() + SEQ_AND_TOTALS_RESERVE;
@@ -459,6 +462,7 @@ mod tests {
             window_start_ns: -3_600_000_000_000,
             window_end_ns: 0,
             attempt: 1,
+            read: 1,
         }
     }
 

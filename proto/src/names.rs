@@ -3,6 +3,8 @@
 
 use thiserror::Error;
 
+use crate::batch::WindowRef;
+
 /// Subject prefix used when the job does not configure one.
 pub const DEFAULT_PREFIX: &str = "influx2td";
 
@@ -141,18 +143,17 @@ impl Names {
         )
     }
 
-    /// Dedup id of a row batch: `job/measurement/window/attempt/seq`.
-    pub fn data_msg_id(
-        &self,
-        measurement: &str,
-        start_ns: i64,
-        end_ns: i64,
-        attempt: u32,
-        seq: u32,
-    ) -> String {
+    /// Dedup id of a row batch: `job/measurement/start-end/attempt/read/seq`.
+    pub fn data_msg_id(&self, window: &WindowRef, seq: u32) -> String {
         format!(
-            "{}/{seq}",
-            self.work_msg_id(measurement, start_ns, end_ns, attempt)
+            "{}/{}/{seq}",
+            self.work_msg_id(
+                &window.measurement,
+                window.window_start_ns,
+                window.window_end_ns,
+                window.attempt
+            ),
+            window.read
         )
     }
 }
@@ -268,9 +269,17 @@ mod tests {
         );
         assert_eq!(names.kv_bucket(), "influx2td_telegraf-to-metrics");
         assert_eq!(checkpoint_key("disk.io"), "checkpoint.disk=2Eio");
+        let window = WindowRef {
+            job: "telegraf-to-metrics".into(),
+            measurement: "cpu".into(),
+            window_start_ns: -5,
+            window_end_ns: 10,
+            attempt: 2,
+            read: 3,
+        };
         assert_eq!(
-            names.data_msg_id("cpu", -5, 10, 2, 7),
-            "telegraf-to-metrics/cpu/-5-10/2/7"
+            names.data_msg_id(&window, 7),
+            "telegraf-to-metrics/cpu/-5-10/2/3/7"
         );
     }
 

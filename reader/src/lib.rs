@@ -6,6 +6,7 @@
 //! - [`influxql`]: the window read, chunked MessagePack into batches.
 //! - [`msgpack`]: the incremental MessagePack framer and decoder.
 //! - [`check`]: the connectivity check behind `influx2td check`.
+//! - [`service`]: the reader role: work items in, row batches out.
 
 pub mod check;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod influxql;
 pub mod msgpack;
 pub mod schema;
+pub mod service;
 
 pub use client::{InfluxClient, ServerInfo};
 pub use error::SourceError;

@@ -48,6 +48,7 @@ fn window(measurement: &str, start: i64, end: i64) -> WindowRef {
         window_start_ns: start,
         window_end_ns: end,
         attempt: 0,
+        read: 1,
     }
 }
 

@@ -1,0 +1,215 @@
+//! `influx2td check` against a real influxd: exit code and the reason of each failed step.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+use influx2td_testkit::{Influxd, InfluxdOptions};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+
+fn check(influxd_url: &str, extra: &[&str]) -> Output {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args([
+            "check",
+            "--set",
+            "begin=2024-01-01",
+            "--set",
+            "target.dsn=ws://localhost:6041",
+            "--set",
+            "target.database=metrics",
+        ])
+        .args(["--set", &format!("source.url={influxd_url}")]);
+    for setting in extra {
+        command.args(["--set", setting]);
+    }
+    command.output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn with_auth() -> Option<Influxd> {
+    let influxd = Influxd::start_with(InfluxdOptions {
+        admin: Some(("admin".into(), "s3cret-PW".into())),
+    })?;
+    influxd.query("CREATE DATABASE telegraf");
+    influxd.write(
+        "telegraf",
+        "cpu,host=a usage=1.5 1700000000000000000\nmem,host=a used=3i 1700000000000000000\n",
+    );
+    Some(influxd)
+}
+
+#[test]
+fn passes_with_good_credentials() {
+    let Some(influxd) = with_auth() else { return };
+    let output = check(
+        &influxd.url(),
+        &[
+            "bucket=telegraf",
+            "source.username=admin",
+            "source.password=s3cret-PW",
+        ],
+    );
+    let text = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("ok   reachable     InfluxDB 1."), "{text}");
+    assert!(text.contains("ok   credentials   accepted"), "{text}");
+    assert!(
+        text.contains("ok   bucket        \"telegraf\" found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok   measurements  2 found: \"cpu\", \"mem\""),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret-PW"), "{text}");
+}
+
+#[test]
+fn wrong_password_fails_with_the_reason() {
+    let Some(influxd) = with_auth() else { return };
+    let output = check(
+        &influxd.url(),
+        &[
+            "bucket=telegraf",
+            "source.username=admin",
+            "source.password=wrong",
+        ],
+    );
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL credentials   InfluxDB refused the credentials (authorization failed)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skip bucket        the credentials were refused"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_credentials_say_what_to_set() {
+    let Some(influxd) = with_auth() else { return };
+    let output = check(&influxd.url(), &["bucket=telegraf"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the server requires authentication"),
+        "{text}"
+    );
+    assert!(
+        text.contains("set source.username and source.password"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_bucket_and_measurement_fail_by_name() {
+    let Some(influxd) = with_auth() else { return };
+    let creds = ["source.username=admin", "source.password=s3cret-PW"];
+    let output = check(&influxd.url(), &["bucket=telgraf", creds[0], creds[1]]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL bucket        bucket \"telgraf\" not found"),
+        "{text}"
+    );
+    let output = check(
+        &influxd.url(),
+        &[
+            "bucket=telegraf",
+            "measurements=cpu,disk",
+            creds[0],
+            creds[1],
+        ],
+    );
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL measurements  not in the bucket: disk; 1 found: \"cpu\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn unreachable_server_fails_and_json_says_so() {
+    let Some(mut influxd) = with_auth() else {
+        return;
+    };
+    let url = influxd.url();
+    influxd.stop();
+    let output = check(
+        &url,
+        &[
+            "bucket=telegraf",
+            "source.username=admin",
+            "source.password=s3cret-PW",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let mut command = Command::new(BINARY);
+    let json = command
+        .env_clear()
+        .args([
+            "check",
+            "--json",
+            "--set",
+            "begin=2024-01-01",
+            "--set",
+            "target.dsn=ws://h:6041",
+            "--set",
+            "target.database=m",
+        ])
+        .args([
+            "--set",
+            &format!("source.url={url}"),
+            "--set",
+            "bucket=telegraf",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["passed"], false);
+    let steps = &report["ends"][0]["steps"];
+    assert_eq!(steps[0]["name"], "reachable");
+    assert_eq!(steps[0]["status"], "failed");
+    assert!(
+        steps[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("cannot reach InfluxDB at {url}")),
+        "{report}"
+    );
+    assert_eq!(steps[1]["status"], "skipped");
+    assert!(stdout(&output).contains("FAIL reachable"));
+}
+
+#[test]
+fn configured_version_must_match_the_server() {
+    let Some(influxd) = with_auth() else { return };
+    let output = check(
+        &influxd.url(),
+        &[
+            "bucket=telegraf",
+            "source.version=2",
+            "source.org=o",
+            "source.token=t",
+        ],
+    );
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("but source.version = 2"), "{text}");
+}

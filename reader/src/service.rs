@@ -1,0 +1,385 @@
+//! The reader role: pulls work items, reads each window from InfluxDB, publishes its row batches,
+//! and acknowledges the work item only after the bus acknowledged every batch. At most
+//! `read_concurrency` windows are read at once; transient failures are retried with growing
+//! delays; a window that can never be read is terminated and reported to the coordinator.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use influx2td_bus::{
+    Bus, BusError, Delivery, OutgoingMessage, QueueConfig, Retry, Settle, StreamKind, WorkQueue,
+};
+use influx2td_proto::batch::WindowRef;
+use influx2td_proto::names::{Names, header, window_header};
+use influx2td_proto::{EncodedBatch, Message, pb};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::client::InfluxClient;
+use crate::error::SourceError;
+use crate::influxql::WindowReader;
+use crate::schema::{self, MeasurementSchema};
+
+/// How the reader runs.
+#[derive(Debug, Clone)]
+pub struct ReaderSettings {
+    /// Windows read at once.
+    pub read_concurrency: usize,
+    /// Largest encoded batch.
+    pub batch_limit: usize,
+    /// The WORK queue's ack wait; heartbeats go out three times per period.
+    pub ack_wait: Duration,
+    /// Longest pause before a failed window is tried again.
+    pub max_retry_delay: Duration,
+    /// How long in-flight windows may take to finish after shutdown was asked for.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ReaderSettings {
+    fn default() -> Self {
+        Self {
+            read_concurrency: 50,
+            batch_limit: influx2td_proto::MAX_BATCH_BYTES,
+            ack_wait: QueueConfig::new(StreamKind::Work).ack_wait,
+            max_retry_delay: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ReaderError {
+    #[error("reader cannot use the bus: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Why one window's read stopped.
+#[derive(Debug, Error)]
+enum WindowError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+impl WindowError {
+    fn retry(&self) -> Retry {
+        match self {
+            Self::Source(error) => error.retry(),
+            Self::Bus(error) => error.retry(),
+        }
+    }
+}
+
+/// Schemas by measurement, discovered on first use and refreshed when a window shows a new field.
+#[derive(Debug, Default)]
+struct SchemaCache {
+    schemas: Mutex<HashMap<String, Arc<MeasurementSchema>>>,
+}
+
+impl SchemaCache {
+    async fn get(
+        &self,
+        client: &InfluxClient,
+        measurement: &str,
+        refresh: bool,
+    ) -> Result<Arc<MeasurementSchema>, SourceError> {
+        if !refresh && let Some(schema) = self.lock().get(measurement) {
+            return Ok(schema.clone());
+        }
+        let schema = Arc::new(schema::schema(client, measurement).await?);
+        self.lock().insert(measurement.to_owned(), schema.clone());
+        Ok(schema)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<MeasurementSchema>>> {
+        self.schemas
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+struct Context<B: Bus> {
+    names: Names,
+    client: InfluxClient,
+    data: B::Queue,
+    done: B::Queue,
+    schemas: SchemaCache,
+    settings: ReaderSettings,
+}
+
+/// Runs the reader until `shutdown` completes; in-flight windows then get `shutdown_grace` to
+/// finish, and whatever is still running is left unacknowledged for redelivery.
+pub async fn run<B: Bus>(
+    bus: B,
+    client: InfluxClient,
+    settings: ReaderSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ReaderError> {
+    let work = bus
+        .queue(QueueConfig {
+            ack_wait: settings.ack_wait,
+            ..QueueConfig::new(StreamKind::Work)
+        })
+        .await?;
+    let context = Arc::new(Context::<B> {
+        names: bus.names().clone(),
+        client,
+        data: bus.queue(QueueConfig::new(StreamKind::Data)).await?,
+        done: bus.queue(QueueConfig::new(StreamKind::Done)).await?,
+        schemas: SchemaCache::default(),
+        settings: settings.clone(),
+    });
+    let permits = Arc::new(Semaphore::new(settings.read_concurrency.max(1)));
+    let mut in_flight = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while in_flight.try_join_next().is_some() {}
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = in_flight.join_next() => continue,
+            }
+        }
+        let deliveries = tokio::select! {
+            _ = &mut shutdown => break,
+            pulled = work.pull(free, Duration::from_secs(1)) => pulled,
+        };
+        let deliveries = match deliveries {
+            Ok(deliveries) => deliveries,
+            Err(error) => {
+                tracing::warn!(%error, "cannot pull work, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for delivery in deliveries {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let context = context.clone();
+            in_flight.spawn(async move {
+                handle(&context, delivery).await;
+                drop(permit);
+            });
+        }
+    }
+    tracing::info!(in_flight = in_flight.len(), "reader stopping");
+    let drained = tokio::time::timeout(settings.shutdown_grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        // Unacknowledged work is redelivered to another reader after ack_wait.
+        tracing::warn!(
+            abandoned = in_flight.len(),
+            "windows still being read at shutdown are left for redelivery"
+        );
+        in_flight.abort_all();
+    }
+    Ok(())
+}
+
+async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>::Delivery) {
+    let item = match pb::WorkItem::decode(delivery.payload().clone()) {
+        Ok(item) => item,
+        Err(error) => {
+            tracing::error!(subject = delivery.subject(), %error, "dropping a work item that is not a WorkItem");
+            let reason = format!("not a WorkItem: {error}");
+            settle(delivery, Settle::Terminate { reason }).await;
+            return;
+        }
+    };
+    let window = WindowRef {
+        job: item.job.clone(),
+        measurement: item.measurement.clone(),
+        window_start_ns: item.window_start_ns,
+        window_end_ns: item.window_end_ns,
+        attempt: item.attempt,
+        read: u32::try_from(delivery.delivered()).unwrap_or(u32::MAX),
+    };
+    let started = std::time::Instant::now();
+    let outcome = read_window(context, &delivery, &window).await;
+    let fields = (
+        window.measurement.as_str(),
+        window.window_start_ns,
+        window.window_end_ns,
+        window.attempt,
+        window.read,
+    );
+    match outcome {
+        Ok((rows, batches)) => {
+            tracing::info!(
+                measurement = fields.0,
+                window_start = fields.1,
+                window_end = fields.2,
+                attempt = fields.3,
+                read = fields.4,
+                rows,
+                batches,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "window read"
+            );
+            settle(delivery, Settle::Ack).await;
+        }
+        Err(error) if error.retry() == Retry::Backoff => {
+            let delay = retry_delay(delivery.delivered(), context.settings.max_retry_delay);
+            tracing::warn!(
+                measurement = fields.0, window_start = fields.1, window_end = fields.2, read = fields.4,
+                %error, retry_in_ms = delay.as_millis() as u64, "window read failed, will retry"
+            );
+            if let WindowError::Source(SourceError::SchemaChanged { .. }) = error
+                && let Err(refresh_error) = context
+                    .schemas
+                    .get(&context.client, &window.measurement, true)
+                    .await
+            {
+                tracing::warn!(measurement = fields.0, error = %refresh_error, "cannot refresh the schema");
+            }
+            settle(delivery, Settle::Nak { delay }).await;
+        }
+        Err(error) => {
+            tracing::error!(
+                measurement = fields.0, window_start = fields.1, window_end = fields.2, %error,
+                "window cannot be read; reporting it"
+            );
+            let reason = error.to_string();
+            // Reported before the item goes, so a lost report means a redelivery, never silence.
+            match report_failure(context, &window, &reason).await {
+                Ok(()) => settle(delivery, Settle::Terminate { reason }).await,
+                Err(report_error) => {
+                    tracing::warn!(error = %report_error, "cannot report the failed window; it will be redelivered");
+                    let delay = retry_delay(delivery.delivered(), context.settings.max_retry_delay);
+                    settle(delivery, Settle::Nak { delay }).await;
+                }
+            }
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s, ... up to `max`.
+fn retry_delay(delivered: u64, max: Duration) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    Duration::from_secs(1u64 << exponent).min(max)
+}
+
+async fn settle<D: Delivery>(delivery: D, settle: Settle) {
+    if let Err(error) = delivery.settle(settle).await {
+        // Unsettled work comes back after ack_wait; nothing is lost, it costs a re-read.
+        tracing::warn!(%error, "cannot settle a work item; it will be redelivered");
+    }
+}
+
+/// Reads the window and publishes every batch; returns (rows, batches).
+async fn read_window<B: Bus, D: Delivery>(
+    context: &Context<B>,
+    delivery: &D,
+    window: &WindowRef,
+) -> Result<(u64, u32), WindowError> {
+    let schema = context
+        .schemas
+        .get(&context.client, &window.measurement, false)
+        .await?;
+    let mut heartbeat = tokio::time::interval(context.settings.ack_wait / 3);
+    heartbeat.tick().await;
+    let mut reader = tokio::select! {
+        opened = WindowReader::open(&context.client, schema, window.clone(), context.settings.batch_limit) => opened?,
+        never = beat(&mut heartbeat, delivery) => match never {},
+    };
+    let mut batches = 0;
+    loop {
+        let next = tokio::select! {
+            next = reader.next_batch() => next?,
+            never = beat(&mut heartbeat, delivery) => match never {},
+        };
+        let Some(batch) = next else {
+            return Ok((reader.stats().rows, batches));
+        };
+        let message = batch_message(&context.names, window, &batch);
+        tokio::select! {
+            published = context.data.publish(message) => { published?; }
+            never = beat(&mut heartbeat, delivery) => match never {},
+        }
+        batches += 1;
+    }
+}
+
+/// Tells the bus, every tick, that the window is still being worked on. Never returns.
+async fn beat<D: Delivery>(heartbeat: &mut tokio::time::Interval, delivery: &D) -> Infallible {
+    loop {
+        heartbeat.tick().await;
+        if let Err(error) = delivery.in_progress().await {
+            tracing::debug!(%error, "heartbeat failed");
+        }
+    }
+}
+
+fn window_headers(names: &Names, window: &WindowRef) -> Vec<(String, String)> {
+    vec![
+        (header::JOB.to_owned(), names.job().to_owned()),
+        (header::MEASUREMENT.to_owned(), window.measurement.clone()),
+        (
+            header::WINDOW.to_owned(),
+            window_header(window.window_start_ns, window.window_end_ns),
+        ),
+        (header::ATTEMPT.to_owned(), window.attempt.to_string()),
+    ]
+}
+
+fn batch_message(names: &Names, window: &WindowRef, batch: &EncodedBatch) -> OutgoingMessage {
+    let mut headers = window_headers(names, window);
+    headers.push((header::SEQ.to_owned(), batch.seq.to_string()));
+    headers.push((header::ROWS.to_owned(), batch.rows.to_string()));
+    OutgoingMessage {
+        subject: names.subject(StreamKind::Data, &window.measurement),
+        msg_id: names.data_msg_id(window, batch.seq),
+        headers,
+        payload: batch.payload.clone(),
+    }
+}
+
+async fn report_failure<B: Bus>(
+    context: &Context<B>,
+    window: &WindowRef,
+    reason: &str,
+) -> Result<(), BusError> {
+    let done = pb::WindowDone {
+        job: window.job.clone(),
+        measurement: window.measurement.clone(),
+        window_start_ns: window.window_start_ns,
+        window_end_ns: window.window_end_ns,
+        attempt: window.attempt,
+        read: window.read,
+        outcome: pb::Outcome::ReadFailed as i32,
+        reason: reason.to_owned(),
+        ..Default::default()
+    };
+    let names = &context.names;
+    let message = OutgoingMessage {
+        subject: names.subject(StreamKind::Done, &window.measurement),
+        msg_id: format!("{}/read-failed", names.data_msg_id(window, 0)),
+        headers: window_headers(names, window),
+        payload: done.encode_to_vec().into(),
+    };
+    context.done.publish(message).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_are_capped() {
+        let max = Duration::from_secs(60);
+        let delays: Vec<u64> = (1..=8).map(|n| retry_delay(n, max).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(retry_delay(u64::MAX, max), max);
+    }
+}

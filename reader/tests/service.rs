@@ -1,0 +1,316 @@
+//! The reader role end to end on both transports: work items in, row batches out, work acked
+//! only after every batch is on the bus; an unreadable window is reported; a window read while
+//! influxd is down is retried and completes when it returns.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use influx2td_bus::{
+    Bus, Delivery, MemoryBus, Names, NatsAuth, NatsBus, NatsConnect, OutgoingMessage, QueueConfig,
+    QueueDepth, Settle, StreamKind, WorkQueue,
+};
+use influx2td_config::{SourceAuth, SourceConfig};
+use influx2td_proto::{Message, pb};
+use influx2td_reader::InfluxClient;
+use influx2td_reader::service::{self, ReaderSettings};
+use influx2td_testkit::{Influxd, NatsServer};
+use tokio::sync::oneshot;
+
+const LINES: &str = "cpu,host=a usage=1.5,count=3i 1700000000000000000\ncpu,host=a usage=2.5 1700000000000000001\ncpu,host=b usage=9.5 1700000003600000000\n";
+
+fn names() -> Names {
+    Names::new("influx2td", "reader-test").unwrap()
+}
+
+fn client(influxd: &Influxd, bucket: &str) -> InfluxClient {
+    let config = SourceConfig {
+        url: influxd.url(),
+        version: None,
+        query_language: influx2td_config::QueryLanguage::Influxql,
+        auth: SourceAuth::None,
+        tls: Default::default(),
+    };
+    InfluxClient::new(&config, bucket).unwrap()
+}
+
+fn work(measurement: &str, start: i64, end: i64) -> OutgoingMessage {
+    let item = pb::WorkItem {
+        job: "reader-test".into(),
+        measurement: measurement.into(),
+        window_start_ns: start,
+        window_end_ns: end,
+        attempt: 1,
+        split_depth: 0,
+    };
+    OutgoingMessage {
+        subject: names().subject(StreamKind::Work, measurement),
+        msg_id: names().work_msg_id(measurement, start, end, 1),
+        headers: vec![],
+        payload: item.encode_to_vec().into(),
+    }
+}
+
+fn settings() -> ReaderSettings {
+    ReaderSettings {
+        read_concurrency: 4,
+        batch_limit: 200,
+        ack_wait: Duration::from_secs(3),
+        max_retry_delay: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+fn work_config() -> QueueConfig {
+    QueueConfig {
+        ack_wait: settings().ack_wait,
+        ..QueueConfig::new(StreamKind::Work)
+    }
+}
+
+/// Batches of one window as they arrive on DATA: (headers seq/rows, decoded batch).
+async fn collect_window<Q: WorkQueue>(data: &Q, expected_windows: usize) -> Vec<pb::RowBatch> {
+    let mut batches = Vec::new();
+    let mut finished = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while finished < expected_windows {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "windows did not finish: {batches:#?}"
+        );
+        for delivery in data.pull(100, Duration::from_millis(500)).await.unwrap() {
+            let batch = pb::RowBatch::decode(delivery.payload().clone()).unwrap();
+            assert_eq!(
+                delivery.header("Influx2td-Seq"),
+                Some(batch.seq.to_string().as_str())
+            );
+            assert_eq!(
+                delivery.header("Influx2td-Rows"),
+                Some(batch.row_count().to_string().as_str())
+            );
+            assert_eq!(
+                delivery.header("Influx2td-Measurement"),
+                Some(batch.measurement.as_str())
+            );
+            if batch.totals.is_some() {
+                finished += 1;
+            }
+            batches.push(batch);
+            delivery.settle(Settle::Ack).await.unwrap();
+        }
+    }
+    batches
+}
+
+async fn windows_become_batches<B: Bus>(bus: B, influxd: &Influxd) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let reader = tokio::spawn(service::run(
+        bus.clone(),
+        client(influxd, "db"),
+        settings(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let work_queue = bus.queue(work_config()).await.unwrap();
+    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
+    work_queue
+        .publish(work(
+            "cpu",
+            1_700_000_000_000_000_000,
+            1_700_000_003_600_000_000,
+        ))
+        .await
+        .unwrap();
+    work_queue
+        .publish(work(
+            "cpu",
+            1_700_000_003_600_000_000,
+            1_700_000_007_200_000_000,
+        ))
+        .await
+        .unwrap();
+
+    let batches = collect_window(&data, 2).await;
+    let first_window: Vec<_> = batches
+        .iter()
+        .filter(|b| b.window_start_ns == 1_700_000_000_000_000_000)
+        .collect();
+    let rows: u64 = first_window.iter().map(|b| b.row_count()).sum();
+    assert_eq!(rows, 2);
+    let totals = first_window.iter().find_map(|b| b.totals).unwrap();
+    assert_eq!(totals.rows, 2);
+    assert_eq!(totals.batches as usize, first_window.len());
+    assert!(
+        first_window.len() >= 2,
+        "a 200-byte limit cuts this window into several batches"
+    );
+    let mut seqs: Vec<u32> = first_window.iter().map(|b| b.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (0..totals.batches).collect::<Vec<_>>());
+    assert!(first_window.iter().all(|b| b.read == 1 && b.attempt == 1));
+    let second_rows: u64 = batches
+        .iter()
+        .filter(|b| b.window_start_ns == 1_700_000_003_600_000_000)
+        .map(|b| b.row_count())
+        .sum();
+    assert_eq!(second_rows, 1);
+
+    // Every work item was acknowledged once its batches were on the bus.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while work_queue.depth().await.unwrap() != QueueDepth::default() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "work not acknowledged: {:?}",
+            work_queue.depth().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+async fn an_unreadable_window_is_reported<B: Bus>(bus: B, influxd: &Influxd) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let reader = tokio::spawn(service::run(
+        bus.clone(),
+        client(influxd, "no_such_db"),
+        settings(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let work_queue = bus.queue(work_config()).await.unwrap();
+    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
+    work_queue.publish(work("cpu", 0, 10)).await.unwrap();
+    let reports = done.pull(1, Duration::from_secs(20)).await.unwrap();
+    let report = pb::WindowDone::decode(reports[0].payload().clone()).unwrap();
+    assert_eq!(report.outcome(), pb::Outcome::ReadFailed);
+    assert!(report.reason.contains("not found"), "{}", report.reason);
+    assert_eq!(
+        (
+            report.measurement.as_str(),
+            report.window_start_ns,
+            report.window_end_ns
+        ),
+        ("cpu", 0, 10)
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while work_queue.depth().await.unwrap().messages != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "failed work item was not terminated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    reader.await.unwrap().unwrap();
+}
+
+fn seeded_influxd() -> Option<Influxd> {
+    let influxd = Influxd::start()?;
+    influxd.query("CREATE DATABASE db");
+    influxd.write("db", LINES);
+    Some(influxd)
+}
+
+async fn nats_bus(server: &NatsServer) -> NatsBus {
+    let connect = NatsConnect {
+        url: server.url(),
+        auth: NatsAuth::None,
+        ca_file: None,
+        client_name: "reader-test".into(),
+    };
+    NatsBus::connect(&connect, names()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_windows_become_batches() {
+    let Some(influxd) = seeded_influxd() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    windows_become_batches(MemoryBus::new(names(), state.path()), &influxd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_windows_become_batches() {
+    let (Some(influxd), Some(nats)) = (seeded_influxd(), NatsServer::start()) else {
+        return;
+    };
+    windows_become_batches(nats_bus(&nats).await, &influxd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_an_unreadable_window_is_reported() {
+    let Some(influxd) = seeded_influxd() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    an_unreadable_window_is_reported(MemoryBus::new(names(), state.path()), &influxd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_an_unreadable_window_is_reported() {
+    let (Some(influxd), Some(nats)) = (seeded_influxd(), NatsServer::start()) else {
+        return;
+    };
+    an_unreadable_window_is_reported(nats_bus(&nats).await, &influxd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_read_while_influxd_is_down_completes_when_it_returns() {
+    let (Some(mut influxd), Some(nats)) = (seeded_influxd(), NatsServer::start()) else {
+        return;
+    };
+    let bus = nats_bus(&nats).await;
+    // Schema known before the outage, so the failure is the window read itself.
+    let (stop, stopped) = oneshot::channel::<()>();
+    let reader = tokio::spawn(service::run(
+        bus.clone(),
+        client(&influxd, "db"),
+        settings(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let work_queue = bus.queue(work_config()).await.unwrap();
+    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
+    work_queue
+        .publish(work(
+            "cpu",
+            1_700_000_003_600_000_000,
+            1_700_000_007_200_000_000,
+        ))
+        .await
+        .unwrap();
+    collect_window(&data, 1).await;
+
+    influxd.stop();
+    work_queue
+        .publish(work(
+            "cpu",
+            1_700_000_000_000_000_000,
+            1_700_000_003_600_000_000,
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        data.pull(10, Duration::ZERO).await.unwrap().is_empty(),
+        "batches while influxd was down"
+    );
+    influxd.start_again();
+    let batches = collect_window(&data, 1).await;
+    assert_eq!(batches.iter().map(|b| b.row_count()).sum::<u64>(), 2);
+    assert!(
+        batches.iter().all(|b| b.read >= 2),
+        "the successful read is a redelivery"
+    );
+    stop.send(()).unwrap();
+    reader.await.unwrap().unwrap();
+}
