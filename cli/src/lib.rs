@@ -196,6 +196,7 @@ async fn reader(job: &JobConfig) -> anyhow::Result<()> {
     let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
     let settings = influx2td_reader::service::ReaderSettings {
         read_concurrency: job.read_concurrency,
+        query_language: job.source.query_language,
         ..Default::default()
     };
     tracing::info!(

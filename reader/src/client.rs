@@ -251,9 +251,16 @@ impl InfluxClient {
             return Ok(response);
         }
         let body = response.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<QueryResponse>(&body)
+        // 1.x answers {"error": ...}; 2.x answers {"code": ..., "message": ...}.
+        let detail = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
-            .and_then(|parsed| parsed.error)
+            .and_then(|parsed| {
+                parsed
+                    .get("error")
+                    .or_else(|| parsed.get("message"))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| body.chars().take(300).collect());
         Err(match status.as_u16() {
             401 | 403 => SourceError::Unauthorized { detail },
@@ -317,6 +324,47 @@ impl InfluxClient {
                 &[("chunked", "true"), ("chunk_size", &chunk_size)],
             )
             .header(reqwest::header::ACCEPT, "application/x-msgpack")
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        self.check_status(response).await
+    }
+
+    /// Opens a streaming annotated-CSV answer to a Flux query (`POST /api/v2/query`, 2.x).
+    pub async fn query_flux(&self, query: &str) -> Result<reqwest::Response, SourceError> {
+        let org = match &self.auth {
+            SourceAuth::Token { org: Some(org), .. } => org.clone(),
+            _ => {
+                return Err(SourceError::Config {
+                    detail: "Flux needs source.org and source.token".into(),
+                });
+            }
+        };
+        // An organization ID is 16 hex digits; anything else is a name.
+        let org_parameter = if org.len() == 16 && org.bytes().all(|b| b.is_ascii_hexdigit()) {
+            "orgID"
+        } else {
+            "org"
+        };
+        let body = serde_json::json!({
+            "query": query,
+            "type": "flux",
+            "dialect": {
+                "header": true,
+                "delimiter": ",",
+                "annotations": ["datatype", "group", "default"],
+                "dateTimeFormat": "RFC3339Nano",
+            },
+        });
+        let response = self
+            .authorize(
+                self.http
+                    .post(format!("{}/api/v2/query", self.base_url))
+                    .query(&[(org_parameter, org.as_str())]),
+            )
+            .header(reqwest::header::ACCEPT, "application/csv")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
             .send()
             .await
             .map_err(|e| self.transport_error(&e))?;

@@ -4,19 +4,24 @@
 //! - [`client`]: HTTP to InfluxDB (`/ping`, `/query`), TLS, auth, errors.
 //! - [`schema`]: measurements, field types (conflicts widened), tag keys, time bounds.
 //! - [`influxql`]: the window read, chunked MessagePack into batches.
+//! - [`flux`]: the window read with Flux (2.x), annotated CSV into batches.
 //! - [`msgpack`]: the incremental MessagePack framer and decoder.
 //! - [`check`]: the connectivity check behind `influx2td check`.
+//! - [`source`]: one window's batches, whichever language reads it.
 //! - [`service`]: the reader role: work items in, row batches out.
 
 pub mod check;
 pub mod client;
 pub mod error;
+pub mod flux;
 pub mod influxql;
 pub mod msgpack;
 pub mod schema;
 pub mod service;
+pub mod source;
 
 pub use client::{InfluxClient, ServerInfo};
 pub use error::SourceError;
 pub use influxql::{ReadStats, WindowReader};
 pub use schema::MeasurementSchema;
+pub use source::WindowStream;

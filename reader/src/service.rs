@@ -12,6 +12,7 @@ use std::time::Duration;
 use influx2td_bus::{
     Bus, BusError, Delivery, OutgoingMessage, QueueConfig, Retry, Settle, StreamKind, WorkQueue,
 };
+use influx2td_config::QueryLanguage;
 use influx2td_proto::batch::WindowRef;
 use influx2td_proto::names::{Names, header, window_header};
 use influx2td_proto::{EncodedBatch, Message, pb};
@@ -21,14 +22,16 @@ use tokio::task::JoinSet;
 
 use crate::client::InfluxClient;
 use crate::error::SourceError;
-use crate::influxql::WindowReader;
 use crate::schema::{self, MeasurementSchema};
+use crate::source::WindowStream;
 
 /// How the reader runs.
 #[derive(Debug, Clone)]
 pub struct ReaderSettings {
     /// Windows read at once.
     pub read_concurrency: usize,
+    /// InfluxQL (`/query`) or Flux (`/api/v2/query`).
+    pub query_language: QueryLanguage,
     /// Largest encoded batch.
     pub batch_limit: usize,
     /// The WORK queue's ack wait; heartbeats go out three times per period.
@@ -43,6 +46,7 @@ impl Default for ReaderSettings {
     fn default() -> Self {
         Self {
             read_concurrency: 50,
+            query_language: QueryLanguage::Influxql,
             batch_limit: influx2td_proto::MAX_BATCH_BYTES,
             ack_wait: QueueConfig::new(StreamKind::Work).ack_wait,
             max_retry_delay: Duration::from_secs(60),
@@ -283,14 +287,20 @@ async fn read_window<B: Bus, D: Delivery>(
     delivery: &D,
     window: &WindowRef,
 ) -> Result<(u64, u32), WindowError> {
-    let schema = context
-        .schemas
-        .get(&context.client, &window.measurement, false)
-        .await?;
+    let settings = &context.settings;
+    let schema = match settings.query_language {
+        QueryLanguage::Influxql => Some(
+            context
+                .schemas
+                .get(&context.client, &window.measurement, false)
+                .await?,
+        ),
+        QueryLanguage::Flux => None,
+    };
     let mut heartbeat = tokio::time::interval(context.settings.ack_wait / 3);
     heartbeat.tick().await;
     let mut reader = tokio::select! {
-        opened = WindowReader::open(&context.client, schema, window.clone(), context.settings.batch_limit) => opened?,
+        opened = WindowStream::open(&context.client, settings.query_language, schema, window.clone(), settings.batch_limit) => opened?,
         never = beat(&mut heartbeat, delivery) => match never {},
     };
     let mut batches = 0;

@@ -54,6 +54,7 @@ fn work(measurement: &str, start: i64, end: i64) -> OutgoingMessage {
 fn settings() -> ReaderSettings {
     ReaderSettings {
         read_concurrency: 4,
+        query_language: influx2td_config::QueryLanguage::Influxql,
         batch_limit: 200,
         ack_wait: Duration::from_secs(3),
         max_retry_delay: Duration::from_secs(1),

@@ -1,0 +1,62 @@
+//! One window's stream of batches, whichever query language reads it. Future sources (TSM
+//! files, Parquet) join here.
+
+use std::sync::Arc;
+
+use influx2td_config::QueryLanguage;
+use influx2td_proto::EncodedBatch;
+use influx2td_proto::batch::WindowRef;
+
+use crate::client::InfluxClient;
+use crate::error::SourceError;
+use crate::flux::FluxWindowReader;
+use crate::influxql::{ReadStats, WindowReader};
+use crate::schema::MeasurementSchema;
+
+/// The batches of one window.
+#[derive(Debug)]
+pub enum WindowStream {
+    // Boxed: both readers hold encoder and parser state; the enum stays a pointer wide.
+    Influxql(Box<WindowReader>),
+    Flux(Box<FluxWindowReader>),
+}
+
+impl WindowStream {
+    /// Starts reading `window`. InfluxQL needs the measurement's schema (MessagePack does not
+    /// tell signed from unsigned); Flux answers carry their types.
+    pub async fn open(
+        client: &InfluxClient,
+        language: QueryLanguage,
+        schema: Option<Arc<MeasurementSchema>>,
+        window: WindowRef,
+        batch_limit: usize,
+    ) -> Result<Self, SourceError> {
+        Ok(match language {
+            QueryLanguage::Influxql => {
+                let schema = schema.ok_or_else(|| SourceError::Config {
+                    detail: "an InfluxQL window read needs the measurement's schema".into(),
+                })?;
+                Self::Influxql(Box::new(
+                    WindowReader::open(client, schema, window, batch_limit).await?,
+                ))
+            }
+            QueryLanguage::Flux => Self::Flux(Box::new(
+                FluxWindowReader::open(client, window, batch_limit).await?,
+            )),
+        })
+    }
+
+    pub async fn next_batch(&mut self) -> Result<Option<EncodedBatch>, SourceError> {
+        match self {
+            Self::Influxql(reader) => reader.next_batch().await,
+            Self::Flux(reader) => reader.next_batch().await,
+        }
+    }
+
+    pub fn stats(&self) -> ReadStats {
+        match self {
+            Self::Influxql(reader) => reader.stats(),
+            Self::Flux(reader) => reader.stats(),
+        }
+    }
+}
