@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Reader throughput against InfluxDB's own export of the same windows, in the same run.
+#
+#   bash bench/run.sh [--rows N] [--concurrency C]
+#
+# Starts a private influxd on free ports, loads a deterministic data set (bench/generate.py),
+# then alternates: (a) the raw baseline, every window exported through /query (chunked
+# MessagePack, as the reader asks for it) with curl to /dev/null, C windows at a time; (b)
+# influx2td's reader on the same windows at the same concurrency (query, decode, encode into
+# batches; no bus). Prints a table and writes target/bench/reader.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rows=1000000
+concurrency=4
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rows) rows="$2"; shift 2 ;;
+        --concurrency) concurrency="$2"; shift 2 ;;
+        *) echo "usage: bash bench/run.sh [--rows N] [--concurrency C]" >&2; exit 2 ;;
+    esac
+done
+
+command -v influxd >/dev/null || { echo "influxd not found: bash .ci/run installs it" >&2; exit 1; }
+cargo build --release -q -p influx2td-bench
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+http_port=$(free_port); rpc_port=$(free_port)
+cat > "$work/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$rpc_port"
+[meta]
+  dir = "$work/meta"
+[data]
+  dir = "$work/data"
+  wal-dir = "$work/wal"
+  query-log-enabled = false
+[coordinator]
+  query-timeout = "0s"
+[http]
+  bind-address = "127.0.0.1:$http_port"
+  log-enabled = false
+  max-body-size = 0
+[monitor]
+  store-enabled = false
+[logging]
+  level = "warn"
+CONF
+influxd run -config "$work/influxdb.conf" > "$work/influxd.log" 2>&1 &
+influxd_pid=$!
+trap 'kill $influxd_pid 2>/dev/null; wait $influxd_pid 2>/dev/null; rm -rf "$work"' EXIT
+url="http://127.0.0.1:$http_port"
+for _ in $(seq 100); do curl -sf "$url/ping" >/dev/null && break; sleep 0.1; done
+
+start_ns=1700000000000000000
+echo "loading $rows rows ..."
+curl -sf -XPOST "$url/query" --data-urlencode "q=CREATE DATABASE bench" >/dev/null
+python3 bench/generate.py "$rows" "$start_ns" | split -l 100000 --filter "curl -sf -XPOST '$url/write?db=bench&precision=ns' --data-binary @- " -
+points_per_series=$((rows / 128))
+end_ns=$((start_ns + points_per_series * 10000000000))
+window_ns=3600000000000
+loaded=$(curl -sf -G "$url/query" --data-urlencode "db=bench" --data-urlencode 'q=SELECT count(usage) FROM cpu,mem,disk,net' | python3 -c 'import json,sys; print(sum(s["values"][0][1] for s in json.load(sys.stdin)["results"][0]["series"]))')
+echo "loaded $loaded rows ($((end_ns - start_ns)) ns of data, windows of 1h)"
+
+windows="$work/windows.txt"
+for m in cpu mem disk net; do
+    s=$start_ns
+    while [ "$s" -lt "$end_ns" ]; do
+        e=$((s + window_ns)); [ "$e" -gt "$end_ns" ] && e=$end_ns
+        echo "SELECT *::field FROM \"bench\"..\"$m\" WHERE time >= $s AND time < $e GROUP BY *" >> "$windows"
+        s=$e
+    done
+done
+window_count=$(wc -l < "$windows")
+
+raw_export() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    tr '\n' '\0' < "$windows" | xargs -0 -P "$concurrency" -I{} curl -sf -G "$url/query" \
+        -H 'Accept: application/x-msgpack' --data-urlencode 'db=bench' --data-urlencode 'epoch=ns' \
+        --data-urlencode 'chunked=true' --data-urlencode 'chunk_size=10000' --data-urlencode "q={}" -o /dev/null
+    t1=$(date +%s.%N)
+    python3 -c "print($t1 - $t0)"
+}
+
+reader_run() {
+    /usr/bin/time -v -o "$work/time.txt" target/release/reader-bench --url "$url" --database bench \
+        --measurements cpu,mem,disk,net --begin "$start_ns" --end "$end_ns" --window "$window_ns" \
+        --concurrency "$concurrency" > "$work/reader.json"
+    rss_kib=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
+    python3 -c "import json; r=json.load(open('$work/reader.json')); print(r['seconds'], r['rows'], $rss_kib)"
+}
+
+best_raw=999999; best_reader=999999; reader_rows=0; reader_rss=0
+for round in 1 2; do
+    raw=$(raw_export)
+    read -r seconds rows_read rss <<< "$(reader_run)"
+    echo "round $round: raw export ${raw}s, reader ${seconds}s (${rows_read} rows, peak RSS ${rss} KiB)"
+    best_raw=$(python3 -c "print(min($best_raw, $raw))")
+    best_reader=$(python3 -c "print(min($best_reader, $seconds))")
+    reader_rows=$rows_read; reader_rss=$(python3 -c "print(max($reader_rss, $rss))")
+done
+
+mkdir -p target/bench
+python3 - "$loaded" "$reader_rows" "$best_raw" "$best_reader" "$reader_rss" "$window_count" "$concurrency" <<'PY'
+import json, platform, os, sys
+loaded, reader_rows, raw, reader, rss, windows, concurrency = sys.argv[1:]
+loaded, reader_rows, windows, concurrency = int(loaded), int(reader_rows), int(windows), int(concurrency)
+raw, reader, rss = float(raw), float(reader), int(rss)
+if reader_rows != loaded:
+    sys.exit(f"reader read {reader_rows} rows, the data set has {loaded}")
+result = {
+    "rows": loaded, "windows": windows, "concurrency": concurrency,
+    "raw_export_seconds": raw, "raw_export_rows_per_second": loaded / raw,
+    "reader_seconds": reader, "reader_rows_per_second": loaded / reader,
+    "ratio_to_raw": raw / reader, "reader_peak_rss_mib": rss / 1024,
+    "cpus": os.cpu_count(), "machine": platform.machine(),
+}
+json.dump(result, open("target/bench/reader.json", "w"), indent=2)
+print()
+print(f"| what | seconds | rows/s | peak RSS |")
+print(f"|---|---|---|---|")
+print(f"| raw export (curl, /query msgpack, {concurrency} at a time) | {raw:.2f} | {loaded/raw:,.0f} | - |")
+print(f"| influx2td reader (decode + encode batches) | {reader:.2f} | {loaded/reader:,.0f} | {rss/1024:.0f} MiB |")
+print(f"\nreader / raw export = {raw/reader:.2f}x  ({loaded:,} rows, {windows} windows)")
+PY

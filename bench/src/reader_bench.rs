@@ -1,0 +1,114 @@
+//! Reads every window of the given measurements through influx2td's reader (query, decode,
+//! encode into batches exactly as the reader role does, without a bus) and prints rows/s as
+//! JSON. `bench/run.sh` runs it beside a raw `curl` export of the same windows.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use futures::StreamExt;
+use influx2td_config::{QueryLanguage, SourceAuth, SourceConfig};
+use influx2td_proto::batch::WindowRef;
+use influx2td_reader::{InfluxClient, WindowStream, schema};
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    database: String,
+    /// Comma-separated measurement names.
+    #[arg(long)]
+    measurements: String,
+    /// First window start, ns.
+    #[arg(long)]
+    begin: i64,
+    /// End of the last window, ns (exclusive).
+    #[arg(long)]
+    end: i64,
+    /// Window length, ns.
+    #[arg(long)]
+    window: i64,
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = SourceConfig {
+        url: args.url.clone(),
+        version: None,
+        query_language: QueryLanguage::Influxql,
+        auth: SourceAuth::None,
+        tls: Default::default(),
+    };
+    let client = InfluxClient::new(&config, &args.database)?;
+    let mut windows = Vec::new();
+    for measurement in args.measurements.split(',') {
+        let schema = Arc::new(schema::schema(&client, measurement).await?);
+        let mut start = args.begin;
+        while start < args.end {
+            windows.push((
+                schema.clone(),
+                measurement.to_owned(),
+                start,
+                (start + args.window).min(args.end),
+            ));
+            start += args.window;
+        }
+    }
+    let window_count = windows.len();
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<(u64, u64, u64)>> = futures::stream::iter(windows)
+        .map(|(schema, measurement, start, end)| {
+            let client = client.clone();
+            async move {
+                let window = WindowRef {
+                    job: "bench".into(),
+                    measurement,
+                    window_start_ns: start,
+                    window_end_ns: end,
+                    attempt: 1,
+                    read: 1,
+                };
+                let mut stream = WindowStream::open(
+                    &client,
+                    QueryLanguage::Influxql,
+                    Some(schema),
+                    window,
+                    influx2td_proto::MAX_BATCH_BYTES,
+                )
+                .await
+                .context("open window")?;
+                let mut batch_bytes = 0;
+                while let Some(batch) = stream.next_batch().await.context("read window")? {
+                    batch_bytes += batch.payload.len() as u64;
+                }
+                let stats = stream.stats();
+                Ok((stats.rows, stats.bytes, batch_bytes))
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut rows, mut response_bytes, mut batch_bytes) = (0, 0, 0);
+    for result in results {
+        let (r, b, p) = result?;
+        rows += r;
+        response_bytes += b;
+        batch_bytes += p;
+    }
+    let report = serde_json::json!({
+        "windows": window_count,
+        "rows": rows,
+        "seconds": elapsed,
+        "rows_per_second": rows as f64 / elapsed,
+        "response_bytes": response_bytes,
+        "batch_bytes": batch_bytes,
+    });
+    println!("{report}");
+    Ok(())
+}
