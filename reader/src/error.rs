@@ -35,21 +35,25 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    pub fn retry(&self) -> Retry {
+    /// Whether the error says InfluxDB is overloaded or away (so fewer reads should run at once).
+    pub fn is_overload(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Truncated { .. } => {
-                Retry::Backoff
+            Self::Unreachable { .. } | Self::Timeout { .. } => true,
+            Self::Server { status, .. } => *status >= 500 || *status == 429,
+            Self::Query { message, .. } => {
+                message.contains("timeout") || message.contains("killed")
             }
-            // The caller refreshes the schema and reads again.
-            Self::SchemaChanged { .. } => Retry::Backoff,
-            Self::Server { status, .. } if *status >= 500 || *status == 429 => Retry::Backoff,
-            // InfluxDB reports a query killed by its query-timeout as an ordinary error.
-            Self::Query { message, .. }
-                if message.contains("timeout") || message.contains("killed") =>
-            {
-                Retry::Backoff
-            }
-            _ => Retry::Never,
+            _ => false,
+        }
+    }
+
+    pub fn retry(&self) -> Retry {
+        // A cut answer is read again; a new field makes the caller refresh the schema first.
+        if self.is_overload() || matches!(self, Self::Truncated { .. } | Self::SchemaChanged { .. })
+        {
+            Retry::Backoff
+        } else {
+            Retry::Never
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`schema`]: measurements, field types (conflicts widened), tag keys, time bounds.
 //! - [`influxql`]: the window read, chunked MessagePack into batches.
 //! - [`flux`]: the window read with Flux (2.x), annotated CSV into batches.
+//! - [`limit`]: the adaptive number of reads in flight.
 //! - [`msgpack`]: the incremental MessagePack framer and decoder.
 //! - [`check`]: the connectivity check behind `influx2td check`.
 //! - [`source`]: one window's batches, whichever language reads it.
@@ -15,6 +16,7 @@ pub mod client;
 pub mod error;
 pub mod flux;
 pub mod influxql;
+pub mod limit;
 pub mod msgpack;
 pub mod schema;
 pub mod service;

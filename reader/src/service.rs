@@ -17,11 +17,11 @@ use influx2td_proto::batch::WindowRef;
 use influx2td_proto::names::{Names, header, window_header};
 use influx2td_proto::{EncodedBatch, Message, pb};
 use thiserror::Error;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::client::InfluxClient;
 use crate::error::SourceError;
+use crate::limit::{AdaptiveLimit, ReadOutcome};
 use crate::schema::{self, MeasurementSchema};
 use crate::source::WindowStream;
 
@@ -114,6 +114,7 @@ struct Context<B: Bus> {
     done: B::Queue,
     schemas: SchemaCache,
     settings: ReaderSettings,
+    limit: AdaptiveLimit,
 }
 
 /// Runs the reader until `shutdown` completes; in-flight windows then get `shutdown_grace` to
@@ -137,13 +138,13 @@ pub async fn run<B: Bus>(
         done: bus.queue(QueueConfig::new(StreamKind::Done)).await?,
         schemas: SchemaCache::default(),
         settings: settings.clone(),
+        limit: AdaptiveLimit::new(settings.read_concurrency),
     });
-    let permits = Arc::new(Semaphore::new(settings.read_concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         while in_flight.try_join_next().is_some() {}
-        let free = permits.available_permits();
+        let free = context.limit.current().saturating_sub(in_flight.len());
         if free == 0 {
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -163,14 +164,8 @@ pub async fn run<B: Bus>(
             }
         };
         for delivery in deliveries {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
             let context = context.clone();
-            in_flight.spawn(async move {
-                handle(&context, delivery).await;
-                drop(permit);
-            });
+            in_flight.spawn(async move { handle(&context, delivery).await });
         }
     }
     tracing::info!(in_flight = in_flight.len(), "reader stopping");
@@ -209,6 +204,20 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
     };
     let started = std::time::Instant::now();
     let outcome = read_window(context, &delivery, &window).await;
+    let learned = match &outcome {
+        Ok(read) => Some(ReadOutcome::Answered {
+            latency: read.latency,
+        }),
+        Err(WindowError::Source(error)) if error.is_overload() => Some(ReadOutcome::Overloaded),
+        Err(_) => None,
+    };
+    if let Some(changed) = learned.and_then(|learned| context.limit.record(learned)) {
+        tracing::info!(
+            reads_in_flight = changed,
+            max = context.settings.read_concurrency,
+            "adapted reads in flight to InfluxDB's pace"
+        );
+    }
     let fields = (
         window.measurement.as_str(),
         window.window_start_ns,
@@ -217,7 +226,7 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         window.read,
     );
     match outcome {
-        Ok((rows, batches)) => {
+        Ok(WindowRead { rows, batches, .. }) => {
             tracing::info!(
                 measurement = fields.0,
                 window_start = fields.1,
@@ -281,12 +290,21 @@ async fn settle<D: Delivery>(delivery: D, settle: Settle) {
     }
 }
 
-/// Reads the window and publishes every batch; returns (rows, batches).
+/// A window read and published.
+#[derive(Debug)]
+struct WindowRead {
+    rows: u64,
+    batches: u32,
+    /// Until InfluxDB began to answer.
+    latency: Duration,
+}
+
+/// Reads the window and publishes every batch.
 async fn read_window<B: Bus, D: Delivery>(
     context: &Context<B>,
     delivery: &D,
     window: &WindowRef,
-) -> Result<(u64, u32), WindowError> {
+) -> Result<WindowRead, WindowError> {
     let settings = &context.settings;
     let schema = match settings.query_language {
         QueryLanguage::Influxql => Some(
@@ -299,10 +317,12 @@ async fn read_window<B: Bus, D: Delivery>(
     };
     let mut heartbeat = tokio::time::interval(context.settings.ack_wait / 3);
     heartbeat.tick().await;
+    let asked = std::time::Instant::now();
     let mut reader = tokio::select! {
         opened = WindowStream::open(&context.client, settings.query_language, schema, window.clone(), settings.batch_limit) => opened?,
         never = beat(&mut heartbeat, delivery) => match never {},
     };
+    let latency = asked.elapsed();
     let mut batches = 0;
     loop {
         let next = tokio::select! {
@@ -310,7 +330,11 @@ async fn read_window<B: Bus, D: Delivery>(
             never = beat(&mut heartbeat, delivery) => match never {},
         };
         let Some(batch) = next else {
-            return Ok((reader.stats().rows, batches));
+            return Ok(WindowRead {
+                rows: reader.stats().rows,
+                batches,
+                latency,
+            });
         };
         let message = batch_message(&context.names, window, &batch);
         tokio::select! {
