@@ -428,3 +428,57 @@ async fn an_unreachable_server_is_a_retryable_error_naming_the_url() {
     influxd.start_again();
     assert_eq!(client.ping().await.unwrap().major, Some(1));
 }
+
+#[tokio::test]
+async fn influxd_killed_mid_read_is_a_retryable_error_never_a_short_window() {
+    let Some(mut influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE big");
+    let base: i64 = 1_600_000_000_000_000_000;
+    for part in 0..20 {
+        let lines: String = (0..10_000)
+            .map(|i| {
+                let n = part * 10_000 + i;
+                format!(
+                    "m,series=s{} v={n}i,pad=\"{}\" {}\n",
+                    n % 13,
+                    "p".repeat(40),
+                    base + n
+                )
+            })
+            .collect();
+        influxd.write("big", &lines);
+    }
+    let client = client(&influxd, "big");
+    let schema = Arc::new(schema::schema(&client, "m").await.unwrap());
+    let mut reader = WindowReader::open(
+        &client,
+        schema,
+        window("m", base, base + 1_000_000),
+        64 * 1024,
+    )
+    .await
+    .unwrap();
+    let first = reader.next_batch().await.unwrap().unwrap();
+    assert!(first.rows > 0);
+    influxd.stop();
+    let mut rows = first.rows;
+    let outcome = loop {
+        match reader.next_batch().await {
+            Ok(Some(batch)) => rows += batch.rows,
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    eprintln!("after killing influxd: {outcome:?} with {rows} rows read");
+    match outcome {
+        // Everything was already in the socket buffers: then it must be all of it.
+        Ok(()) => assert_eq!(rows, 200_000),
+        Err(error) => {
+            assert_eq!(error.retry(), influx2td_bus::Retry::Backoff, "{error}");
+            assert!(rows < 200_000);
+        }
+    }
+    influxd.start_again();
+}
