@@ -1,0 +1,407 @@
+//! A row batch as TDengine rows: which columns and tags it needs, and each value rendered for
+//! the column that holds it. Rows that cannot be written are set aside with the reason.
+
+use std::collections::BTreeSet;
+
+use influx2td_proto::{ColumnType, Value, pb};
+
+use crate::mapping::{
+    MAX_VAR_BYTES, NULL_TAG, child_table_name, field_column_name, tag_column_name,
+};
+use crate::schema::{Cast, ColumnSpec, Needs, TableSchema, cast};
+use crate::sql::{TableRows, escape_string};
+
+/// The timestamp precision of the target database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Nanoseconds,
+    Microseconds,
+    Milliseconds,
+}
+
+impl Precision {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "ns" => Self::Nanoseconds,
+            "us" => Self::Microseconds,
+            "ms" => Self::Milliseconds,
+            _ => return None,
+        })
+    }
+
+    /// A nanosecond timestamp in this precision (rounded down, also before 1970).
+    pub fn convert(self, nanos: i64) -> i64 {
+        match self {
+            Self::Nanoseconds => nanos,
+            Self::Microseconds => nanos.div_euclid(1_000),
+            Self::Milliseconds => nanos.div_euclid(1_000_000),
+        }
+    }
+}
+
+/// A row that will not be written, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub child_table: String,
+    pub timestamp_ns: i64,
+    pub reason: String,
+}
+
+/// Column names of a batch's fields, given the tags of its super table.
+fn tag_keys(batch: &pb::RowBatch, schema: Option<&TableSchema>) -> Vec<String> {
+    let mut keys: BTreeSet<String> = batch
+        .series
+        .iter()
+        .flat_map(|block| block.tags.iter().map(|tag| tag_column_name(&tag.key)))
+        .collect();
+    if let Some(schema) = schema {
+        keys.extend(schema.tags.keys().cloned());
+    }
+    keys.into_iter().collect()
+}
+
+fn value_length(value: &Value<'_>) -> usize {
+    match value {
+        Value::String(text) => text.len(),
+        // The longest text a number or boolean becomes when a string column holds it.
+        _ => 24,
+    }
+}
+
+/// What `batch` needs of its super table (`schema`: what it has, when known).
+pub fn needs(batch: &pb::RowBatch, schema: Option<&TableSchema>) -> Needs {
+    let tags = tag_keys(batch, schema);
+    let mut needs = Needs::default();
+    for block in &batch.series {
+        for tag in &block.tags {
+            needs.tag(&tag_column_name(&tag.key), tag.value.chars().count());
+        }
+        for column in &block.columns {
+            let Some(column_type) = column.column_type() else {
+                continue;
+            };
+            let name = field_column_name(&column.name, &tags);
+            let longest = (0..block.row_count())
+                .filter_map(|row| column.value(row))
+                .map(|value| value_length(&value))
+                .max()
+                .unwrap_or(0);
+            needs.column(&name, column_type, longest);
+        }
+    }
+    needs
+}
+
+/// Rows ready for INSERT, and those that cannot be written.
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub tables: Vec<TableRows>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Renders `batch` for a super table whose schema (after any DDL) is `schema`.
+pub fn convert(
+    batch: &pb::RowBatch,
+    super_table: &str,
+    schema: &TableSchema,
+    precision: Precision,
+) -> Converted {
+    let tags = tag_keys(batch, Some(schema));
+    let mut converted = Converted::default();
+    for block in &batch.series {
+        let pairs: Vec<(&str, &str)> = block
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect();
+        let child_table = crate::mapping::fit_name(
+            &child_table_name(super_table, &pairs),
+            crate::mapping::MAX_TABLE_NAME,
+        );
+        let reject_all = |reason: String, converted: &mut Converted| {
+            for timestamp in &block.timestamps_ns {
+                converted.rejected.push(Rejected {
+                    child_table: child_table.clone(),
+                    timestamp_ns: *timestamp,
+                    reason: reason.clone(),
+                });
+            }
+        };
+        let mut rendered_tags = Vec::new();
+        let mut tag_problem = None;
+        for tag in &block.tags {
+            match escape_string(&tag.value) {
+                Some(literal) if tag.value.len() <= MAX_VAR_BYTES as usize => {
+                    rendered_tags.push((tag_column_name(&tag.key), literal));
+                }
+                _ => {
+                    tag_problem = Some(format!(
+                        "tag {:?}: value cannot be stored (NUL character or over {MAX_VAR_BYTES} bytes)",
+                        tag.key
+                    ))
+                }
+            }
+        }
+        if let Some(reason) = tag_problem {
+            reject_all(reason, &mut converted);
+            continue;
+        }
+        if rendered_tags.is_empty() {
+            rendered_tags.push((NULL_TAG.to_owned(), "NULL".to_owned()));
+        }
+        let columns: Vec<(String, &pb::Column)> = block
+            .columns
+            .iter()
+            .map(|column| (field_column_name(&column.name, &tags), column))
+            .collect();
+        let mut table = TableRows {
+            child_table: child_table.clone(),
+            tags: rendered_tags,
+            columns: columns.iter().map(|(name, _)| name.clone()).collect(),
+            rows: Vec::with_capacity(block.row_count()),
+        };
+        for (row, timestamp) in block.timestamps_ns.iter().enumerate() {
+            let mut cells = Vec::with_capacity(columns.len());
+            let mut problem = None;
+            for (name, column) in &columns {
+                let spec = schema
+                    .columns
+                    .get(name)
+                    .copied()
+                    .unwrap_or(ColumnSpec::Other);
+                match render(column.value(row), spec, &column.name) {
+                    Ok(cell) => cells.push(cell),
+                    Err(reason) => {
+                        problem = Some(reason);
+                        break;
+                    }
+                }
+            }
+            match problem {
+                None => table.rows.push((precision.convert(*timestamp), cells)),
+                Some(reason) => converted.rejected.push(Rejected {
+                    child_table: child_table.clone(),
+                    timestamp_ns: *timestamp,
+                    reason,
+                }),
+            }
+        }
+        if !table.rows.is_empty() {
+            converted.tables.push(table);
+        }
+    }
+    converted
+}
+
+/// One cell as a SQL literal for a column of `spec`.
+fn render(value: Option<Value<'_>>, spec: ColumnSpec, field: &str) -> Result<String, String> {
+    let Some(value) = value else {
+        return Ok("NULL".to_owned());
+    };
+    let target = match cast(spec, value.column_type()) {
+        Cast::Into(target) => target,
+        Cast::Refuse => {
+            let held = match spec {
+                ColumnSpec::Typed(column_type, _) => column_type.to_string(),
+                ColumnSpec::Other => "a type influx2td does not write".to_owned(),
+            };
+            return Err(format!(
+                "field {field:?} is {held} in TDengine; a {} value cannot be stored there without loss",
+                value.column_type()
+            ));
+        }
+    };
+    match (target, value) {
+        (ColumnType::Double, Value::Double(number)) if !number.is_finite() => Err(format!(
+            "field {field:?}: {number} cannot be stored in TDengine"
+        )),
+        // Debug prints the shortest text that reads back as the same f64 (`1.5`, `1e300`).
+        (ColumnType::Double, Value::Double(number)) => Ok(format!("{number:?}")),
+        (ColumnType::Double, Value::Int64(number)) => Ok(format!("{:?}", number as f64)),
+        (ColumnType::Double, Value::Uint64(number)) => Ok(format!("{:?}", number as f64)),
+        (ColumnType::Int64, Value::Int64(number)) => Ok(number.to_string()),
+        (ColumnType::Uint64, Value::Uint64(number)) => Ok(number.to_string()),
+        (ColumnType::Bool, Value::Bool(flag)) => Ok(flag.to_string()),
+        (ColumnType::String, value) => {
+            let text = match value {
+                Value::String(text) => text.to_owned(),
+                Value::Double(number) => number.to_string(),
+                Value::Int64(number) => number.to_string(),
+                Value::Uint64(number) => number.to_string(),
+                Value::Bool(flag) => flag.to_string(),
+            };
+            if text.len() > MAX_VAR_BYTES as usize {
+                return Err(format!(
+                    "field {field:?}: a string of {} bytes is longer than TDengine's {MAX_VAR_BYTES}",
+                    text.len()
+                ));
+            }
+            escape_string(&text)
+                .ok_or_else(|| format!("field {field:?}: TDengine cannot store a NUL character"))
+        }
+        (target, value) => Err(format!(
+            "field {field:?}: a {} value in a {target} column",
+            value.column_type()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use influx2td_proto::batch::{BatchEncoder, WindowRef};
+    use influx2td_proto::{ColumnType::*, Message};
+
+    fn batch(
+        tags: &[(&str, &str)],
+        columns: &[(&str, ColumnType)],
+        rows: &[(i64, Vec<Option<Value<'_>>>)],
+    ) -> pb::RowBatch {
+        let mut encoder = BatchEncoder::new(WindowRef {
+            job: "j".into(),
+            measurement: "cpu".into(),
+            window_start_ns: 0,
+            window_end_ns: 10,
+            attempt: 1,
+            read: 1,
+        });
+        encoder.begin_series(
+            tags.iter()
+                .map(|(k, v)| pb::Tag {
+                    key: (*k).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            columns.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect(),
+        );
+        for (timestamp, values) in rows {
+            assert!(encoder.push_row(*timestamp, values).unwrap().is_none());
+        }
+        pb::RowBatch::decode(encoder.finish().payload).unwrap()
+    }
+
+    #[test]
+    fn renders_every_type_and_converts_precision() {
+        let batch = batch(
+            &[("host", "a'b")],
+            &[
+                ("f", Double),
+                ("i", Int64),
+                ("u", Uint64),
+                ("b", Bool),
+                ("s", String),
+                ("host", Double),
+            ],
+            &[
+                (
+                    1_700_000_000_123_456_789,
+                    vec![
+                        Some(Value::Double(1.5)),
+                        Some(Value::Int64(-3)),
+                        Some(Value::Uint64(u64::MAX)),
+                        Some(Value::Bool(true)),
+                        Some(Value::String("x\ny")),
+                        Some(Value::Double(1e300)),
+                    ],
+                ),
+                (-1, vec![None, None, None, None, None, None]),
+            ],
+        );
+        let needs = needs(&batch, None);
+        assert_eq!(
+            needs.columns.keys().collect::<Vec<_>>(),
+            ["b", "f", "host_field", "i", "s", "u"]
+        );
+        let (_, schema) = crate::schema::plan("db", "cpu", None, &needs);
+        let converted = convert(&batch, "cpu", &schema, Precision::Milliseconds);
+        assert!(converted.rejected.is_empty());
+        let table = &converted.tables[0];
+        assert_eq!(
+            table.child_table,
+            crate::mapping::child_table_name("cpu", &[("host", "a'b")])
+        );
+        assert_eq!(table.tags, [("host".to_owned(), "'a\\'b'".to_owned())]);
+        assert_eq!(table.columns, ["f", "i", "u", "b", "s", "host_field"]);
+        assert_eq!(
+            table.rows[0],
+            (
+                1_700_000_000_123,
+                vec![
+                    "1.5".into(),
+                    "-3".into(),
+                    "18446744073709551615".into(),
+                    "true".into(),
+                    "'x\\ny'".into(),
+                    "1e300".into()
+                ]
+            )
+        );
+        assert_eq!(
+            table.rows[1],
+            (-1, vec!["NULL".to_owned(); 6]),
+            "before 1970 rounds down"
+        );
+    }
+
+    #[test]
+    fn values_that_cannot_be_stored_are_rejected_with_a_reason() {
+        let batch = batch(
+            &[],
+            &[("v", Double), ("s", String)],
+            &[
+                (1, vec![Some(Value::Double(f64::NAN)), None]),
+                (
+                    2,
+                    vec![Some(Value::Double(2.0)), Some(Value::String("a\0b"))],
+                ),
+                (3, vec![Some(Value::Double(3.0)), None]),
+            ],
+        );
+        let (_, schema) = crate::schema::plan("db", "cpu", None, &needs(&batch, None));
+        let converted = convert(&batch, "cpu", &schema, Precision::Nanoseconds);
+        assert_eq!(converted.tables[0].rows.len(), 1);
+        assert_eq!(
+            converted.tables[0].tags,
+            [("_tag_null".to_owned(), "NULL".to_owned())]
+        );
+        let reasons: Vec<_> = converted
+            .rejected
+            .iter()
+            .map(|r| (r.timestamp_ns, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (1, "field \"v\": NaN cannot be stored in TDengine"),
+                (2, "field \"s\": TDengine cannot store a NUL character")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_existing_narrower_column_type_refuses_lossy_values() {
+        let batch = batch(
+            &[],
+            &[("v", Double)],
+            &[(1, vec![Some(Value::Double(1.5))])],
+        );
+        let mut schema = TableSchema::default();
+        schema
+            .columns
+            .insert("v".into(), ColumnSpec::Typed(Int64, 0));
+        let converted = convert(&batch, "cpu", &schema, Precision::Nanoseconds);
+        assert!(converted.tables.is_empty());
+        assert_eq!(
+            converted.rejected[0].reason,
+            "field \"v\" is integer in TDengine; a float value cannot be stored there without loss"
+        );
+    }
+
+    #[test]
+    fn precision_rounds_down() {
+        assert_eq!(Precision::Microseconds.convert(-1), -1);
+        assert_eq!(Precision::Microseconds.convert(1999), 1);
+        assert_eq!(Precision::parse("us"), Some(Precision::Microseconds));
+        assert_eq!(Precision::parse("s"), None);
+    }
+}

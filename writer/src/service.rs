@@ -1,0 +1,553 @@
+//! The writer role: pulls row batches, makes sure the super table can hold them (DDL only on
+//! change), writes them as multi-table INSERTs, makes them durable, reports the batch to the
+//! coordinator on DONE, and only then acknowledges it. Rows TDengine refuses for good are found
+//! by bisecting the statement, parked on the DEAD stream with their reason, and reported; the
+//! other rows are written. Anything retrying can fix is retried with growing delays.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use influx2td_bus::{
+    Bus, BusError, Delivery, OutgoingMessage, QueueConfig, Settle, StreamKind, WorkQueue,
+};
+use influx2td_proto::batch::WindowRef;
+use influx2td_proto::names::{Names, header, window_header};
+use influx2td_proto::{Message, pb};
+use thiserror::Error;
+use tokio::task::JoinSet;
+
+use crate::convert::{Precision, Rejected, convert, needs};
+use crate::mapping::super_table_name;
+use crate::schema::{TableSchema, plan};
+use crate::sink::{DatabaseInfo, Sink, SinkError, SinkErrorKind};
+use crate::sql::{Insert, InsertBuilder, Segment, TableRows, create_database};
+
+/// How the writer runs.
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    /// The TDengine database.
+    pub database: String,
+    /// Rows per INSERT at most.
+    pub batch_size: usize,
+    /// Batches written at once.
+    pub write_concurrency: usize,
+    /// Timestamp precision of the database.
+    pub precision: Precision,
+    /// The DATA queue's ack wait.
+    pub ack_wait: Duration,
+    pub max_retry_delay: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl WriterSettings {
+    pub fn new(database: &str) -> Self {
+        Self {
+            database: database.to_owned(),
+            batch_size: 5000,
+            write_concurrency: 50,
+            precision: Precision::Nanoseconds,
+            ack_wait: QueueConfig::new(StreamKind::Data).ack_wait,
+            max_retry_delay: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum WriterError {
+    #[error("writer cannot use the bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("{0}")]
+    Target(#[from] SinkError),
+}
+
+/// Checks the target database before a job writes: it exists (or is created when
+/// `create_database`), and it is empty unless `allow_non_empty` or the job is resuming its own
+/// earlier run. Returns its precision; warns when it is coarser than nanoseconds.
+pub async fn prepare_target<S: Sink>(
+    sink: &S,
+    database: &str,
+    create_database_if_missing: bool,
+    allow_non_empty: bool,
+    resuming: bool,
+) -> Result<DatabaseInfo, SinkError> {
+    let info = match sink.database(database).await? {
+        Some(info) => info,
+        None if create_database_if_missing => {
+            sink.execute(&create_database(database)).await?;
+            sink.database(database).await?.ok_or_else(|| {
+                SinkError::new(
+                    SinkErrorKind::Fatal,
+                    format!("database {database:?} was created but cannot be found"),
+                )
+            })?
+        }
+        None => {
+            return Err(SinkError::new(
+                SinkErrorKind::Fatal,
+                format!(
+                    "TDengine database {database:?} does not exist: create it (PRECISION 'ns') or set target.create_database = true"
+                ),
+            ));
+        }
+    };
+    if info.tables > 0 && !allow_non_empty && !resuming {
+        return Err(SinkError::new(
+            SinkErrorKind::Fatal,
+            format!(
+                "TDengine database {database:?} already holds {} tables; set target.allow_non_empty = true to write into it anyway",
+                info.tables
+            ),
+        ));
+    }
+    if info.precision != Precision::Nanoseconds {
+        tracing::warn!(
+            database,
+            precision = ?info.precision,
+            "the target database is not nanosecond precision: timestamps are rounded down and rows closer than its precision overwrite each other"
+        );
+    }
+    Ok(info)
+}
+
+struct Context<B: Bus, S: Sink> {
+    names: Names,
+    sink: S,
+    done: B::Queue,
+    dead: B::Queue,
+    settings: WriterSettings,
+    schemas: Mutex<HashMap<String, TableSchema>>,
+    ddl_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<B: Bus, S: Sink> Context<B, S> {
+    fn ddl_lock(&self, super_table: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.ddl_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(super_table.to_owned()).or_default().clone()
+    }
+
+    fn cached_schema(&self, super_table: &str) -> Option<TableSchema> {
+        self.schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(super_table)
+            .cloned()
+    }
+
+    fn set_schema(&self, super_table: &str, schema: Option<TableSchema>) {
+        let mut schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        match schema {
+            Some(schema) => schemas.insert(super_table.to_owned(), schema),
+            None => schemas.remove(super_table),
+        };
+    }
+}
+
+/// What became of one batch.
+#[derive(Debug, Default)]
+struct Written {
+    rows: u64,
+    rejected: Vec<Rejected>,
+}
+
+/// Runs the writer until `shutdown` completes; batches in flight then get `shutdown_grace`.
+pub async fn run<B: Bus, S: Sink>(
+    bus: B,
+    sink: S,
+    settings: WriterSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WriterError> {
+    let data = bus
+        .queue(QueueConfig {
+            ack_wait: settings.ack_wait,
+            ..QueueConfig::new(StreamKind::Data)
+        })
+        .await?;
+    let context = Arc::new(Context::<B, S> {
+        names: bus.names().clone(),
+        sink,
+        done: bus.queue(QueueConfig::new(StreamKind::Done)).await?,
+        dead: bus.queue(QueueConfig::new(StreamKind::DeadLetter)).await?,
+        settings: settings.clone(),
+        schemas: Mutex::default(),
+        ddl_locks: Mutex::default(),
+    });
+    let mut in_flight = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while in_flight.try_join_next().is_some() {}
+        let free = settings
+            .write_concurrency
+            .max(1)
+            .saturating_sub(in_flight.len());
+        if free == 0 {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = in_flight.join_next() => continue,
+            }
+        }
+        let deliveries = tokio::select! {
+            _ = &mut shutdown => break,
+            pulled = data.pull(free, Duration::from_secs(1)) => pulled,
+        };
+        match deliveries {
+            Ok(deliveries) => {
+                for delivery in deliveries {
+                    let context = context.clone();
+                    in_flight.spawn(async move { handle(&context, delivery).await });
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot pull row batches, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tracing::info!(in_flight = in_flight.len(), "writer stopping");
+    let drained = tokio::time::timeout(settings.shutdown_grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            abandoned = in_flight.len(),
+            "batches still being written at shutdown are left for redelivery"
+        );
+        in_flight.abort_all();
+    }
+    Ok(())
+}
+
+async fn handle<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    delivery: <B::Queue as WorkQueue>::Delivery,
+) {
+    let batch = match pb::RowBatch::decode(delivery.payload().clone()) {
+        Ok(batch) => batch,
+        Err(error) => {
+            tracing::error!(subject = delivery.subject(), %error, "dropping a message that is not a RowBatch");
+            let reason = format!("not a RowBatch: {error}");
+            settle(delivery, Settle::Terminate { reason }).await;
+            return;
+        }
+    };
+    let started = std::time::Instant::now();
+    let outcome = write_batch(context, &batch).await;
+    let written = match outcome {
+        Ok(written) => written,
+        Err(error) => {
+            let delay = match error.kind {
+                // Nothing works until someone acts: retry, slowly, rather than drop the batch.
+                SinkErrorKind::Fatal => context.settings.max_retry_delay,
+                _ => retry_delay(delivery.delivered(), context.settings.max_retry_delay),
+            };
+            tracing::warn!(
+                measurement = batch.measurement, window_start = batch.window_start_ns, seq = batch.seq,
+                %error, retry_in_ms = delay.as_millis() as u64, "batch not written, will retry"
+            );
+            settle(delivery, Settle::Nak { delay }).await;
+            return;
+        }
+    };
+    if let Err(error) = report(context, &batch, &written).await {
+        // The rows are in TDengine; redelivery rewrites them (idempotent) and reports again.
+        tracing::warn!(%error, "cannot report a written batch; it will be redelivered");
+        settle(
+            delivery,
+            Settle::Nak {
+                delay: Duration::from_secs(1),
+            },
+        )
+        .await;
+        return;
+    }
+    tracing::debug!(
+        measurement = batch.measurement,
+        window_start = batch.window_start_ns,
+        seq = batch.seq,
+        rows = written.rows,
+        dead_lettered = written.rejected.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "batch written"
+    );
+    settle(delivery, Settle::Ack).await;
+}
+
+fn retry_delay(delivered: u64, max: Duration) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    Duration::from_secs(1u64 << exponent).min(max)
+}
+
+async fn settle<D: Delivery>(delivery: D, settle: Settle) {
+    if let Err(error) = delivery.settle(settle).await {
+        tracing::warn!(%error, "cannot settle a row batch; it will be redelivered");
+    }
+}
+
+/// Writes every row of `batch` that TDengine can hold, durably.
+async fn write_batch<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    batch: &pb::RowBatch,
+) -> Result<Written, SinkError> {
+    let super_table = super_table_name(&batch.measurement);
+    let schema = ensure_schema(context, batch, &super_table).await?;
+    let converted = convert(batch, &super_table, &schema, context.settings.precision);
+    let mut written = Written {
+        rows: 0,
+        rejected: converted.rejected,
+    };
+    let mut builder = InsertBuilder::new(
+        &context.settings.database,
+        &super_table,
+        context.settings.batch_size,
+    );
+    for table in &converted.tables {
+        builder.add(table);
+    }
+    for insert in builder.finish() {
+        match context.sink.execute(&insert.sql).await {
+            Ok(()) => written.rows += insert.rows as u64,
+            Err(error) if error.kind == SinkErrorKind::Rejected => {
+                written.rows += bisect(
+                    context,
+                    &super_table,
+                    &converted.tables,
+                    &insert,
+                    &mut written.rejected,
+                )
+                .await?;
+            }
+            Err(error) => {
+                if error.kind == SinkErrorKind::Stale {
+                    context.set_schema(&super_table, None);
+                }
+                return Err(error);
+            }
+        }
+    }
+    context.sink.flush().await?;
+    Ok(written)
+}
+
+/// Writes the rows of a rejected statement in halves until the rows TDengine refuses are
+/// isolated; returns how many were written.
+async fn bisect<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    super_table: &str,
+    tables: &[TableRows],
+    insert: &Insert,
+    rejected: &mut Vec<Rejected>,
+) -> Result<u64, SinkError> {
+    let mut written = 0;
+    let mut pending: Vec<Vec<Segment>> = split(&insert.segments);
+    while let Some(segments) = pending.pop() {
+        let rows: usize = segments.iter().map(|(_, range)| range.len()).sum();
+        let mut builder = InsertBuilder::with_max_bytes(
+            &context.settings.database,
+            super_table,
+            usize::MAX,
+            usize::MAX,
+        );
+        for (table, range) in &segments {
+            builder.add_rows(&tables[*table], range.clone());
+        }
+        let Some(statement) = builder.finish().pop() else {
+            continue;
+        };
+        match context.sink.execute(&statement.sql).await {
+            Ok(()) => written += rows as u64,
+            Err(error) if error.kind == SinkErrorKind::Rejected && rows == 1 => {
+                let (table, range) = &segments[0];
+                rejected.push(Rejected {
+                    child_table: tables[*table].child_table.clone(),
+                    timestamp_ns: tables[*table].rows[range.start].0,
+                    reason: format!("TDengine refused the row: {}", error.message),
+                });
+            }
+            Err(error) if error.kind == SinkErrorKind::Rejected => pending.extend(split(&segments)),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(written)
+}
+
+/// Two halves (by rows) of a set of segments.
+fn split(segments: &[Segment]) -> Vec<Vec<Segment>> {
+    let total: usize = segments.iter().map(|(_, range)| range.len()).sum();
+    let half = total / 2;
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    let mut counted = 0;
+    for (table, range) in segments {
+        if counted >= half {
+            second.push((*table, range.clone()));
+        } else if counted + range.len() <= half {
+            first.push((*table, range.clone()));
+        } else {
+            let cut = range.start + (half - counted);
+            first.push((*table, range.start..cut));
+            second.push((*table, cut..range.end));
+        }
+        counted += range.len();
+    }
+    [first, second]
+        .into_iter()
+        .filter(|half| !half.is_empty())
+        .collect()
+}
+
+/// The super table's schema after any DDL this batch needs; DDL only on change.
+async fn ensure_schema<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    batch: &pb::RowBatch,
+    super_table: &str,
+) -> Result<TableSchema, SinkError> {
+    let lock = context.ddl_lock(super_table);
+    let _guard = lock.lock().await;
+    let database = &context.settings.database;
+    let existing = match context.cached_schema(super_table) {
+        Some(schema) => Some(schema),
+        None => context.sink.describe(database, super_table).await?,
+    };
+    let (ddl, mut schema) = plan(
+        database,
+        super_table,
+        existing.as_ref(),
+        &needs(batch, existing.as_ref()),
+    );
+    let mut raced = false;
+    for statement in &ddl {
+        match context.sink.execute(statement).await {
+            Ok(()) => {}
+            // Another writer got there first.
+            Err(error) if error.kind == SinkErrorKind::AlreadyExists => raced = true,
+            Err(error) => {
+                context.set_schema(super_table, None);
+                return Err(error);
+            }
+        }
+    }
+    if raced && let Some(actual) = context.sink.describe(database, super_table).await? {
+        schema = actual;
+    }
+    context.set_schema(super_table, Some(schema.clone()));
+    Ok(schema)
+}
+
+fn window_of(batch: &pb::RowBatch) -> WindowRef {
+    WindowRef {
+        job: batch.job.clone(),
+        measurement: batch.measurement.clone(),
+        window_start_ns: batch.window_start_ns,
+        window_end_ns: batch.window_end_ns,
+        attempt: batch.attempt,
+        read: batch.read,
+    }
+}
+
+/// Parks rejected rows on DEAD, then tells the coordinator on DONE.
+async fn report<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    batch: &pb::RowBatch,
+    written: &Written,
+) -> Result<(), BusError> {
+    let names = &context.names;
+    let window = window_of(batch);
+    let batch_id = names.data_msg_id(&window, batch.seq);
+    let mut headers = vec![
+        (header::JOB.to_owned(), names.job().to_owned()),
+        (header::MEASUREMENT.to_owned(), batch.measurement.clone()),
+        (
+            header::WINDOW.to_owned(),
+            window_header(batch.window_start_ns, batch.window_end_ns),
+        ),
+        (header::ATTEMPT.to_owned(), batch.attempt.to_string()),
+        (header::SEQ.to_owned(), batch.seq.to_string()),
+    ];
+    let first_reason = written
+        .rejected
+        .first()
+        .map(|rejected| rejected.reason.clone())
+        .unwrap_or_default();
+    if !written.rejected.is_empty() {
+        tracing::warn!(
+            measurement = batch.measurement,
+            window_start = batch.window_start_ns,
+            seq = batch.seq,
+            rows = written.rejected.len(),
+            reason = first_reason,
+            "rows dead-lettered"
+        );
+        let letter = pb::DeadLetter {
+            batch: Some(batch.clone()),
+            rows: written
+                .rejected
+                .iter()
+                .map(|rejected| pb::RejectedRow {
+                    child_table: rejected.child_table.clone(),
+                    timestamp_ns: rejected.timestamp_ns,
+                    reason: rejected.reason.clone(),
+                })
+                .collect(),
+        };
+        let mut dead_headers = headers.clone();
+        dead_headers.push((header::ROWS.to_owned(), written.rejected.len().to_string()));
+        context
+            .dead
+            .publish(OutgoingMessage {
+                subject: names.subject(StreamKind::DeadLetter, &batch.measurement),
+                msg_id: format!("{batch_id}/dead"),
+                headers: dead_headers,
+                payload: letter.encode_to_vec().into(),
+            })
+            .await?;
+    }
+    let outcome = if written.rejected.is_empty() {
+        pb::Outcome::Written
+    } else {
+        pb::Outcome::DeadLettered
+    };
+    let done = pb::WindowDone {
+        job: batch.job.clone(),
+        measurement: batch.measurement.clone(),
+        window_start_ns: batch.window_start_ns,
+        window_end_ns: batch.window_end_ns,
+        attempt: batch.attempt,
+        seq: batch.seq,
+        rows_written: written.rows,
+        outcome: outcome as i32,
+        reason: first_reason,
+        rows_dead_lettered: written.rejected.len() as u64,
+        totals: batch.totals,
+        read: batch.read,
+    };
+    headers.push((header::ROWS.to_owned(), written.rows.to_string()));
+    context
+        .done
+        .publish(OutgoingMessage {
+            subject: names.subject(StreamKind::Done, &batch.measurement),
+            msg_id: format!("{batch_id}/done"),
+            headers,
+            payload: done.encode_to_vec().into(),
+        })
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_halves_by_rows_across_tables() {
+        assert_eq!(split(&[(0, 0..4)]), vec![vec![(0, 0..2)], vec![(0, 2..4)]]);
+        assert_eq!(
+            split(&[(0, 0..1), (1, 3..6)]),
+            vec![vec![(0, 0..1), (1, 3..4)], vec![(1, 4..6)]]
+        );
+        assert_eq!(split(&[(0, 5..6)]), vec![vec![(0, 5..6)]]);
+    }
+}

@@ -1,0 +1,80 @@
+//! Where statements go: TDengine, or a file of SQL. The writer only sees this trait.
+
+use std::future::Future;
+
+use influx2td_bus::Retry;
+use thiserror::Error;
+
+use crate::convert::Precision;
+use crate::schema::TableSchema;
+
+/// What the target database is like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub precision: Precision,
+    /// Tables (super and child) it holds.
+    pub tables: u64,
+}
+
+/// What kind of failure a statement met; the writer decides from this, never from the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// Network, timeout, server busy, leader change: the same statement may succeed later.
+    Retryable,
+    /// DDL for something another writer created first: success.
+    AlreadyExists,
+    /// The schema the writer assumed is out of date (column missing or too narrow): describe
+    /// the table again, then retry.
+    Stale,
+    /// TDengine refuses these rows and would refuse them again: dead-letter them.
+    Rejected,
+    /// Nothing will work until a person acts (credentials, missing database).
+    Fatal,
+}
+
+#[derive(Debug, Clone, Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub kind: SinkErrorKind,
+    pub message: String,
+}
+
+impl SinkError {
+    pub fn new(kind: SinkErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn retry(&self) -> Retry {
+        match self.kind {
+            SinkErrorKind::Retryable | SinkErrorKind::Stale => Retry::Backoff,
+            SinkErrorKind::AlreadyExists | SinkErrorKind::Rejected | SinkErrorKind::Fatal => {
+                Retry::Never
+            }
+        }
+    }
+}
+
+/// A target for SQL statements.
+pub trait Sink: Clone + Send + Sync + 'static {
+    /// Runs one statement.
+    fn execute(&self, sql: &str) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// A super table's columns and tags as the target has them; `None` when it does not exist.
+    fn describe(
+        &self,
+        database: &str,
+        super_table: &str,
+    ) -> impl Future<Output = Result<Option<TableSchema>, SinkError>> + Send;
+
+    /// The target database, `None` when it does not exist.
+    fn database(
+        &self,
+        database: &str,
+    ) -> impl Future<Output = Result<Option<DatabaseInfo>, SinkError>> + Send;
+
+    /// Makes every statement executed so far durable; called before a batch is acknowledged.
+    fn flush(&self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}

@@ -1,0 +1,444 @@
+//! The writer role on both transports, writing through the file sink: the exact statements, the
+//! DONE reports, dead-lettering by bisection, and retries.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use influx2td_bus::{
+    Bus, Delivery, MemoryBus, Names, NatsAuth, NatsBus, NatsConnect, OutgoingMessage, QueueConfig,
+    QueueDepth, Settle, StreamKind, WorkQueue,
+};
+use influx2td_proto::batch::{BatchEncoder, WindowRef};
+use influx2td_proto::{ColumnType, EncodedBatch, Message, Value, pb};
+use influx2td_testkit::NatsServer;
+use influx2td_writer::schema::TableSchema;
+use influx2td_writer::service::{self, WriterSettings};
+use influx2td_writer::{DatabaseInfo, FileSink, Sink, SinkError, SinkErrorKind};
+use tokio::sync::oneshot;
+
+fn names() -> Names {
+    Names::new("influx2td", "writer-test").unwrap()
+}
+
+fn window(measurement: &str) -> WindowRef {
+    WindowRef {
+        job: "writer-test".into(),
+        measurement: measurement.into(),
+        window_start_ns: 0,
+        window_end_ns: 1_800_000_000_000_000_000,
+        attempt: 1,
+        read: 1,
+    }
+}
+
+fn tag(key: &str, value: &str) -> pb::Tag {
+    pb::Tag {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+/// `cpu` with two series (one with a string full of quotes), and tagless `mem`.
+fn batches() -> Vec<EncodedBatch> {
+    let mut cpu = BatchEncoder::new(window("cpu"));
+    cpu.begin_series(
+        vec![tag("host", "a")],
+        vec![
+            ("usage".into(), ColumnType::Double),
+            ("state".into(), ColumnType::String),
+        ],
+    );
+    cpu.push_row(
+        1_700_000_000_000_000_001,
+        &[
+            Some(Value::Double(1.5)),
+            Some(Value::String("it's \"ok\"\n")),
+        ],
+    )
+    .unwrap();
+    cpu.push_row(-1_000_000_000, &[Some(Value::Double(-2.0)), None])
+        .unwrap();
+    cpu.begin_series(
+        vec![tag("host", "b"), tag("region", "eu")],
+        vec![
+            ("usage".into(), ColumnType::Double),
+            ("state".into(), ColumnType::String),
+        ],
+    );
+    cpu.push_row(
+        1_700_000_000_000_000_002,
+        &[Some(Value::Double(0.25)), Some(Value::String("poison"))],
+    )
+    .unwrap();
+    let mut mem = BatchEncoder::new(window("mem"));
+    mem.begin_series(
+        vec![],
+        vec![
+            ("used".into(), ColumnType::Int64),
+            ("ok".into(), ColumnType::Bool),
+        ],
+    );
+    mem.push_row(5, &[Some(Value::Int64(42)), Some(Value::Bool(true))])
+        .unwrap();
+    vec![cpu.finish(), mem.finish()]
+}
+
+fn message(batch: &EncodedBatch) -> OutgoingMessage {
+    let decoded = pb::RowBatch::decode(batch.payload.clone()).unwrap();
+    OutgoingMessage {
+        subject: names().subject(StreamKind::Data, &decoded.measurement),
+        msg_id: names().data_msg_id(&window(&decoded.measurement), batch.seq),
+        headers: vec![],
+        payload: batch.payload.clone(),
+    }
+}
+
+fn settings() -> WriterSettings {
+    WriterSettings {
+        write_concurrency: 2,
+        max_retry_delay: Duration::from_secs(1),
+        ..WriterSettings::new("metrics")
+    }
+}
+
+/// `t_` + md5 of `cpu,host=a` etc., computed independently (Python hashlib).
+const CPU_A: &str = "t_630ceacf723a6a06ea68a91ab3ca11ee";
+const CPU_B: &str = "t_e74a2569942cecd5fcfbcd53b0a9c69d";
+const MEM: &str = "t_afc4fc7e48a0710a1dc94ef3e8bc5764";
+
+/// What the file sink must hold, whatever order the two batches were written in.
+fn expected_statements() -> Vec<String> {
+    vec![
+        "CREATE STABLE IF NOT EXISTS `metrics`.`cpu` (`_ts` TIMESTAMP,`state` VARCHAR(16),`usage` DOUBLE) TAGS (`host` NCHAR(16),`region` NCHAR(16))".into(),
+        format!(
+            "INSERT INTO `metrics`.`{CPU_A}` USING `metrics`.`cpu` (`host`) TAGS ('a') (`_ts`,`usage`,`state`) VALUES (1700000000000000001,1.5,'it\\'s \"ok\"\\n')(-1000000000,-2.0,NULL) \
+             `metrics`.`{CPU_B}` USING `metrics`.`cpu` (`host`,`region`) TAGS ('b','eu') (`_ts`,`usage`,`state`) VALUES (1700000000000000002,0.25,'poison')"
+        ),
+        "CREATE STABLE IF NOT EXISTS `metrics`.`mem` (`_ts` TIMESTAMP,`ok` BOOL,`used` BIGINT) TAGS (`_tag_null` NCHAR(1))".into(),
+        format!("INSERT INTO `metrics`.`{MEM}` USING `metrics`.`mem` (`_tag_null`) TAGS (NULL) (`_ts`,`used`,`ok`) VALUES (5,42,true)"),
+    ]
+}
+
+fn statements(sink: &FileSink) -> Vec<String> {
+    std::fs::read_to_string(sink.path())
+        .unwrap()
+        .lines()
+        .map(|line| line.trim_end_matches(';').to_owned())
+        .collect()
+}
+
+async fn collect_done<Q: WorkQueue>(done: &Q, count: usize) -> Vec<pb::WindowDone> {
+    let mut reports = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while reports.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} DONE reports: {reports:#?}",
+            reports.len()
+        );
+        for delivery in done.pull(10, Duration::from_millis(500)).await.unwrap() {
+            reports.push(pb::WindowDone::decode(delivery.payload().clone()).unwrap());
+            delivery.settle(Settle::Ack).await.unwrap();
+        }
+    }
+    reports.sort_by(|a, b| a.measurement.cmp(&b.measurement));
+    reports
+}
+
+async fn writes_batches_and_reports<B: Bus>(bus: B) {
+    let directory = tempfile::tempdir().unwrap();
+    let sink = FileSink::create(directory.path(), "writer-1").unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
+        let _ = stopped.await;
+    }));
+    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
+    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
+    for batch in batches() {
+        data.publish(message(&batch)).await.unwrap();
+    }
+    let reports = collect_done(&done, 2).await;
+    assert_eq!(
+        (
+            reports[0].measurement.as_str(),
+            reports[0].rows_written,
+            reports[0].outcome()
+        ),
+        ("cpu", 3, pb::Outcome::Written)
+    );
+    assert_eq!(
+        reports[0].totals,
+        Some(pb::WindowTotals {
+            batches: 1,
+            rows: 3
+        })
+    );
+    assert_eq!(
+        (reports[1].measurement.as_str(), reports[1].rows_written),
+        ("mem", 2 - 1)
+    );
+    let found = statements(&sink);
+    let mut sorted = found.clone();
+    sorted.sort();
+    let mut expected = expected_statements();
+    expected.sort();
+    assert_eq!(sorted, expected, "{found:#?}");
+    // The two batches may be written in either order; each super table is created first.
+    for table in ["`cpu`", "`mem`"] {
+        let created = found
+            .iter()
+            .position(|s| s.starts_with("CREATE STABLE") && s.contains(table))
+            .unwrap();
+        let inserted = found
+            .iter()
+            .position(|s| {
+                s.starts_with("INSERT") && s.contains(&format!("USING `metrics`.{table}"))
+            })
+            .unwrap();
+        assert!(created < inserted, "{found:#?}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while data.depth().await.unwrap() != QueueDepth::default() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "batches not acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Redelivery of the same batch: the same statements again (same table, same timestamp
+    // overwrites in TDengine), and no DDL, since the schema is known. Its DONE report carries the
+    // same dedup id as the first, so the coordinator does not hear of it twice.
+    data.publish(OutgoingMessage {
+        msg_id: "again".into(),
+        ..message(&batches()[1])
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while data.depth().await.unwrap() != QueueDepth::default()
+        || statements(&sink).len() == found.len()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redelivered batch not written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        done.pull(10, Duration::from_millis(500))
+            .await
+            .unwrap()
+            .is_empty(),
+        "DONE reported twice"
+    );
+    let after = statements(&sink);
+    assert_eq!(after.len(), found.len() + 1);
+    assert_eq!(after.last().unwrap(), &expected_statements()[3]);
+    stop.send(()).unwrap();
+    writer.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_writes_batches_and_reports() {
+    let state = tempfile::tempdir().unwrap();
+    writes_batches_and_reports(MemoryBus::new(names(), state.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_writes_batches_and_reports() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let connect = NatsConnect {
+        url: nats.url(),
+        auth: NatsAuth::None,
+        ca_file: None,
+        client_name: "writer-test".into(),
+    };
+    writes_batches_and_reports(NatsBus::connect(&connect, names()).await.unwrap()).await;
+}
+
+/// The file sink, but refusing statements with a poison value the way TDengine refuses a row,
+/// and failing the first `transient` statements as a network error would.
+#[derive(Clone)]
+struct Faulty {
+    inner: FileSink,
+    transient: Arc<AtomicUsize>,
+    executed: Arc<AtomicUsize>,
+}
+
+impl Sink for Faulty {
+    async fn execute(&self, sql: &str) -> Result<(), SinkError> {
+        self.executed.fetch_add(1, Ordering::SeqCst);
+        if self.transient.load(Ordering::SeqCst) > 0 {
+            self.transient.fetch_sub(1, Ordering::SeqCst);
+            return Err(SinkError::new(SinkErrorKind::Retryable, "connection reset"));
+        }
+        if sql.contains("'poison'") {
+            return Err(SinkError::new(
+                SinkErrorKind::Rejected,
+                "value out of range",
+            ));
+        }
+        self.inner.execute(sql).await
+    }
+    async fn describe(
+        &self,
+        database: &str,
+        super_table: &str,
+    ) -> Result<Option<TableSchema>, SinkError> {
+        self.inner.describe(database, super_table).await
+    }
+    async fn database(&self, database: &str) -> Result<Option<DatabaseInfo>, SinkError> {
+        self.inner.database(database).await
+    }
+    async fn flush(&self) -> Result<(), SinkError> {
+        self.inner.flush().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_rows_are_bisected_out_dead_lettered_and_the_rest_written() {
+    let state = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::new(names(), state.path());
+    let directory = tempfile::tempdir().unwrap();
+    let sink = Faulty {
+        inner: FileSink::create(directory.path(), "w").unwrap(),
+        transient: Arc::new(AtomicUsize::new(2)),
+        executed: Arc::default(),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
+        let _ = stopped.await;
+    }));
+    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
+    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
+    let dead = bus
+        .queue(QueueConfig::new(StreamKind::DeadLetter))
+        .await
+        .unwrap();
+    data.publish(message(&batches()[0])).await.unwrap();
+
+    let reports = collect_done(&done, 1).await;
+    assert_eq!(reports[0].outcome(), pb::Outcome::DeadLettered);
+    assert_eq!(
+        (reports[0].rows_written, reports[0].rows_dead_lettered),
+        (2, 1)
+    );
+    assert_eq!(
+        reports[0].reason,
+        "TDengine refused the row: value out of range"
+    );
+    let letters = dead.pull(10, Duration::from_secs(5)).await.unwrap();
+    let letter = pb::DeadLetter::decode(letters[0].payload().clone()).unwrap();
+    assert_eq!(letter.rows.len(), 1);
+    assert_eq!(
+        (
+            letter.rows[0].child_table.as_str(),
+            letter.rows[0].timestamp_ns
+        ),
+        (CPU_B, 1_700_000_000_000_000_002)
+    );
+    assert_eq!(
+        letter.batch.unwrap().row_count(),
+        3,
+        "the whole batch travels for replay"
+    );
+    assert_eq!(letters[0].header("Influx2td-Rows"), Some("1"));
+
+    let written = statements(&sink.inner);
+    assert!(
+        written.iter().all(|s| !s.contains("poison")),
+        "{written:#?}"
+    );
+    assert!(
+        written
+            .iter()
+            .any(|s| s.contains("(1700000000000000001,1.5,")),
+        "{written:#?}"
+    );
+    assert!(
+        written
+            .iter()
+            .any(|s| s.contains("(-1000000000,-2.0,NULL)")),
+        "{written:#?}"
+    );
+    stop.send(()).unwrap();
+    writer.await.unwrap().unwrap();
+}
+
+#[derive(Clone, Default)]
+struct FakeTarget {
+    exists: bool,
+    tables: u64,
+    executed: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Sink for FakeTarget {
+    async fn execute(&self, sql: &str) -> Result<(), SinkError> {
+        self.executed.lock().unwrap().push(sql.to_owned());
+        Ok(())
+    }
+    async fn describe(&self, _: &str, _: &str) -> Result<Option<TableSchema>, SinkError> {
+        Ok(None)
+    }
+    async fn database(&self, _: &str) -> Result<Option<DatabaseInfo>, SinkError> {
+        let created = self
+            .executed
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.starts_with("CREATE DATABASE"));
+        Ok((self.exists || created).then_some(DatabaseInfo {
+            precision: influx2td_writer::Precision::Nanoseconds,
+            tables: self.tables,
+        }))
+    }
+    async fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn target_checks_name_the_database_and_the_key_to_set() {
+    let missing = FakeTarget::default();
+    let error = service::prepare_target(&missing, "metrics", false, false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "TDengine database \"metrics\" does not exist: create it (PRECISION 'ns') or set target.create_database = true"
+    );
+    service::prepare_target(&missing, "metrics", true, false, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        missing.executed.lock().unwrap().as_slice(),
+        ["CREATE DATABASE IF NOT EXISTS `metrics` PRECISION 'ns' KEEP 36500"]
+    );
+
+    let full = FakeTarget {
+        exists: true,
+        tables: 3,
+        ..Default::default()
+    };
+    let error = service::prepare_target(&full, "metrics", false, false, false)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("already holds 3 tables; set target.allow_non_empty = true"),
+        "{error}"
+    );
+    service::prepare_target(&full, "metrics", false, true, false)
+        .await
+        .unwrap();
+    service::prepare_target(&full, "metrics", false, false, true)
+        .await
+        .unwrap();
+}
