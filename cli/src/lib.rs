@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use influx2td_config::check::Status;
 use influx2td_config::{ConfigError, JobConfig, LogLevel};
 
 /// Exit codes: 0 success, 1 the work failed, 2 usage or configuration error.
@@ -73,6 +74,9 @@ pub enum Command {
     /// Run the reader role over NATS (needs nats.url): read windows from the WORK stream and
     /// publish their rows to DATA. Stops on SIGINT/SIGTERM, letting windows in flight finish.
     Reader,
+    /// Run the writer role over NATS (needs nats.url): write row batches from the DATA stream
+    /// into TDengine (or the file sink) and report them on DONE. Stops on SIGINT/SIGTERM.
+    Writer,
     /// Check a job's configuration and print it as it will run (secrets redacted).
     Validate {
         /// Print JSON instead of TOML.
@@ -97,6 +101,7 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
             runtime().and_then(|runtime| runtime.block_on(check(&job, json)))
         }
         Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(&job))),
+        Command::Writer => runtime().and_then(|runtime| runtime.block_on(writer(&job))),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
@@ -210,29 +215,87 @@ async fn reader(job: &JobConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A name unique to this writer process, for its file in the file sink.
+fn writer_name(job: &JobConfig) -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    format!("{}-writer-{}-{started}", job.job, std::process::id())
+}
+
+/// The writer's settings from the job, with the target's precision.
+async fn writer_settings(
+    job: &JobConfig,
+    sink: &influx2td_writer::AnySink,
+) -> anyhow::Result<influx2td_writer::service::WriterSettings> {
+    use influx2td_writer::Sink;
+    // The coordinator creates the database; a writer that starts first waits for it.
+    let info = loop {
+        match sink.database(&job.target.database).await? {
+            Some(info) => break info,
+            None => {
+                tracing::warn!(
+                    database = job.target.database,
+                    "target database does not exist yet; waiting for the coordinator to create it"
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        }
+    };
+    Ok(influx2td_writer::service::WriterSettings {
+        batch_size: job.batch_size,
+        write_concurrency: job.write_concurrency,
+        precision: info.precision,
+        ..influx2td_writer::service::WriterSettings::new(&job.target.database)
+    })
+}
+
+async fn writer(job: &JobConfig) -> anyhow::Result<()> {
+    let bus = nats_bus(job, "writer").await?;
+    let sink =
+        influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
+            .await?;
+    let settings = tokio::select! {
+        settings = writer_settings(job, &sink) => settings?,
+        () = shutdown_signal() => return Ok(()),
+    };
+    tracing::info!(
+        job = job.job,
+        target = job.target.dsn.redacted(),
+        write_concurrency = job.write_concurrency,
+        "writer started"
+    );
+    influx2td_writer::service::run(bus, sink, settings, shutdown_signal()).await?;
+    tracing::info!("writer stopped");
+    Ok(())
+}
+
 async fn check(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let source = influx2td_reader::check::check_source(job).await;
+    let (source, target) = tokio::join!(
+        influx2td_reader::check::check_source(job),
+        influx2td_writer::check_target(job)
+    );
+    let ends = [source, target];
+    let passed = ends.iter().all(|end| end.passed());
     let mut stdout = std::io::stdout().lock();
     if json {
-        let report = serde_json::json!({ "passed": source.passed(), "ends": [&source] });
+        let report = serde_json::json!({ "passed": passed, "ends": ends });
         writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        writeln!(stdout, "{} {}", source.end, source.url)?;
-        for step in &source.steps {
-            let mark = match step.status {
-                influx2td_reader::check::Status::Passed => "ok  ",
-                influx2td_reader::check::Status::Failed => "FAIL",
-                influx2td_reader::check::Status::Skipped => "skip",
-            };
-            writeln!(stdout, "  {mark} {:<13} {}", step.name, step.detail)?;
+        for end in &ends {
+            writeln!(stdout, "{} {}", end.end, end.url)?;
+            for step in &end.steps {
+                let mark = match step.status {
+                    Status::Passed => "ok  ",
+                    Status::Failed => "FAIL",
+                    Status::Skipped => "skip",
+                };
+                writeln!(stdout, "  {mark} {:<13} {}", step.name, step.detail)?;
+            }
         }
-        writeln!(
-            stdout,
-            "TDengine {}\n  skip target        checked once the writer lands",
-            job.target.dsn.redacted()
-        )?;
     }
-    if source.passed() {
+    if passed {
         Ok(())
     } else {
         anyhow::bail!("connectivity check failed")

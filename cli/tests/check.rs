@@ -8,7 +8,9 @@ use influx2td_testkit::{Influxd, InfluxdOptions};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 
+/// The InfluxDB end under test; the target is the file sink, which passes wherever it can write.
 fn check(influxd_url: &str, extra: &[&str]) -> Output {
+    let target = std::env::temp_dir().join("influx2td-check-test");
     let mut command = Command::new(BINARY);
     command
         .env_clear()
@@ -18,10 +20,9 @@ fn check(influxd_url: &str, extra: &[&str]) -> Output {
             "--set",
             "begin=2024-01-01",
             "--set",
-            "target.dsn=ws://localhost:6041",
-            "--set",
             "target.database=metrics",
         ])
+        .args(["--set", &format!("target.dsn=file://{}", target.display())])
         .args(["--set", &format!("source.url={influxd_url}")]);
     for setting in extra {
         command.args(["--set", setting]);
@@ -168,7 +169,7 @@ fn unreachable_server_fails_and_json_says_so() {
             "--set",
             "begin=2024-01-01",
             "--set",
-            "target.dsn=ws://h:6041",
+            "target.dsn=file:///tmp/influx2td-check-test",
             "--set",
             "target.database=m",
         ])
@@ -212,4 +213,42 @@ fn configured_version_must_match_the_server() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("but source.version = 2"), "{text}");
+}
+
+#[test]
+fn an_unreachable_tdengine_fails_the_target_with_the_reason() {
+    let Some(influxd) = with_auth() else { return };
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = check(
+        &influxd.url(),
+        &[
+            "bucket=telegraf",
+            "source.username=admin",
+            "source.password=s3cret-PW",
+            &format!("target.dsn=ws://root:SENTINEL-PW@127.0.0.1:{closed_port}"),
+        ],
+    );
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("ok   measurements"),
+        "the InfluxDB end still passes: {text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "TDengine ws://root:%5Bredacted%5D@127.0.0.1:{closed_port}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("FAIL reachable     TDengine error"), "{text}");
+    assert!(text.contains("Connection refused"), "{text}");
+    assert!(
+        text.contains("skip database      TDengine is not reachable"),
+        "{text}"
+    );
+    assert!(!text.contains("SENTINEL-PW"), "{text}");
 }

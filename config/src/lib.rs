@@ -2,6 +2,7 @@
 //! overridden by flags; unknown keys are errors; one validation step reports every problem with
 //! the key, the value and where it came from. Secrets never print.
 
+pub mod check;
 pub mod keys;
 mod layers;
 mod secret;

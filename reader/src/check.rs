@@ -2,8 +2,8 @@
 //! bucket present, measurements found. Each step says why it failed; later steps that depend on
 //! a failed one are skipped, not failed again.
 
+use influx2td_config::check::{EndCheck, Status};
 use influx2td_config::{JobConfig, MeasurementFilter, SourceAuth};
-use serde::Serialize;
 
 use crate::client::InfluxClient;
 use crate::error::SourceError;
@@ -12,58 +12,9 @@ use crate::schema;
 /// How many measurement names the report lists.
 const SHOWN_MEASUREMENTS: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Passed,
-    Failed,
-    Skipped,
-}
-
-/// One step of a check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
-    pub name: &'static str,
-    pub status: Status,
-    /// What was found, or why it failed or was skipped.
-    pub detail: String,
-}
-
-/// The check of one end (InfluxDB here; TDengine once the writer exists).
-#[derive(Debug, Clone, Serialize)]
-pub struct EndCheck {
-    pub end: &'static str,
-    pub url: String,
-    pub steps: Vec<Step>,
-}
-
-impl EndCheck {
-    pub fn passed(&self) -> bool {
-        self.steps.iter().all(|step| step.status != Status::Failed)
-    }
-
-    fn step(&mut self, name: &'static str, status: Status, detail: impl Into<String>) {
-        self.steps.push(Step {
-            name,
-            status,
-            detail: detail.into(),
-        });
-    }
-
-    fn skip_rest(&mut self, names: &[&'static str], reason: &str) {
-        for name in names {
-            self.step(name, Status::Skipped, reason);
-        }
-    }
-}
-
 /// Checks the job's InfluxDB end.
 pub async fn check_source(job: &JobConfig) -> EndCheck {
-    let mut report = EndCheck {
-        end: "InfluxDB",
-        url: job.source.url.clone(),
-        steps: Vec::new(),
-    };
+    let mut report = EndCheck::new("InfluxDB", job.source.url.clone());
     let client = match InfluxClient::new(&job.source, &job.bucket) {
         Ok(client) => client,
         Err(error) => {

@@ -5,7 +5,8 @@
 //! - [`schema`]: super table schemas and the DDL that evolves them.
 //! - [`convert`]: a batch as rendered rows; rows TDengine cannot hold, with reasons.
 //! - [`sql`]: DDL and multi-table INSERT statements, exact string escaping.
-//! - [`sink`]: where statements go; [`file`] writes them to a file.
+//! - [`sink`]: where statements go; [`tdengine`] sends them to TDengine, [`file`] to a file.
+//! - [`target`]: opening the target named by the DSN, and its connectivity check.
 //! - [`service`]: the writer role: batches in, rows written, acknowledgements out.
 
 pub mod convert;
@@ -15,7 +16,11 @@ pub mod schema;
 pub mod service;
 pub mod sink;
 pub mod sql;
+pub mod target;
+pub mod tdengine;
 
 pub use convert::Precision;
 pub use file::FileSink;
 pub use sink::{DatabaseInfo, Sink, SinkError, SinkErrorKind};
+pub use target::{AnySink, check_target, open_sink};
+pub use tdengine::TdengineSink;

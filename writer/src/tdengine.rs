@@ -1,0 +1,259 @@
+//! The TDengine sink over the `taos` crate: WebSocket (`ws://`/`wss://`, taosAdapter) or the
+//! native client library loaded at run time (`taos://`). A pool holds one connection per
+//! concurrent statement and replaces broken ones. Errors are classified by TDengine's error code
+//! (`include/util/taoserror.h`); a code not listed here counts as retryable, so that an unknown
+//! transient failure can never dead-letter rows.
+
+use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder, TaosPool};
+
+use crate::convert::Precision;
+use crate::mapping::quote;
+use crate::schema::{TableSchema, from_describe};
+use crate::sink::{DatabaseInfo, Sink, SinkError, SinkErrorKind};
+
+/// DDL for something that exists already: success for a writer racing another.
+const ALREADY_EXISTS: &[i32] = &[0x0360, 0x0369, 0x036B, 0x0381, 0x0603, 0x263C, 0x267F];
+/// The schema the writer assumed is out of date.
+const STALE: &[i32] = &[
+    0x0362, 0x036A, 0x036C, 0x03C6, 0x0618, 0x061B, 0x2602, 0x2603, 0x2653,
+];
+/// Nothing works until a person acts: credentials, rights, a missing database.
+const FATAL: &[i32] = &[
+    0x0303, 0x0351, 0x0353, 0x0357, 0x0386, 0x0388, 0x0512, 0x2616, 0x2644,
+];
+/// TDengine refuses the rows themselves (bad value, timestamp out of range, too long).
+const REJECTED: &[i32] = &[0x0203, 0x060B, 0x061D, 0x263D, 0x263E, 0x263F, 0x2642];
+
+/// The kind of a TDengine error code.
+pub fn classify(code: i32) -> SinkErrorKind {
+    let code = code & 0xFFFF;
+    if ALREADY_EXISTS.contains(&code) {
+        SinkErrorKind::AlreadyExists
+    } else if STALE.contains(&code) {
+        SinkErrorKind::Stale
+    } else if FATAL.contains(&code) {
+        SinkErrorKind::Fatal
+    } else if REJECTED.contains(&code) || (0x2600..0x2700).contains(&code) {
+        // The parser's range: what it refuses in a statement it refuses again.
+        SinkErrorKind::Rejected
+    } else {
+        SinkErrorKind::Retryable
+    }
+}
+
+fn sink_error(error: &taos::Error, doing: &str) -> SinkError {
+    let code = i32::from(error.code());
+    SinkError::new(
+        classify(code),
+        format!("TDengine error [{code:#06X}] {doing}: {}", error.message()),
+    )
+}
+
+/// Statements to a TDengine server.
+#[derive(Clone)]
+pub struct TdengineSink {
+    pool: TaosPool,
+    redacted: String,
+}
+
+impl std::fmt::Debug for TdengineSink {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TdengineSink")
+            .field("dsn", &self.redacted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TdengineSink {
+    /// `dsn` may hold a password; `redacted` is what messages show instead.
+    pub async fn connect(dsn: &str, redacted: &str, connections: usize) -> Result<Self, SinkError> {
+        let builder = TaosBuilder::from_dsn(dsn).map_err(|e| {
+            SinkError::new(
+                SinkErrorKind::Fatal,
+                format!("invalid TDengine DSN {redacted}: {}", e.message()),
+            )
+        })?;
+        let pool = builder
+            .pool_builder()
+            .max_size(connections.max(1))
+            .build()
+            .map_err(|e| {
+                SinkError::new(
+                    SinkErrorKind::Fatal,
+                    format!("cannot set up connections to {redacted}: {e}"),
+                )
+            })?;
+        let sink = Self {
+            pool,
+            redacted: redacted.to_owned(),
+        };
+        // One round trip now, so a wrong address or password shows at start, not mid-job.
+        sink.connection()
+            .await?
+            .server_version()
+            .await
+            .map_err(|e| sink_error(&e, "at connect"))?;
+        Ok(sink)
+    }
+
+    async fn connection(
+        &self,
+    ) -> Result<deadpool::managed::Object<taos::taos_query::Manager<TaosBuilder>>, SinkError> {
+        self.pool.get().await.map_err(|e| {
+            SinkError::new(
+                SinkErrorKind::Retryable,
+                format!("cannot connect to TDengine at {}: {e}", self.redacted),
+            )
+        })
+    }
+
+    async fn records(&self, sql: &str) -> Result<Vec<Vec<String>>, SinkError> {
+        let connection = self.connection().await?;
+        let mut result = connection
+            .query(sql)
+            .await
+            .map_err(|e| sink_error(&e, sql))?;
+        let records = result.to_records().await.map_err(|e| sink_error(&e, sql))?;
+        Ok(records
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|value| value.to_string().unwrap_or_default())
+                    .collect()
+            })
+            .collect())
+    }
+
+    pub fn redacted_dsn(&self) -> &str {
+        &self.redacted
+    }
+}
+
+impl Sink for TdengineSink {
+    async fn execute(&self, sql: &str) -> Result<(), SinkError> {
+        let connection = self.connection().await?;
+        connection.exec(sql).await.map(|_| ()).map_err(|e| {
+            let shown: String = sql.chars().take(200).collect();
+            sink_error(&e, &format!("running {shown}"))
+        })
+    }
+
+    async fn describe(
+        &self,
+        database: &str,
+        super_table: &str,
+    ) -> Result<Option<TableSchema>, SinkError> {
+        let sql = format!("DESCRIBE {}.{}", quote(database), quote(super_table));
+        let rows = match self.records(&sql).await {
+            Ok(rows) => rows,
+            Err(error) if error.kind == SinkErrorKind::Stale => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let described: Vec<(String, String, u32, String)> = rows
+            .into_iter()
+            .map(|row| {
+                let cell = |index: usize| row.get(index).cloned().unwrap_or_default();
+                (cell(0), cell(1), cell(2).parse().unwrap_or(0), cell(3))
+            })
+            .collect();
+        Ok((!described.is_empty()).then(|| from_describe(&described)))
+    }
+
+    async fn database(&self, database: &str) -> Result<Option<DatabaseInfo>, SinkError> {
+        let literal = crate::sql::escape_string(database).unwrap_or_default();
+        let rows = self
+            .records(&format!(
+                "SELECT `precision` FROM information_schema.ins_databases WHERE name = {literal}"
+            ))
+            .await?;
+        let Some(precision) = rows.first().and_then(|row| row.first()) else {
+            return Ok(None);
+        };
+        let precision = Precision::parse(precision).ok_or_else(|| {
+            SinkError::new(
+                SinkErrorKind::Fatal,
+                format!("database {database:?} has precision {precision:?}"),
+            )
+        })?;
+        let count = |sql: String| async move {
+            let rows = self.records(&sql).await?;
+            Ok::<u64, SinkError>(
+                rows.first()
+                    .and_then(|row| row.first())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            )
+        };
+        let tables = count(format!(
+            "SELECT COUNT(*) FROM information_schema.ins_tables WHERE db_name = {literal}"
+        ))
+        .await?
+            + count(format!(
+                "SELECT COUNT(*) FROM information_schema.ins_stables WHERE db_name = {literal}"
+            ))
+            .await?;
+        Ok(Some(DatabaseInfo { precision, tables }))
+    }
+
+    /// TDengine acknowledges an INSERT once it is in its write-ahead log.
+    async fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_classified_by_what_retrying_can_do() {
+        assert_eq!(
+            classify(0x036B),
+            SinkErrorKind::AlreadyExists,
+            "column already exists"
+        );
+        assert_eq!(
+            classify(0x036C),
+            SinkErrorKind::Stale,
+            "column does not exist"
+        );
+        assert_eq!(
+            classify(0x2653),
+            SinkErrorKind::Stale,
+            "value too long: widen and retry"
+        );
+        assert_eq!(
+            classify(0x0357),
+            SinkErrorKind::Fatal,
+            "authentication failure"
+        );
+        assert_eq!(
+            classify(0x0388),
+            SinkErrorKind::Fatal,
+            "database does not exist"
+        );
+        assert_eq!(
+            classify(0x060B),
+            SinkErrorKind::Rejected,
+            "timestamp out of range"
+        );
+        assert_eq!(classify(0x2600), SinkErrorKind::Rejected, "syntax error");
+        assert_eq!(classify(0x090C), SinkErrorKind::Retryable, "not the leader");
+        assert_eq!(
+            classify(0x000B),
+            SinkErrorKind::Retryable,
+            "network unavailable"
+        );
+        assert_eq!(
+            classify(0x7FFF),
+            SinkErrorKind::Retryable,
+            "unknown codes never dead-letter"
+        );
+        assert_eq!(
+            classify(0x8000_036Bu32 as i32),
+            SinkErrorKind::AlreadyExists,
+            "the high bit TDengine sets is ignored"
+        );
+    }
+}
