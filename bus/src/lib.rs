@@ -109,13 +109,18 @@ pub struct QueueConfig {
 }
 
 impl QueueConfig {
-    /// Defaults that suit the role that drains `kind`.
+    /// Defaults that suit the role that drains `kind`. Row batches are bounded to 128 MiB, so
+    /// that the in-process bus stays small and readers wait for writers instead of buffering.
     pub fn new(kind: StreamKind) -> Self {
         Self {
             kind,
             ack_wait: Duration::from_secs(60),
             max_messages: 100_000,
-            max_bytes: 1 << 30,
+            max_bytes: if kind == StreamKind::Data {
+                128 << 20
+            } else {
+                1 << 30
+            },
             max_ack_pending: 1_000,
             duplicate_window: Duration::from_secs(120),
         }

@@ -39,6 +39,13 @@ impl MemoryBus {
     }
 }
 
+impl MemoryBus {
+    /// Where the checkpoints of a state directory are.
+    pub fn state_file(state_dir: &std::path::Path) -> PathBuf {
+        state_dir.join("checkpoints.json")
+    }
+}
+
 impl Bus for MemoryBus {
     type Queue = MemoryQueue;
     type Checkpoints = StateFile;
@@ -66,7 +73,7 @@ impl Bus for MemoryBus {
     }
 
     async fn checkpoints(&self) -> Result<StateFile, BusError> {
-        let path = self.state_dir.join("checkpoints.json");
+        let path = Self::state_file(&self.state_dir);
         self.checkpoints
             .get_or_try_init(|| async { StateFile::open(path) })
             .await

@@ -91,6 +91,39 @@ impl StateFile {
         })
     }
 
+    /// Every entry of the state file at `path`, without taking its lock: for `status` while a
+    /// job runs. Empty when the file does not exist yet.
+    pub fn read_entries(path: &Path) -> Result<BTreeMap<String, crate::Versioned>, BusError> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => {
+                return Err(BusError::StateFile {
+                    path: path.display().to_string(),
+                    detail: format!("cannot read: {e}"),
+                });
+            }
+        };
+        let document: Document =
+            serde_json::from_slice(&bytes).map_err(|e| BusError::StateFile {
+                path: path.display().to_string(),
+                detail: format!("is not a valid state file: {e}"),
+            })?;
+        Ok(document
+            .entries
+            .into_iter()
+            .map(|(key, entry)| {
+                (
+                    key,
+                    crate::Versioned {
+                        value: entry.value,
+                        revision: entry.revision,
+                    },
+                )
+            })
+            .collect())
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }

@@ -71,6 +71,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the whole migration in this process (no NATS needed): plan, read, write, checkpoint.
+    /// Without `end` it keeps syncing new data until stopped (SIGINT/SIGTERM); it resumes from
+    /// its checkpoints when started again. Exit code 1 when windows failed or rows were
+    /// dead-lettered.
+    Run,
+    /// Run the coordinator role over NATS (needs nats.url): plan the job, publish its windows,
+    /// and keep its checkpoints. One per job; a second one waits out the first one's lease.
+    Coordinator,
+    /// Show a job's progress from its checkpoints: per measurement, the time up to which every
+    /// row is written (the moment a user can cut over), rows, windows, dead letters, failures.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the reader role over NATS (needs nats.url): read windows from the WORK stream and
     /// publish their rows to DATA. Stops on SIGINT/SIGTERM, letting windows in flight finish.
     Reader,
@@ -99,6 +114,11 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         Command::Validate { json } => validate(&job, json),
         Command::Check { json } => {
             runtime().and_then(|runtime| runtime.block_on(check(&job, json)))
+        }
+        Command::Run => runtime().and_then(|runtime| runtime.block_on(run(&job))),
+        Command::Coordinator => runtime().and_then(|runtime| runtime.block_on(coordinator(&job))),
+        Command::Status { json } => {
+            runtime().and_then(|runtime| runtime.block_on(status(&job, json)))
         }
         Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(&job))),
         Command::Writer => runtime().and_then(|runtime| runtime.block_on(writer(&job))),
@@ -196,21 +216,243 @@ async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::
     Ok(influx2td_bus::NatsBus::connect(&connect, names).await?)
 }
 
-async fn reader(job: &JobConfig) -> anyhow::Result<()> {
-    let bus = nats_bus(job, "reader").await?;
-    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
-    let settings = influx2td_reader::service::ReaderSettings {
+/// The embedded bus of a job: its state directory holds the checkpoints.
+fn embedded_bus(job: &JobConfig) -> anyhow::Result<influx2td_bus::MemoryBus> {
+    let names = influx2td_bus::Names::new(&job.nats.prefix, &job.job)?;
+    Ok(influx2td_bus::MemoryBus::new(
+        names,
+        job.state_dir.join(&job.job),
+    ))
+}
+
+fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings {
+    influx2td_reader::service::ReaderSettings {
         read_concurrency: job.read_concurrency,
         query_language: job.source.query_language,
         ..Default::default()
+    }
+}
+
+fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSettings {
+    influx2td_coordinator::CoordinatorSettings {
+        delay: job.delay,
+        max_outstanding: (job.read_concurrency * 4).max(8),
+        ..influx2td_coordinator::CoordinatorSettings::new(job.begin_ns, job.end_ns, job.window)
+    }
+}
+
+/// Prepares the target (once per job) and discovers what to copy; the part of a job before any
+/// row moves.
+async fn prepare_job<B: influx2td_bus::Bus>(
+    job: &JobConfig,
+    bus: &B,
+    sink: &influx2td_writer::AnySink,
+) -> anyhow::Result<Vec<influx2td_coordinator::PlannedMeasurement>> {
+    use influx2td_bus::CheckpointStore;
+    let store = bus.checkpoints().await?;
+    let resuming = store
+        .keys()
+        .await?
+        .iter()
+        .any(|key| key.starts_with("checkpoint."));
+    let target = &job.target;
+    influx2td_writer::service::prepare_target(
+        sink,
+        &target.database,
+        target.create_database,
+        target.allow_non_empty,
+        resuming,
+    )
+    .await?;
+    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
+    let planned = influx2td_coordinator::plan::discover(&client, job, job.read_concurrency).await?;
+    tracing::info!(
+        job = job.job,
+        measurements = planned.len(),
+        resuming,
+        "job planned"
+    );
+    Ok(planned)
+}
+
+/// What a finished (or stopped) job says; an error when rows did not all arrive.
+fn conclude(summary: &influx2td_coordinator::JobSummary) -> anyhow::Result<()> {
+    tracing::info!(
+        complete = summary.complete,
+        rows_written = summary.rows_written(),
+        rows_dead_lettered = summary.rows_dead_lettered(),
+        windows_failed = summary.failed_windows(),
+        "job {}",
+        if summary.complete {
+            "finished"
+        } else {
+            "stopped; run it again to resume"
+        }
+    );
+    if summary.failed_windows() > 0 || summary.rows_dead_lettered() > 0 {
+        anyhow::bail!(
+            "{} windows failed and {} rows were dead-lettered; `influx2td status` shows why",
+            summary.failed_windows(),
+            summary.rows_dead_lettered()
+        );
+    }
+    Ok(())
+}
+
+async fn run(job: &JobConfig) -> anyhow::Result<()> {
+    let bus = embedded_bus(job)?;
+    let sink =
+        influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
+            .await?;
+    let planned = prepare_job(job, &bus, &sink).await?;
+    let settings = writer_settings(job, &sink).await?;
+    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
+
+    let (stop_reader, reader_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(influx2td_reader::service::run(
+        bus.clone(),
+        client,
+        reader_settings(job),
+        async {
+            let _ = reader_stopped.await;
+        },
+    ));
+    let writer = tokio::spawn(influx2td_writer::service::run(
+        bus.clone(),
+        sink,
+        settings,
+        async {
+            let _ = writer_stopped.await;
+        },
+    ));
+    tracing::info!(
+        job = job.job,
+        source = job.source.url,
+        target = job.target.dsn.redacted(),
+        "run started"
+    );
+    let summary = influx2td_coordinator::service::run(
+        bus,
+        planned,
+        coordinator_settings(job),
+        shutdown_signal(),
+    )
+    .await;
+    // Readers stop first; writers then drain what was read.
+    let _ = stop_reader.send(());
+    reader.await??;
+    let _ = stop_writer.send(());
+    writer.await??;
+    conclude(&summary?)
+}
+
+async fn coordinator(job: &JobConfig) -> anyhow::Result<()> {
+    let bus = nats_bus(job, "coordinator").await?;
+    let sink = influx2td_writer::open_sink(&job.target.dsn, &format!("{}-coordinator", job.job), 1)
+        .await?;
+    let planned = prepare_job(job, &bus, &sink).await?;
+    let summary = influx2td_coordinator::service::run(
+        bus,
+        planned,
+        coordinator_settings(job),
+        shutdown_signal(),
+    )
+    .await?;
+    conclude(&summary)
+}
+
+async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+    use influx2td_bus::{Bus, CheckpointStore};
+    let entries: std::collections::BTreeMap<String, influx2td_bus::Versioned> = match &job.nats.url
+    {
+        Some(_) => {
+            let store = nats_bus(job, "status").await?.checkpoints().await?;
+            let mut entries = std::collections::BTreeMap::new();
+            for key in store.keys().await? {
+                if let Some(value) = store.get(&key).await? {
+                    entries.insert(key, value);
+                }
+            }
+            entries
+        }
+        None => influx2td_bus::StateFile::read_entries(&influx2td_bus::MemoryBus::state_file(
+            &job.state_dir.join(&job.job),
+        ))?,
     };
+    let mut measurements = std::collections::BTreeMap::new();
+    for (key, entry) in &entries {
+        let Some(token) = key.strip_prefix("checkpoint.") else {
+            continue;
+        };
+        let name = influx2td_proto::names::measurement_from_token(token)
+            .unwrap_or_else(|| token.to_owned());
+        let progress: influx2td_coordinator::tracker::Progress =
+            serde_json::from_str(&entry.value)?;
+        measurements.insert(name, progress);
+    }
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "job": job.job, "measurements": measurements })
+            )?
+        )?;
+        return Ok(());
+    }
+    if measurements.is_empty() {
+        writeln!(
+            stdout,
+            "job {}: no checkpoint yet (not started, or nothing written so far)",
+            job.job
+        )?;
+        return Ok(());
+    }
+    writeln!(stdout, "job {}", job.job)?;
+    writeln!(
+        stdout,
+        "{:<24} {:<30} {:>8} {:>12} {:>6} {:>6}",
+        "measurement", "consistent up to (UTC)", "windows", "rows", "dead", "failed"
+    )?;
+    for (name, progress) in &measurements {
+        writeln!(
+            stdout,
+            "{:<24} {:<30} {:>8} {:>12} {:>6} {:>6}",
+            name,
+            influx2td_config::format_time(progress.watermark_ns),
+            progress.windows_done,
+            progress.rows_written,
+            progress.rows_dead_lettered,
+            progress.failed.len()
+        )?;
+        if !progress.dead_letter_reason.is_empty() {
+            writeln!(stdout, "    dead letters: {}", progress.dead_letter_reason)?;
+        }
+        for failed in &progress.failed {
+            writeln!(
+                stdout,
+                "    failed window {} .. {}: {}",
+                influx2td_config::format_time(failed.start_ns),
+                influx2td_config::format_time(failed.end_ns),
+                failed.reason
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn reader(job: &JobConfig) -> anyhow::Result<()> {
+    let bus = nats_bus(job, "reader").await?;
+    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
     tracing::info!(
         job = job.job,
         source = job.source.url,
         read_concurrency = job.read_concurrency,
         "reader started"
     );
-    influx2td_reader::service::run(bus, client, settings, shutdown_signal()).await?;
+    influx2td_reader::service::run(bus, client, reader_settings(job), shutdown_signal()).await?;
     tracing::info!("reader stopped");
     Ok(())
 }

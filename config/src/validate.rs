@@ -666,7 +666,8 @@ fn valid_tdengine_name(name: &str) -> bool {
         && name.len() <= 64
 }
 
-fn format_time(nanos: i64) -> String {
+/// A nanosecond timestamp as RFC 3339 UTC (`2024-01-01T00:00:00Z`, fractions when present).
+pub fn format_time(nanos: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 

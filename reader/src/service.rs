@@ -168,6 +168,7 @@ pub async fn run<B: Bus>(
             in_flight.spawn(async move { handle(&context, delivery).await });
         }
     }
+    while in_flight.try_join_next().is_some() {}
     tracing::info!(in_flight = in_flight.len(), "reader stopping");
     let drained = tokio::time::timeout(settings.shutdown_grace, async {
         while in_flight.join_next().await.is_some() {}
@@ -211,12 +212,19 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         Err(WindowError::Source(error)) if error.is_overload() => Some(ReadOutcome::Overloaded),
         Err(_) => None,
     };
+    let before = context.limit.current();
     if let Some(changed) = learned.and_then(|learned| context.limit.record(learned)) {
-        tracing::info!(
-            reads_in_flight = changed,
-            max = context.settings.read_concurrency,
-            "adapted reads in flight to InfluxDB's pace"
-        );
+        let max = context.settings.read_concurrency;
+        // Backing off is news; growing back is routine.
+        if changed < before {
+            tracing::info!(
+                reads_in_flight = changed,
+                max,
+                "InfluxDB is struggling: fewer reads in flight"
+            );
+        } else {
+            tracing::debug!(reads_in_flight = changed, max, "more reads in flight");
+        }
     }
     let fields = (
         window.measurement.as_str(),

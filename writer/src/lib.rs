@@ -7,11 +7,13 @@
 //! - [`sql`]: DDL and multi-table INSERT statements, exact string escaping.
 //! - [`sink`]: where statements go; [`tdengine`] sends them to TDengine, [`file`] to a file.
 //! - [`target`]: opening the target named by the DSN, and its connectivity check.
+//! - [`replay`]: what a file target's statements leave in TDengine (for `verify` and tests).
 //! - [`service`]: the writer role: batches in, rows written, acknowledgements out.
 
 pub mod convert;
 pub mod file;
 pub mod mapping;
+pub mod replay;
 pub mod schema;
 pub mod service;
 pub mod sink;

@@ -205,6 +205,7 @@ pub async fn run<B: Bus, S: Sink>(
             }
         }
     }
+    while in_flight.try_join_next().is_some() {}
     tracing::info!(in_flight = in_flight.len(), "writer stopping");
     let drained = tokio::time::timeout(settings.shutdown_grace, async {
         while in_flight.join_next().await.is_some() {}
@@ -293,6 +294,11 @@ async fn write_batch<B: Bus, S: Sink>(
     context: &Context<B, S>,
     batch: &pb::RowBatch,
 ) -> Result<Written, SinkError> {
+    // An empty window still sends one batch, so that its completion is acknowledged; it needs
+    // no table.
+    if batch.row_count() == 0 {
+        return Ok(Written::default());
+    }
     let super_table = super_table_name(&batch.measurement);
     let schema = ensure_schema(context, batch, &super_table).await?;
     let converted = convert(batch, &super_table, &schema, context.settings.precision);

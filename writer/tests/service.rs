@@ -442,3 +442,34 @@ async fn target_checks_name_the_database_and_the_key_to_set() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_window_is_reported_without_any_statement() {
+    let state = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::new(names(), state.path());
+    let directory = tempfile::tempdir().unwrap();
+    let sink = FileSink::create(directory.path(), "w").unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
+        let _ = stopped.await;
+    }));
+    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
+    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
+    data.publish(message(&BatchEncoder::new(window("cpu")).finish()))
+        .await
+        .unwrap();
+    let reports = collect_done(&done, 1).await;
+    assert_eq!(
+        (reports[0].rows_written, reports[0].totals),
+        (
+            0,
+            Some(pb::WindowTotals {
+                batches: 1,
+                rows: 0
+            })
+        )
+    );
+    assert!(statements(&sink).is_empty());
+    stop.send(()).unwrap();
+    writer.await.unwrap().unwrap();
+}

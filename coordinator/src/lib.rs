@@ -1,0 +1,12 @@
+//! The coordinator: plans a job's windows, publishes them lazily, turns writers'
+//! acknowledgements into checkpoints, resumes from them, and keeps syncing when the job has no end.
+//!
+//! - [`tracker`]: which windows are written; per-measurement watermarks.
+//! - [`plan`]: discovery: measurements and where their data lies.
+//! - [`service`]: the coordinator role: lease, lazy publishing, acknowledgements, checkpoints.
+
+pub mod plan;
+pub mod service;
+pub mod tracker;
+
+pub use service::{CoordinatorSettings, JobSummary, PlannedMeasurement};

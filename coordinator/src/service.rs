@@ -1,0 +1,576 @@
+//! The coordinator role: takes the job's lease, resumes every measurement from its checkpoint,
+//! publishes windows lazily (never more than `max_outstanding`), counts the writers'
+//! acknowledgements, re-publishes windows whose acknowledgements do not arrive in time (a new
+//! attempt, so a new dedup id), stores checkpoints with compare-and-set, and ends when every
+//! window up to `end` is written, or keeps following new data when the job has no end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use influx2td_bus::{
+    Bus, BusError, CheckpointStore, Delivery, OutgoingMessage, QueueConfig, Settle, StreamKind,
+    WorkQueue,
+};
+use influx2td_proto::names::{LEASE_KEY, checkpoint_key, header, window_header};
+use influx2td_proto::{Message, pb};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::tracker::{Acked, Progress, Tracker};
+
+/// How the coordinator runs a job.
+#[derive(Debug, Clone)]
+pub struct CoordinatorSettings {
+    pub begin_ns: i64,
+    /// `None`: keep syncing.
+    pub end_ns: Option<i64>,
+    pub window_ns: i64,
+    /// How far behind now continuous sync stays.
+    pub delay: Duration,
+    /// Windows published and not yet written, at most.
+    pub max_outstanding: usize,
+    /// A window whose acknowledgements stop arriving for this long is published again.
+    pub window_deadline: Duration,
+    pub progress_interval: Duration,
+    /// How long the job's lease lasts without renewal.
+    pub lease_ttl: Duration,
+}
+
+impl CoordinatorSettings {
+    pub fn new(begin_ns: i64, end_ns: Option<i64>, window: Duration) -> Self {
+        Self {
+            begin_ns,
+            end_ns,
+            window_ns: i64::try_from(window.as_nanos()).unwrap_or(i64::MAX).max(1),
+            delay: Duration::from_secs(30),
+            max_outstanding: 200,
+            window_deadline: Duration::from_secs(600),
+            progress_interval: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A measurement to copy and where its data lies (`None`: it holds no point).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMeasurement {
+    pub name: String,
+    pub bounds: Option<(i64, i64)>,
+}
+
+#[derive(Debug, Error)]
+pub enum CoordinatorError {
+    #[error("coordinator cannot use the bus: {0}")]
+    Bus(#[from] BusError),
+    #[error(
+        "job {job} is run by another coordinator ({owner}) until {until}; stop it or wait for its lease to expire"
+    )]
+    Leased {
+        job: String,
+        owner: String,
+        until: String,
+    },
+    #[error("lost the lease of job {job} to {owner}: another coordinator took over")]
+    LeaseLost { job: String, owner: String },
+    #[error("checkpoint {key} holds invalid data: {detail}")]
+    BadCheckpoint { key: String, detail: String },
+}
+
+/// The state of a job when the coordinator returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JobSummary {
+    pub measurements: BTreeMap<String, Progress>,
+    /// Whether every window up to `end` is written (never for a job without end).
+    pub complete: bool,
+}
+
+impl JobSummary {
+    pub fn rows_written(&self) -> u64 {
+        self.measurements
+            .values()
+            .map(|progress| progress.rows_written)
+            .sum()
+    }
+
+    pub fn rows_dead_lettered(&self) -> u64 {
+        self.measurements
+            .values()
+            .map(|progress| progress.rows_dead_lettered)
+            .sum()
+    }
+
+    pub fn failed_windows(&self) -> usize {
+        self.measurements
+            .values()
+            .map(|progress| progress.failed.len())
+            .sum()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Lease {
+    owner: String,
+    expires_unix_ms: u128,
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis())
+        .unwrap_or_default()
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|elapsed| i64::try_from(elapsed.as_nanos()).ok())
+        .unwrap_or(i64::MAX)
+}
+
+/// The job's lease in the checkpoint store.
+struct LeaseHolder<C: CheckpointStore> {
+    store: C,
+    job: String,
+    owner: String,
+    revision: u64,
+    ttl: Duration,
+}
+
+impl<C: CheckpointStore> LeaseHolder<C> {
+    async fn acquire(store: C, job: &str, ttl: Duration) -> Result<Self, CoordinatorError> {
+        let owner = format!("pid-{}-{}", std::process::id(), unix_ms());
+        let current = store.get(LEASE_KEY).await?;
+        if let Some(current) = &current
+            && let Ok(lease) = serde_json::from_str::<Lease>(&current.value)
+            && lease.expires_unix_ms > unix_ms()
+        {
+            return Err(CoordinatorError::Leased {
+                job: job.to_owned(),
+                owner: lease.owner,
+                until: format!("{} ms from now", lease.expires_unix_ms - unix_ms()),
+            });
+        }
+        let mut holder = Self {
+            store,
+            job: job.to_owned(),
+            owner,
+            revision: current.as_ref().map_or(0, |versioned| versioned.revision),
+            ttl,
+        };
+        let expected = current.map(|versioned| versioned.revision);
+        holder.write(expected).await?;
+        Ok(holder)
+    }
+
+    async fn write(&mut self, expected: Option<u64>) -> Result<(), CoordinatorError> {
+        let lease = Lease {
+            owner: self.owner.clone(),
+            expires_unix_ms: unix_ms() + self.ttl.as_millis(),
+        };
+        let value = serde_json::to_string(&lease).unwrap_or_default();
+        match self.store.compare_and_set(LEASE_KEY, value, expected).await {
+            Ok(revision) => {
+                self.revision = revision;
+                Ok(())
+            }
+            Err(BusError::Conflict { .. }) => {
+                let owner = self
+                    .store
+                    .get(LEASE_KEY)
+                    .await?
+                    .and_then(|versioned| serde_json::from_str::<Lease>(&versioned.value).ok())
+                    .map(|lease| lease.owner)
+                    .unwrap_or_default();
+                Err(CoordinatorError::LeaseLost {
+                    job: self.job.clone(),
+                    owner,
+                })
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn renew(&mut self) -> Result<(), CoordinatorError> {
+        self.write(Some(self.revision)).await
+    }
+
+    /// Lets another coordinator take over at once.
+    async fn release(&mut self) {
+        let expired = Lease {
+            owner: self.owner.clone(),
+            expires_unix_ms: 0,
+        };
+        let value = serde_json::to_string(&expired).unwrap_or_default();
+        let _ = self
+            .store
+            .compare_and_set(LEASE_KEY, value, Some(self.revision))
+            .await;
+    }
+}
+
+/// Reads every measurement's checkpoint.
+pub async fn load_progress<C: CheckpointStore>(
+    store: &C,
+    measurement: &str,
+) -> Result<Option<(Progress, u64)>, CoordinatorError> {
+    let key = checkpoint_key(measurement);
+    let Some(stored) = store.get(&key).await? else {
+        return Ok(None);
+    };
+    let progress =
+        serde_json::from_str(&stored.value).map_err(|e| CoordinatorError::BadCheckpoint {
+            key,
+            detail: e.to_string(),
+        })?;
+    Ok(Some((progress, stored.revision)))
+}
+
+/// Per measurement: where its windows stop (bounded jobs), and the stored checkpoint revision.
+#[derive(Debug)]
+struct Plan {
+    /// `None`: keep following new data.
+    end_ns: Option<i64>,
+    revision: Option<u64>,
+    persisted: Progress,
+}
+
+/// Runs the job until every window up to `end` is written, or `shutdown` completes.
+pub async fn run<B: Bus>(
+    bus: B,
+    measurements: Vec<PlannedMeasurement>,
+    settings: CoordinatorSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<JobSummary, CoordinatorError> {
+    let names = bus.names().clone();
+    let store = bus.checkpoints().await?;
+    let mut lease = LeaseHolder::acquire(store.clone(), names.job(), settings.lease_ttl).await?;
+    let work = bus.queue(QueueConfig::new(StreamKind::Work)).await?;
+    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await?;
+
+    let mut tracker = Tracker::default();
+    let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
+    let window = settings.window_ns;
+    for measurement in &measurements {
+        let stored = load_progress(&store, &measurement.name).await?;
+        let (progress, revision) = match stored {
+            Some((progress, revision)) => (progress, Some(revision)),
+            None => (
+                Progress {
+                    watermark_ns: settings.begin_ns,
+                    ..Default::default()
+                },
+                None,
+            ),
+        };
+        let resumed_at = progress.watermark_ns;
+        tracker.resume(&measurement.name, progress.clone());
+        let end_ns = match (settings.end_ns, measurement.bounds) {
+            // Stop after the window holding the last point.
+            (Some(end), Some((_, last))) => {
+                Some(end.min(align_up(last.saturating_add(1), settings.begin_ns, window)))
+            }
+            (Some(_), None) => Some(resumed_at),
+            (None, _) => None,
+        };
+        // Nothing is read before the window holding the first point (the cursor only moves
+        // forward, so a checkpoint further on wins).
+        let first_window = match measurement.bounds {
+            Some((first, _)) => align_down(first, settings.begin_ns, window),
+            // An empty measurement in continuous sync starts with the window now being written.
+            None if settings.end_ns.is_none() => {
+                let live = now_ns()
+                    .saturating_sub(i64::try_from(settings.delay.as_nanos()).unwrap_or(i64::MAX));
+                align_down(live, settings.begin_ns, window)
+            }
+            None => resumed_at,
+        };
+        tracker.skip_to(
+            &measurement.name,
+            end_ns.map_or(first_window, |end| first_window.min(end)),
+        );
+        tracing::info!(
+            measurement = measurement.name,
+            resume_from = resumed_at,
+            first_window = tracker.cursor(&measurement.name),
+            end = end_ns,
+            "planned"
+        );
+        plans.insert(
+            measurement.name.clone(),
+            Plan {
+                end_ns,
+                revision,
+                persisted: progress,
+            },
+        );
+    }
+
+    let mut deadlines: HashMap<(String, i64), Instant> = HashMap::new();
+    let mut next_persist = Instant::now();
+    let mut next_renew = Instant::now() + settings.lease_ttl / 3;
+    let mut next_progress = Instant::now() + settings.progress_interval;
+    let started = Instant::now();
+    let mut round_robin = 0usize;
+    let names_list: Vec<String> = plans.keys().cloned().collect();
+    tokio::pin!(shutdown);
+    let complete = loop {
+        // Publish while there is room, taking measurements in turn.
+        let now_limit =
+            now_ns().saturating_sub(i64::try_from(settings.delay.as_nanos()).unwrap_or(i64::MAX));
+        let mut idle_rounds = 0;
+        while tracker.outstanding() < settings.max_outstanding && idle_rounds < names_list.len() {
+            let name = &names_list[round_robin % names_list.len().max(1)];
+            round_robin = round_robin.wrapping_add(1);
+            let cursor = tracker.cursor(name).unwrap_or(i64::MAX);
+            let window_end = cursor.saturating_add(window);
+            let publish_end = match plans[name].end_ns {
+                Some(end) if cursor < end => Some(window_end.min(end)),
+                Some(_) => None,
+                None if window_end <= now_limit => Some(window_end),
+                None => None,
+            };
+            let Some(publish_end) = publish_end else {
+                idle_rounds += 1;
+                continue;
+            };
+            idle_rounds = 0;
+            publish(&work, &names, name, cursor, publish_end, 1).await?;
+            tracker.published(name, cursor, publish_end, 1);
+            deadlines.insert(
+                (name.clone(), cursor),
+                Instant::now() + settings.window_deadline,
+            );
+        }
+
+        let finished = plans.iter().all(|(name, plan)| {
+            plan.end_ns
+                .is_some_and(|end| tracker.cursor(name).unwrap_or(end) >= end)
+        }) && tracker.outstanding() == 0;
+        if finished {
+            break true;
+        }
+
+        let pulled = tokio::select! {
+            _ = &mut shutdown => break false,
+            pulled = done.pull(256, Duration::from_millis(200)) => pulled,
+        };
+        match pulled {
+            Ok(deliveries) => {
+                for delivery in deliveries {
+                    match pb::WindowDone::decode(delivery.payload().clone()) {
+                        Ok(report) => {
+                            let key = (report.measurement.clone(), report.window_start_ns);
+                            match tracker.acked(&report) {
+                                Acked::Counted => {
+                                    // Progress: the window is alive, give it more time.
+                                    deadlines
+                                        .insert(key, Instant::now() + settings.window_deadline);
+                                }
+                                Acked::WindowFinished {
+                                    start_ns,
+                                    end_ns,
+                                    outcome,
+                                } => {
+                                    deadlines.remove(&key);
+                                    if let Err(reason) = outcome {
+                                        tracing::error!(
+                                            measurement = report.measurement,
+                                            window_start = start_ns,
+                                            window_end = end_ns,
+                                            reason,
+                                            "window failed for good"
+                                        );
+                                    }
+                                }
+                                Acked::Ignored => {}
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "ignoring a DONE message that is not a WindowDone")
+                        }
+                    }
+                    if let Err(error) = delivery.settle(Settle::Ack).await {
+                        tracing::debug!(%error, "cannot acknowledge a DONE message; it comes again and counts once");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot pull acknowledgements, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+
+        // Windows whose acknowledgements stopped: publish again, as a new attempt.
+        let now = Instant::now();
+        let expired: Vec<(String, i64)> = deadlines
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (name, start) in expired {
+            let Some((_, end, attempt)) = tracker
+                .unfinished(&name)
+                .into_iter()
+                .find(|(s, _, _)| *s == start)
+            else {
+                deadlines.remove(&(name, start));
+                continue;
+            };
+            tracing::warn!(
+                measurement = name,
+                window_start = start,
+                attempt = attempt + 1,
+                "window not written in time; publishing it again"
+            );
+            publish(&work, &names, &name, start, end, attempt + 1).await?;
+            tracker.published(&name, start, end, attempt + 1);
+            deadlines.insert((name, start), now + settings.window_deadline);
+        }
+
+        if now >= next_persist {
+            persist(&store, &tracker, &mut plans).await?;
+            next_persist = now + Duration::from_secs(1);
+        }
+        if now >= next_renew {
+            lease.renew().await?;
+            next_renew = now + settings.lease_ttl / 3;
+        }
+        if now >= next_progress {
+            log_progress(&tracker, &plans, started.elapsed());
+            next_progress = now + settings.progress_interval;
+        }
+    };
+    persist(&store, &tracker, &mut plans).await?;
+    lease.release().await;
+    let summary = JobSummary {
+        measurements: plans
+            .keys()
+            .filter_map(|name| Some((name.clone(), tracker.progress(name)?.clone())))
+            .collect(),
+        complete,
+    };
+    log_progress(&tracker, &plans, started.elapsed());
+    Ok(summary)
+}
+
+/// The start of the window holding `time`, for windows laid from `origin`.
+pub fn align_down(time: i64, origin: i64, window: i64) -> i64 {
+    origin + (time.saturating_sub(origin)).div_euclid(window) * window
+}
+
+/// The end of the window holding `time - 1` (the first window boundary at or after `time`).
+pub fn align_up(time: i64, origin: i64, window: i64) -> i64 {
+    let down = align_down(time, origin, window);
+    if down == time {
+        time
+    } else {
+        down.saturating_add(window)
+    }
+}
+
+async fn publish<Q: WorkQueue>(
+    work: &Q,
+    names: &influx2td_proto::names::Names,
+    measurement: &str,
+    start_ns: i64,
+    end_ns: i64,
+    attempt: u32,
+) -> Result<(), BusError> {
+    let item = pb::WorkItem {
+        job: names.job().to_owned(),
+        measurement: measurement.to_owned(),
+        window_start_ns: start_ns,
+        window_end_ns: end_ns,
+        attempt,
+        split_depth: 0,
+    };
+    let message = OutgoingMessage {
+        subject: names.subject(StreamKind::Work, measurement),
+        msg_id: names.work_msg_id(measurement, start_ns, end_ns, attempt),
+        headers: vec![
+            (header::JOB.to_owned(), names.job().to_owned()),
+            (header::MEASUREMENT.to_owned(), measurement.to_owned()),
+            (header::WINDOW.to_owned(), window_header(start_ns, end_ns)),
+            (header::ATTEMPT.to_owned(), attempt.to_string()),
+        ],
+        payload: item.encode_to_vec().into(),
+    };
+    work.publish(message).await.map(|_| ())
+}
+
+/// Stores every checkpoint that changed, with compare-and-set.
+async fn persist<C: CheckpointStore>(
+    store: &C,
+    tracker: &Tracker,
+    plans: &mut BTreeMap<String, Plan>,
+) -> Result<(), CoordinatorError> {
+    for (name, plan) in plans.iter_mut() {
+        let Some(progress) = tracker.progress(name) else {
+            continue;
+        };
+        if *progress == plan.persisted {
+            continue;
+        }
+        let value = serde_json::to_string(progress).unwrap_or_default();
+        let key = checkpoint_key(name);
+        match store.compare_and_set(&key, value, plan.revision).await {
+            Ok(revision) => {
+                plan.revision = Some(revision);
+                plan.persisted = progress.clone();
+            }
+            // Someone else writes this job's checkpoints: another coordinator took over.
+            Err(BusError::Conflict { .. }) => {
+                return Err(CoordinatorError::LeaseLost {
+                    job: key,
+                    owner: "another coordinator (checkpoint changed under us)".into(),
+                });
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(())
+}
+
+fn log_progress(tracker: &Tracker, plans: &BTreeMap<String, Plan>, elapsed: Duration) {
+    let mut rows = 0;
+    let mut windows = 0;
+    let mut dead = 0;
+    let mut failed = 0;
+    for name in plans.keys() {
+        if let Some(progress) = tracker.progress(name) {
+            rows += progress.rows_written;
+            windows += progress.windows_done;
+            dead += progress.rows_dead_lettered;
+            failed += progress.failed.len();
+        }
+    }
+    let rows_per_second = rows as f64 / elapsed.as_secs_f64().max(0.001);
+    tracing::info!(
+        measurements = plans.len(),
+        windows_done = windows,
+        windows_in_flight = tracker.outstanding(),
+        rows_written = rows,
+        rows_per_second = rows_per_second as u64,
+        rows_dead_lettered = dead,
+        windows_failed = failed,
+        "progress"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_align_to_the_job_begin() {
+        assert_eq!(align_down(25, 0, 10), 20);
+        assert_eq!(align_down(5, 3, 10), 3);
+        assert_eq!(align_down(-5, 0, 10), -10);
+        assert_eq!(align_up(20, 0, 10), 20);
+        assert_eq!(align_up(21, 0, 10), 30);
+        assert_eq!(align_up(-9, 0, 10), 0);
+    }
+}
