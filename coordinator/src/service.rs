@@ -36,6 +36,10 @@ pub struct CoordinatorSettings {
     pub progress_interval: Duration,
     /// How long the job's lease lasts without renewal.
     pub lease_ttl: Duration,
+    /// The checkpoint store itself guarantees one process per job (the embedded state file is
+    /// locked by the OS, and the lock dies with its process): a lease left by a crashed run is
+    /// taken over at once instead of waited out.
+    pub exclusive_store: bool,
 }
 
 impl CoordinatorSettings {
@@ -49,6 +53,7 @@ impl CoordinatorSettings {
             window_deadline: Duration::from_secs(600),
             progress_interval: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(30),
+            exclusive_store: false,
         }
     }
 }
@@ -140,29 +145,62 @@ struct LeaseHolder<C: CheckpointStore> {
 }
 
 impl<C: CheckpointStore> LeaseHolder<C> {
-    async fn acquire(store: C, job: &str, ttl: Duration) -> Result<Self, CoordinatorError> {
+    /// Takes the lease; while another live coordinator holds it, waits (a standby) and takes
+    /// over once it expires. `force`: take it over at once (see `exclusive_store`).
+    async fn acquire(
+        store: C,
+        job: &str,
+        ttl: Duration,
+        force: bool,
+    ) -> Result<Self, CoordinatorError> {
         let owner = format!("pid-{}-{}", std::process::id(), unix_ms());
-        let current = store.get(LEASE_KEY).await?;
-        if let Some(current) = &current
-            && let Ok(lease) = serde_json::from_str::<Lease>(&current.value)
-            && lease.expires_unix_ms > unix_ms()
-        {
-            return Err(CoordinatorError::Leased {
+        let mut announced = false;
+        loop {
+            let current = store.get(LEASE_KEY).await?;
+            let holder = current
+                .as_ref()
+                .and_then(|versioned| serde_json::from_str::<Lease>(&versioned.value).ok())
+                .filter(|lease| lease.expires_unix_ms > unix_ms());
+            match holder {
+                Some(lease) if force => {
+                    tracing::warn!(
+                        job,
+                        previous = lease.owner,
+                        "taking over the lease a previous run left behind"
+                    );
+                }
+                Some(lease) => {
+                    if !announced {
+                        tracing::warn!(
+                            job,
+                            holder = lease.owner,
+                            expires_in_ms = (lease.expires_unix_ms - unix_ms()) as u64,
+                            "another coordinator runs this job; standing by until its lease expires"
+                        );
+                        announced = true;
+                    }
+                    tokio::time::sleep(ttl / 3).await;
+                    continue;
+                }
+                None => {}
+            }
+            let mut holder = Self {
+                store: store.clone(),
                 job: job.to_owned(),
-                owner: lease.owner,
-                until: format!("{} ms from now", lease.expires_unix_ms - unix_ms()),
-            });
+                owner: owner.clone(),
+                revision: 0,
+                ttl,
+            };
+            match holder
+                .write(current.map(|versioned| versioned.revision))
+                .await
+            {
+                Ok(()) => return Ok(holder),
+                // Another standby was faster: stand by again.
+                Err(CoordinatorError::LeaseLost { .. }) => continue,
+                Err(other) => return Err(other),
+            }
         }
-        let mut holder = Self {
-            store,
-            job: job.to_owned(),
-            owner,
-            revision: current.as_ref().map_or(0, |versioned| versioned.revision),
-            ttl,
-        };
-        let expected = current.map(|versioned| versioned.revision);
-        holder.write(expected).await?;
-        Ok(holder)
     }
 
     async fn write(&mut self, expected: Option<u64>) -> Result<(), CoordinatorError> {
@@ -246,7 +284,13 @@ pub async fn run<B: Bus>(
 ) -> Result<JobSummary, CoordinatorError> {
     let names = bus.names().clone();
     let store = bus.checkpoints().await?;
-    let mut lease = LeaseHolder::acquire(store.clone(), names.job(), settings.lease_ttl).await?;
+    let mut lease = LeaseHolder::acquire(
+        store.clone(),
+        names.job(),
+        settings.lease_ttl,
+        settings.exclusive_store,
+    )
+    .await?;
     let work = bus.queue(QueueConfig::new(StreamKind::Work)).await?;
     let done = bus.queue(QueueConfig::new(StreamKind::Done)).await?;
 

@@ -1,0 +1,419 @@
+//! `influx2td run` end to end: a real influxd, the binary, the file target replayed as TDengine
+//! would hold it, compared row by row with the source.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use influx2td_testkit::Influxd;
+use influx2td_writer::mapping::{child_table_name, super_table_name};
+use influx2td_writer::replay::{Literal, replay_directory};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+const HOUR: i64 = 3_600_000_000_000;
+/// 2023-11-14T21:46:40Z: the job's begin.
+const T0: i64 = 1_700_000_000_000_000_000 - 1_600_000_000_000;
+
+/// A point: measurement, tags, time, fields with the value TDengine should hold.
+#[derive(Debug, Clone)]
+struct Point {
+    measurement: &'static str,
+    tags: Vec<(&'static str, String)>,
+    time: i64,
+    fields: Vec<(&'static str, Literal, String)>,
+}
+
+fn float(value: f64) -> (Literal, String) {
+    (Literal::Number(format!("{value:?}")), format!("{value:?}"))
+}
+fn int(value: i64) -> (Literal, String) {
+    (Literal::Number(value.to_string()), format!("{value}i"))
+}
+fn text(value: &str) -> (Literal, String) {
+    (
+        Literal::Text(value.to_owned()),
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),
+    )
+}
+fn boolean(value: bool) -> (Literal, String) {
+    (Literal::Bool(value), value.to_string())
+}
+
+fn field(name: &'static str, value: (Literal, String)) -> (&'static str, Literal, String) {
+    (name, value.0, value.1)
+}
+
+fn escape_key(text: &str) -> String {
+    text.replace(',', "\\,")
+        .replace('=', "\\=")
+        .replace(' ', "\\ ")
+}
+
+fn line(point: &Point) -> String {
+    let mut line = escape_key(point.measurement).replace("\\=", "=");
+    for (key, value) in &point.tags {
+        line.push_str(&format!(",{}={}", escape_key(key), escape_key(value)));
+    }
+    let fields: Vec<String> = point
+        .fields
+        .iter()
+        .map(|(name, _, lp)| format!("{}={lp}", escape_key(name)))
+        .collect();
+    format!("{line} {} {}\n", fields.join(","), point.time)
+}
+
+/// The source: `cpu` over five hours with two hosts and every type, a point exactly at begin,
+/// one exactly at end (not copied), one before begin (not copied), `disk io` with hard tag
+/// values, tagless `mem` before 1970 relative to nothing (it has its own hour), `skip_me`
+/// excluded by the measurement filter.
+fn points(end: i64) -> (Vec<Point>, Vec<Point>) {
+    let mut copied = Vec::new();
+    for hour in 0..5 {
+        for (index, host) in ["server 01", "server,02"].iter().enumerate() {
+            let time = T0 + hour * HOUR + index as i64 * 1_000 + 123;
+            copied.push(Point {
+                measurement: "cpu",
+                tags: vec![("host", (*host).to_owned()), ("region", "eu-west".into())],
+                time,
+                fields: vec![
+                    field("usage", float(hour as f64 + 0.5)),
+                    field("count", int(-(hour * 10 + index as i64))),
+                    field(
+                        "state",
+                        text(if hour % 2 == 0 {
+                            "ok"
+                        } else {
+                            "it's \"hot\"\\"
+                        }),
+                    ),
+                    field("up", boolean(hour % 2 == 0)),
+                ],
+            });
+        }
+    }
+    copied.push(Point {
+        measurement: "cpu",
+        tags: vec![("host", "edge".into())],
+        time: T0,
+        fields: vec![field("usage", float(7.25))],
+    });
+    copied.push(Point {
+        measurement: "disk io",
+        tags: vec![("path", "/var/lib x=1,y".into()), ("emoji", "🔥".into())],
+        time: T0 + HOUR / 2,
+        fields: vec![field("free", int(1 << 40))],
+    });
+    copied.push(Point {
+        measurement: "mem",
+        tags: vec![],
+        time: T0 + 2 * HOUR + 1,
+        fields: vec![field("used", int(42)), field("ok", boolean(true))],
+    });
+    let skipped = vec![
+        Point {
+            measurement: "cpu",
+            tags: vec![("host", "edge".into())],
+            time: end,
+            fields: vec![field("usage", float(8.5))],
+        },
+        Point {
+            measurement: "cpu",
+            tags: vec![("host", "edge".into())],
+            time: T0 - 1,
+            fields: vec![field("usage", float(6.5))],
+        },
+        Point {
+            measurement: "skip_me",
+            tags: vec![],
+            time: T0 + 1,
+            fields: vec![field("v", int(1))],
+        },
+    ];
+    (copied, skipped)
+}
+
+/// The target holds exactly `expected`: every row, with its values, and nothing else.
+fn assert_target_equals(directory: &Path, expected: &[Point]) {
+    let model = replay_directory(directory).unwrap();
+    let mut wanted: BTreeMap<(String, i64), BTreeMap<String, Literal>> = BTreeMap::new();
+    for point in expected {
+        let super_table = super_table_name(point.measurement);
+        let tags: Vec<(&str, &str)> = point.tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let child = child_table_name(&super_table, &tags);
+        let values = point
+            .fields
+            .iter()
+            .map(|(name, literal, _)| ((*name).to_owned(), literal.clone()))
+            .collect();
+        wanted.insert((child, point.time), values);
+    }
+    let mut found: BTreeMap<(String, i64), BTreeMap<String, Literal>> = BTreeMap::new();
+    for (child, table) in &model.tables {
+        for (time, row) in &table.rows {
+            let values = row
+                .iter()
+                .filter(|(_, v)| **v != Literal::Null)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            found.insert((child.clone(), *time), values);
+        }
+    }
+    assert_eq!(found, wanted);
+}
+
+fn command(
+    args: &[&str],
+    source: &str,
+    target: &Path,
+    state: &Path,
+    extra: &[(&str, String)],
+) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("INFLUX2TD_SOURCE_URL", source)
+        .env("INFLUX2TD_BUCKET", "db")
+        .env("INFLUX2TD_JOB", "e2e")
+        .env(
+            "INFLUX2TD_TARGET_DSN",
+            format!("file://{}", target.display()),
+        )
+        .env("INFLUX2TD_TARGET_DATABASE", "metrics")
+        .env("INFLUX2TD_STATE_DIR", state)
+        .env("INFLUX2TD_WINDOW", "1h")
+        .args(args);
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    command
+}
+
+fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn run_copies_the_source_exactly_with_begin_end_edges_and_filter() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    let end = T0 + 5 * HOUR;
+    let (copied, skipped) = points(end);
+    let lines: String = copied.iter().chain(&skipped).map(line).collect();
+    influxd.write("db", &lines);
+    let directory = tempfile::tempdir().unwrap();
+    let (target, state) = (
+        directory.path().join("target"),
+        directory.path().join("state"),
+    );
+    let settings = [
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+        ("INFLUX2TD_END", influx2td_config::format_time(end)),
+        ("INFLUX2TD_MEASUREMENTS", "cpu,/^(disk|mem)/".to_owned()),
+    ];
+    let output = command(&["run"], &influxd.url(), &target, &state, &settings)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
+    assert_target_equals(&target, &copied);
+
+    let status = command(
+        &["status", "--json"],
+        &influxd.url(),
+        &target,
+        &state,
+        &settings,
+    )
+    .output()
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let measurements = &report["measurements"];
+    assert_eq!(measurements["cpu"]["rows_written"], 11);
+    assert_eq!(
+        measurements["cpu"]["watermark_ns"], end,
+        "consistent up to end"
+    );
+    assert_eq!(measurements["disk io"]["rows_written"], 1);
+    assert_eq!(measurements["mem"]["rows_written"], 1);
+    assert!(measurements.get("skip_me").is_none());
+
+    // Run again: nothing left to do, nothing written twice.
+    let again = command(&["run"], &influxd.url(), &target, &state, &settings)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
+    assert_target_equals(&target, &copied);
+    let text = String::from_utf8_lossy(
+        &command(&["status"], &influxd.url(), &target, &state, &settings)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        text.contains("cpu                      2023-11-15T02:46:40Z"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_resumes_after_being_killed_midway() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    // 3000 one-second windows of 2 rows each: long enough to be killed midway.
+    let second = 1_000_000_000;
+    let copied: Vec<Point> = (0..6000)
+        .map(|n| Point {
+            measurement: "load",
+            tags: vec![("shard", format!("s{}", n % 2))],
+            time: T0 + (n as i64 / 2) * second,
+            fields: vec![field("value", int(n as i64))],
+        })
+        .collect();
+    influxd.write("db", &copied.iter().map(line).collect::<String>());
+    let directory = tempfile::tempdir().unwrap();
+    let (target, state) = (
+        directory.path().join("target"),
+        directory.path().join("state"),
+    );
+    let settings = [
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+        (
+            "INFLUX2TD_END",
+            influx2td_config::format_time(T0 + 3000 * second),
+        ),
+        ("INFLUX2TD_WINDOW", "1s".to_owned()),
+        ("INFLUX2TD_READ_CONCURRENCY", "1".to_owned()),
+    ];
+    let mut first = command(&["run"], &influxd.url(), &target, &state, &settings)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL: no goodbye) once some windows are checkpointed.
+    let checkpoints = state.join("e2e").join("checkpoints.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let watermark = std::fs::read_to_string(&checkpoints)
+            .ok()
+            .and_then(|text| {
+                text.split("watermark_ns\\\":").nth(1).map(|rest| {
+                    rest.chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect::<String>()
+                })
+            })
+            .and_then(|digits| digits.parse::<i64>().ok());
+        if watermark.is_some_and(|w| w > T0 + 100 * second) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let partial = replay_directory(&target).unwrap().rows("load");
+    assert!(
+        partial < copied.len(),
+        "killed too late to test a resume ({partial} rows already)"
+    );
+
+    let second = command(&["run"], &influxd.url(), &target, &state, &settings)
+        .output()
+        .unwrap();
+    let text = output_text(&second);
+    assert_eq!(second.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("resuming") && text.contains("true"),
+        "the second run resumes: {text}"
+    );
+    assert_target_equals(&target, &copied);
+}
+
+#[test]
+fn run_without_end_keeps_syncing_new_points_after_the_delay() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    };
+    let begin = now() - 20_000_000_000;
+    let history = Point {
+        measurement: "live",
+        tags: vec![("host", "a".into())],
+        time: begin + 1,
+        fields: vec![field("v", int(1))],
+    };
+    influxd.write("db", &line(&history));
+    let directory = tempfile::tempdir().unwrap();
+    let (target, state) = (
+        directory.path().join("target"),
+        directory.path().join("state"),
+    );
+    let settings = [
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(begin)),
+        ("INFLUX2TD_WINDOW", "1s".to_owned()),
+        ("INFLUX2TD_DELAY", "2s".to_owned()),
+    ];
+    let mut job = command(&["run"], &influxd.url(), &target, &state, &settings)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_for = |rows: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while replay_directory(&target)
+            .map(|model| model.rows("live"))
+            .unwrap_or(0)
+            < rows
+        {
+            assert!(std::time::Instant::now() < deadline, "rows did not arrive");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(1);
+    // New points, one of them late (older than the newest, still within the delay).
+    let fresh = Point {
+        measurement: "live",
+        tags: vec![("host", "a".into())],
+        time: now(),
+        fields: vec![field("v", int(2))],
+    };
+    let late = Point {
+        measurement: "live",
+        tags: vec![("host", "b".into())],
+        time: now() - 1_000_000_000,
+        fields: vec![field("v", int(3))],
+    };
+    influxd.write("db", &(line(&fresh) + &line(&late)));
+    wait_for(3);
+    assert_target_equals(&target, &[history, fresh, late]);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &job.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = job.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
