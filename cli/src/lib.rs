@@ -229,6 +229,7 @@ fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings
     influx2td_reader::service::ReaderSettings {
         read_concurrency: job.read_concurrency,
         query_language: job.source.query_language,
+        ack_wait: job.ack_wait,
         ..Default::default()
     }
 }
@@ -236,6 +237,7 @@ fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings
 fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSettings {
     influx2td_coordinator::CoordinatorSettings {
         delay: job.delay,
+        lease_ttl: job.lease_ttl,
         max_outstanding: (job.read_concurrency * 4).max(8),
         ..influx2td_coordinator::CoordinatorSettings::new(job.begin_ns, job.end_ns, job.window)
     }
@@ -489,6 +491,7 @@ async fn writer_settings(
         batch_size: job.batch_size,
         write_concurrency: job.write_concurrency,
         precision: info.precision,
+        ack_wait: job.ack_wait,
         ..influx2td_writer::service::WriterSettings::new(&job.target.database)
     })
 }

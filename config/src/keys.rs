@@ -139,6 +139,18 @@ pub const KEYS: &[Key] = &[
         "maximum rows per TDengine INSERT",
     ),
     key(
+        "ack_wait",
+        Kind::String,
+        "30s",
+        "how long a window or batch taken by a reader or writer that died waits before another one gets it",
+    ),
+    key(
+        "lease_ttl",
+        Kind::String,
+        "30s",
+        "how long a coordinator that died keeps its job's lease before a standby takes over",
+    ),
+    key(
         "state_dir",
         Kind::String,
         ".influx2td",

@@ -39,6 +39,10 @@ pub struct JobConfig {
     pub read_concurrency: usize,
     pub write_concurrency: usize,
     pub batch_size: usize,
+    #[serde(serialize_with = "validate::serialize_duration")]
+    pub ack_wait: Duration,
+    #[serde(serialize_with = "validate::serialize_duration")]
+    pub lease_ttl: Duration,
     pub state_dir: PathBuf,
     pub source: SourceConfig,
     pub target: TargetConfig,

@@ -173,6 +173,14 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
     let read_concurrency = checker.integer("read_concurrency", 50, 1..=MAX_CONCURRENCY);
     let write_concurrency = checker.integer("write_concurrency", 50, 1..=MAX_CONCURRENCY);
     let batch_size = checker.integer("batch_size", 5000, 1..=MAX_BATCH_SIZE);
+    let ack_wait = checker.duration("ack_wait", Duration::from_secs(30));
+    if ack_wait < Duration::from_secs(1) {
+        checker.problem("ack_wait", "must be at least 1s");
+    }
+    let lease_ttl = checker.duration("lease_ttl", Duration::from_secs(30));
+    if lease_ttl < Duration::from_secs(1) {
+        checker.problem("lease_ttl", "must be at least 1s");
+    }
     let state_dir = PathBuf::from(
         checker
             .string("state_dir")
@@ -214,6 +222,8 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
                 read_concurrency: read_concurrency as usize,
                 write_concurrency: write_concurrency as usize,
                 batch_size: batch_size as usize,
+                ack_wait,
+                lease_ttl,
                 state_dir,
                 source,
                 target,

@@ -202,6 +202,10 @@ fn window_zero_or_unparsable_is_refused() {
         found[0].starts_with("window: invalid value \"an hour\""),
         "{found:?}"
     );
+    assert_eq!(
+        problems_with(BASE, &[], &["ack_wait=100ms"]),
+        ["ack_wait: invalid value \"100ms\" (from the command line): must be at least 1s"]
+    );
     let job = load(BASE, &[], &["window=15m", "delay=0s"]).unwrap();
     assert_eq!(
         (job.window, job.delay),

@@ -291,6 +291,12 @@ pub async fn run<B: Bus>(
         settings.exclusive_store,
     )
     .await?;
+    // Attempt numbers are unique across coordinator restarts: a window published again by a new
+    // coordinator must not carry the dedup id of the old one's (the bus would drop it).
+    let first_attempt = next_epoch(&store)
+        .await?
+        .saturating_mul(ATTEMPTS_PER_EPOCH)
+        .saturating_add(1);
     let work = bus.queue(QueueConfig::new(StreamKind::Work)).await?;
     let done = bus.queue(QueueConfig::new(StreamKind::Done)).await?;
 
@@ -381,8 +387,8 @@ pub async fn run<B: Bus>(
                 continue;
             };
             idle_rounds = 0;
-            publish(&work, &names, name, cursor, publish_end, 1).await?;
-            tracker.published(name, cursor, publish_end, 1);
+            publish(&work, &names, name, cursor, publish_end, first_attempt).await?;
+            tracker.published(name, cursor, publish_end, first_attempt);
             deadlines.insert(
                 (name.clone(), cursor),
                 Instant::now() + settings.window_deadline,
@@ -475,11 +481,24 @@ pub async fn run<B: Bus>(
         }
 
         if now >= next_persist {
-            persist(&store, &tracker, &mut plans).await?;
+            match persist(&store, &tracker, &mut plans).await {
+                Ok(()) => {}
+                // The bus is down for a while: the checkpoints are written on a later tick.
+                Err(CoordinatorError::Bus(error)) => {
+                    tracing::warn!(%error, "cannot store checkpoints, retrying")
+                }
+                Err(other) => return Err(other),
+            }
             next_persist = now + Duration::from_secs(1);
         }
         if now >= next_renew {
-            lease.renew().await?;
+            match lease.renew().await {
+                Ok(()) => {}
+                Err(CoordinatorError::Bus(error)) => {
+                    tracing::warn!(%error, "cannot renew the lease, retrying")
+                }
+                Err(other) => return Err(other),
+            }
             next_renew = now + settings.lease_ttl / 3;
         }
         if now >= next_progress {
@@ -500,6 +519,41 @@ pub async fn run<B: Bus>(
     Ok(summary)
 }
 
+/// Attempts of one coordinator run: `epoch * ATTEMPTS_PER_EPOCH + 1`, then one more per re-publish.
+const ATTEMPTS_PER_EPOCH: u32 = 1000;
+/// The checkpoint key counting coordinator runs of a job.
+const EPOCH_KEY: &str = "epoch";
+
+/// Counts this coordinator run (compare-and-set on the `epoch` key) and returns its number.
+async fn next_epoch<C: CheckpointStore>(store: &C) -> Result<u32, CoordinatorError> {
+    loop {
+        let current = store.get(EPOCH_KEY).await?;
+        let epoch = match &current {
+            Some(versioned) => {
+                versioned.value.trim().parse::<u32>().map_err(|e| {
+                    CoordinatorError::BadCheckpoint {
+                        key: EPOCH_KEY.into(),
+                        detail: e.to_string(),
+                    }
+                })? + 1
+            }
+            None => 1,
+        };
+        match store
+            .compare_and_set(
+                EPOCH_KEY,
+                epoch.to_string(),
+                current.map(|versioned| versioned.revision),
+            )
+            .await
+        {
+            Ok(_) => return Ok(epoch),
+            Err(BusError::Conflict { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
 /// The start of the window holding `time`, for windows laid from `origin`.
 pub fn align_down(time: i64, origin: i64, window: i64) -> i64 {
     origin + (time.saturating_sub(origin)).div_euclid(window) * window
@@ -515,7 +569,29 @@ pub fn align_up(time: i64, origin: i64, window: i64) -> i64 {
     }
 }
 
+/// Publishes a window; a bus that is down for a while (NATS restarting) is waited out.
 async fn publish<Q: WorkQueue>(
+    work: &Q,
+    names: &influx2td_proto::names::Names,
+    measurement: &str,
+    start_ns: i64,
+    end_ns: i64,
+    attempt: u32,
+) -> Result<(), BusError> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match publish_once(work, names, measurement, start_ns, end_ns, attempt).await {
+            Err(error) if error.retry() == influx2td_bus::Retry::Backoff => {
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "cannot publish a window, retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn publish_once<Q: WorkQueue>(
     work: &Q,
     names: &influx2td_proto::names::Names,
     measurement: &str,

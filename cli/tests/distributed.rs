@@ -1,0 +1,216 @@
+//! The crash suite over NATS with separate processes: coordinator, reader and writer are
+//! killed with SIGKILL mid-job, and nats-server is killed and restarted; afterwards the target
+//! equals the source exactly.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use influx2td_bus::{Bus, CheckpointStore, Names, NatsAuth, NatsBus, NatsConnect};
+use influx2td_testkit::{Influxd, NatsServer};
+use influx2td_writer::mapping::{child_table_name, super_table_name};
+use influx2td_writer::replay::{Literal, replay_directory};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+const T0: i64 = 1_699_998_400_000_000_000;
+const SECOND: i64 = 1_000_000_000;
+const WINDOWS: i64 = 2000;
+
+struct Job {
+    env: Vec<(&'static str, String)>,
+    logs: PathBuf,
+}
+
+impl Job {
+    fn spawn(&self, role: &str, number: usize) -> Child {
+        let log = std::fs::File::create(self.logs.join(format!("{role}-{number}.log"))).unwrap();
+        Command::new(BINARY)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .arg(role)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(&self.logs).unwrap().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: String = text
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            all.push_str(&format!("--- {}\n{tail}\n", entry.path().display()));
+        }
+        all
+    }
+}
+
+fn kill(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn terminate(child: &mut Child) -> Option<i32> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap().code()
+}
+
+async fn watermark(nats: &NatsServer) -> i64 {
+    let connect = NatsConnect {
+        url: nats.url(),
+        auth: NatsAuth::None,
+        ca_file: None,
+        client_name: "probe".into(),
+    };
+    let Ok(bus) = NatsBus::connect(&connect, Names::new("influx2td", "dist").unwrap()).await else {
+        return 0;
+    };
+    let Ok(store) = bus.checkpoints().await else {
+        return 0;
+    };
+    let Ok(Some(entry)) = store.get("checkpoint.load").await else {
+        return 0;
+    };
+    let progress: serde_json::Value = serde_json::from_str(&entry.value).unwrap();
+    progress["watermark_ns"].as_i64().unwrap_or(0)
+}
+
+async fn wait_for_watermark(nats: &NatsServer, job: &Job, seconds: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while watermark(nats).await < T0 + seconds * SECOND {
+        assert!(
+            Instant::now() < deadline,
+            "no progress to {seconds}s:\n{}",
+            job.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn assert_target_equals_source(target: &Path, points: &[(String, i64, i64)], job: &Job) {
+    let model = replay_directory(target).unwrap();
+    let stable = super_table_name("load");
+    let mut wanted = BTreeMap::new();
+    for (shard, time, value) in points {
+        wanted.insert(
+            (
+                child_table_name(&stable, &[("shard", shard.as_str())]),
+                *time,
+            ),
+            Literal::Number(value.to_string()),
+        );
+    }
+    let mut found = BTreeMap::new();
+    for (child, table) in &model.tables {
+        for (time, row) in &table.rows {
+            found.insert((child.clone(), *time), row["value"].clone());
+        }
+    }
+    assert_eq!(
+        found.len(),
+        wanted.len(),
+        "row count differs:\n{}",
+        job.log()
+    );
+    assert_eq!(found, wanted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the_source() {
+    let (Some(influxd), Some(mut nats)) = (Influxd::start(), NatsServer::start()) else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    let points: Vec<(String, i64, i64)> = (0..WINDOWS * 2)
+        .map(|n| (format!("s{}", n % 2), T0 + (n / 2) * SECOND, n))
+        .collect();
+    let lines: String = points
+        .iter()
+        .map(|(shard, time, value)| format!("load,shard={shard} value={value}i {time}\n"))
+        .collect();
+    influxd.write("db", &lines);
+
+    let directory = tempfile::tempdir().unwrap();
+    let target = directory.path().join("target");
+    let logs = directory.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let job = Job {
+        env: vec![
+            ("INFLUX2TD_SOURCE_URL", influxd.url()),
+            ("INFLUX2TD_BUCKET", "db".into()),
+            ("INFLUX2TD_JOB", "dist".into()),
+            ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+            (
+                "INFLUX2TD_END",
+                influx2td_config::format_time(T0 + WINDOWS * SECOND),
+            ),
+            ("INFLUX2TD_WINDOW", "1s".into()),
+            ("INFLUX2TD_READ_CONCURRENCY", "2".into()),
+            ("INFLUX2TD_ACK_WAIT", "2s".into()),
+            ("INFLUX2TD_LEASE_TTL", "3s".into()),
+            ("INFLUX2TD_NATS_URL", nats.url()),
+            (
+                "INFLUX2TD_TARGET_DSN",
+                format!("file://{}", target.display()),
+            ),
+            ("INFLUX2TD_TARGET_DATABASE", "metrics".into()),
+            ("INFLUX2TD_LOG_LEVEL", "info".into()),
+        ],
+        logs,
+    };
+    let mut coordinator = job.spawn("coordinator", 1);
+    let mut reader = job.spawn("reader", 1);
+    let mut writer = job.spawn("writer", 1);
+
+    wait_for_watermark(&nats, &job, 100).await;
+    kill(&mut reader);
+    let mut reader = job.spawn("reader", 2);
+
+    wait_for_watermark(&nats, &job, 500).await;
+    kill(&mut writer);
+    let mut writer = job.spawn("writer", 2);
+
+    wait_for_watermark(&nats, &job, 900).await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.start_again();
+
+    wait_for_watermark(&nats, &job, 1300).await;
+    kill(&mut coordinator);
+    let mut coordinator = job.spawn("coordinator", 2);
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = coordinator.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job did not finish:\n{}",
+            job.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.code(), Some(0), "{}", job.log());
+    assert_eq!(terminate(&mut reader), Some(0), "{}", job.log());
+    assert_eq!(terminate(&mut writer), Some(0), "{}", job.log());
+    assert_eq!(watermark(&nats).await, T0 + WINDOWS * SECOND);
+    assert_target_equals_source(&target, &points, &job);
+    let coordinator_log = std::fs::read_to_string(job.logs.join("coordinator-2.log")).unwrap();
+    assert!(coordinator_log.contains("resuming"), "{coordinator_log}");
+}
