@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
 done
 
 command -v influxd >/dev/null || { echo "influxd not found: bash .ci/run installs it" >&2; exit 1; }
-cargo build --release -q -p influx2td-bench
+cargo build --release -q -p influx2td-bench -p influx2td
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d)
@@ -102,7 +102,59 @@ for round in 1 2; do
     reader_rows=$rows_read; reader_rss=$(python3 -c "print(max($reader_rss, $rss))")
 done
 
+# influx2td end to end into the file target: embedded (one process), then over NATS (three).
+# Runs a command with the job's environment, replacing the calling (sub)shell, so that `$!` of
+# `job_env ... &` is the command's own pid. Call it in ( ) in the foreground.
+job_env() {
+    exec env INFLUX2TD_SOURCE_URL="$url" INFLUX2TD_BUCKET=bench INFLUX2TD_JOB="$1" \
+        INFLUX2TD_BEGIN="$(python3 -c "import datetime; print(datetime.datetime.fromtimestamp($start_ns/1e9, datetime.timezone.utc).isoformat())")" \
+        INFLUX2TD_END="$(python3 -c "import datetime; print(datetime.datetime.fromtimestamp($end_ns/1e9, datetime.timezone.utc).isoformat())")" \
+        INFLUX2TD_WINDOW=1h INFLUX2TD_READ_CONCURRENCY="$concurrency" INFLUX2TD_LOG_LEVEL=warn \
+        INFLUX2TD_TARGET_DSN="file://$work/target-$1" INFLUX2TD_TARGET_DATABASE=bench \
+        INFLUX2TD_STATE_DIR="$work/state" "${@:2}"
+}
+rss_of() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
+t0=$(date +%s.%N)
+(job_env embedded /usr/bin/time -v -o "$work/embedded.time" target/release/influx2td run)
+embedded_seconds=$(python3 -c "print($(date +%s.%N) - $t0)")
+embedded_rss=$(rss_of "$work/embedded.time")
+
+nats_port=$(free_port); nats_monitor=$(free_port)
+if command -v nats-server >/dev/null; then
+    nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor" -sd "$work/nats" > "$work/nats.log" 2>&1 &
+    nats_pid=$!
+    trap 'kill $influxd_pid $nats_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nats_monitor/healthz" >/dev/null && break; sleep 0.1; done
+    nats_url="nats://127.0.0.1:$nats_port"
+    # Roles started directly (no wrapper) so that their pids take the signal; peak RSS from
+    # /proc (VmHWM) just before they stop.
+    job_env nats INFLUX2TD_NATS_URL="$nats_url" target/release/influx2td reader &
+    reader_pid=$!
+    job_env nats INFLUX2TD_NATS_URL="$nats_url" target/release/influx2td writer &
+    writer_pid=$!
+    t0=$(date +%s.%N)
+    (job_env nats INFLUX2TD_NATS_URL="$nats_url" /usr/bin/time -v -o "$work/coordinator.time" target/release/influx2td coordinator)
+    nats_seconds=$(python3 -c "print($(date +%s.%N) - $t0)")
+    peak() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+    nats_reader_rss=$(peak "$reader_pid"); nats_writer_rss=$(peak "$writer_pid")
+    kill -TERM "$reader_pid" "$writer_pid"; wait "$reader_pid" "$writer_pid" || true
+    nats_rss="coordinator $(rss_of "$work/coordinator.time") MiB, reader $nats_reader_rss MiB, writer $nats_writer_rss MiB"
+else
+    nats_seconds=0; nats_rss="nats-server not installed"
+fi
+writer_json=$(target/release/writer-bench --rows 2000000)
+
 mkdir -p target/bench
+python3 - "$embedded_seconds" "$embedded_rss" "$nats_seconds" "$nats_rss" "$writer_json" <<'PY'
+import json, sys
+embedded, embedded_rss, nats, nats_rss, writer = sys.argv[1:]
+open("target/bench/end_to_end.json", "w").write(json.dumps({
+    "embedded_seconds": float(embedded), "embedded_peak_rss_mib": int(embedded_rss),
+    "nats_seconds": float(nats), "nats_peak_rss": nats_rss,
+    "writer_statement_building": json.loads(writer),
+}, indent=2))
+PY
+
 python3 - "$loaded" "$reader_rows" "$best_raw" "$best_reader" "$reader_rss" "$window_count" "$concurrency" <<'PY'
 import json, platform, os, sys
 loaded, reader_rows, raw, reader, rss, windows, concurrency = sys.argv[1:]
@@ -117,11 +169,20 @@ result = {
     "ratio_to_raw": raw / reader, "reader_peak_rss_mib": rss / 1024,
     "cpus": os.cpu_count(), "machine": platform.machine(),
 }
+e2e = json.load(open("target/bench/end_to_end.json"))
+result["end_to_end"] = e2e
 json.dump(result, open("target/bench/reader.json", "w"), indent=2)
 print()
 print(f"| what | seconds | rows/s | peak RSS |")
 print(f"|---|---|---|---|")
 print(f"| raw export (curl, /query msgpack, {concurrency} at a time) | {raw:.2f} | {loaded/raw:,.0f} | - |")
 print(f"| influx2td reader (decode + encode batches) | {reader:.2f} | {loaded/reader:,.0f} | {rss/1024:.0f} MiB |")
-print(f"\nreader / raw export = {raw/reader:.2f}x  ({loaded:,} rows, {windows} windows)")
+embedded = e2e["embedded_seconds"]
+print(f"| influx2td run, embedded (read + write into the file target) | {embedded:.2f} | {loaded/embedded:,.0f} | {e2e['embedded_peak_rss_mib']} MiB |")
+if e2e["nats_seconds"]:
+    nats = e2e["nats_seconds"]
+    print(f"| influx2td over NATS (coordinator + reader + writer) | {nats:.2f} | {loaded/nats:,.0f} | {e2e['nats_peak_rss']} |")
+writer = e2e["writer_statement_building"]
+print(f"\nreader / raw export = {raw/reader:.2f}x; embedded end to end / raw export = {raw/embedded:.2f}x  ({loaded:,} rows, {windows} windows)")
+print(f"writer statement building: {writer['rows_per_second_per_core']:,.0f} rows/s on one core")
 PY

@@ -219,6 +219,26 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, BusError>> + Send;
 }
 
+/// Retries `operation` while it fails in a way retrying can fix (a bus restarting), with growing
+/// pauses and a warning each time; returns its result, or the first error retrying cannot fix.
+pub async fn retrying<T, F, Fut>(what: &str, mut operation: F) -> Result<T, BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BusError>>,
+{
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match operation().await {
+            Err(error) if error.retry() == Retry::Backoff => {
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "cannot {what} yet, retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A transport: opens the job's queues and its checkpoint store.
 pub trait Bus: Clone + Send + Sync + 'static {
     type Queue: WorkQueue;

@@ -97,16 +97,30 @@ impl NatsBus {
                     detail: e.to_string(),
                 })?;
         let jetstream = jetstream::new(client);
-        tokio::time::timeout(Duration::from_secs(10), jetstream.query_account())
-            .await
-            .map_err(|_| BusError::Connect {
-                url: connect.url.clone(),
-                detail: "no answer from the server within 10 s".into(),
-            })?
-            .map_err(|e| BusError::Connect {
-                url: connect.url.clone(),
-                detail: format!("JetStream is not available: {e}"),
-            })?;
+        // A server that is restarting answers within a few seconds; give it a minute, asking
+        // again every few seconds, before saying it is not there.
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let detail =
+                match tokio::time::timeout(Duration::from_secs(5), jetstream.query_account()).await
+                {
+                    Ok(Ok(_)) => break,
+                    Ok(Err(e)) => format!("JetStream is not available: {e}"),
+                    Err(_) => "no answer from the server".to_owned(),
+                };
+            if tokio::time::Instant::now() >= give_up {
+                return Err(BusError::Connect {
+                    url: connect.url.clone(),
+                    detail: format!("{detail} (for 60 s)"),
+                });
+            }
+            tracing::warn!(
+                url = connect.url,
+                detail,
+                "NATS does not answer yet, retrying"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         Ok(Self { names, jetstream })
     }
 

@@ -24,8 +24,18 @@ struct Job {
     logs: PathBuf,
 }
 
+/// A role's process, killed when dropped (so a failing test leaves nothing running).
+struct Role(Child);
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Job {
-    fn spawn(&self, role: &str, number: usize) -> Child {
+    fn spawn(&self, role: &str, number: usize) -> Role {
         let log = std::fs::File::create(self.logs.join(format!("{role}-{number}.log"))).unwrap();
         Command::new(BINARY)
             .env_clear()
@@ -35,6 +45,7 @@ impl Job {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map(Role)
             .unwrap()
     }
 
@@ -57,17 +68,17 @@ impl Job {
     }
 }
 
-fn kill(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
+fn kill(role: &mut Role) {
+    role.0.kill().unwrap();
+    role.0.wait().unwrap();
 }
 
-fn terminate(child: &mut Child) -> Option<i32> {
+fn terminate(role: &mut Role) -> Option<i32> {
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &role.0.id().to_string()])
         .status()
         .unwrap();
-    child.wait().unwrap().code()
+    role.0.wait().unwrap().code()
 }
 
 async fn watermark(nats: &NatsServer) -> i64 {
@@ -196,7 +207,7 @@ async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the
 
     let deadline = Instant::now() + Duration::from_secs(180);
     let status = loop {
-        if let Some(status) = coordinator.try_wait().unwrap() {
+        if let Some(status) = coordinator.0.try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -283,22 +283,27 @@ pub async fn run<B: Bus>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<JobSummary, CoordinatorError> {
     let names = bus.names().clone();
-    let store = bus.checkpoints().await?;
-    let mut lease = LeaseHolder::acquire(
-        store.clone(),
-        names.job(),
-        settings.lease_ttl,
-        settings.exclusive_store,
-    )
-    .await?;
+    let store = influx2td_bus::retrying("open the checkpoint store", || bus.checkpoints()).await?;
+    tokio::pin!(shutdown);
+    // A standby waiting for the lease stops when asked to, like a running coordinator.
+    let mut lease = tokio::select! {
+        acquired = LeaseHolder::acquire(store.clone(), names.job(), settings.lease_ttl, settings.exclusive_store) => acquired?,
+        () = &mut shutdown => return Ok(JobSummary::default()),
+    };
     // Attempt numbers are unique across coordinator restarts: a window published again by a new
     // coordinator must not carry the dedup id of the old one's (the bus would drop it).
     let first_attempt = next_epoch(&store)
         .await?
         .saturating_mul(ATTEMPTS_PER_EPOCH)
         .saturating_add(1);
-    let work = bus.queue(QueueConfig::new(StreamKind::Work)).await?;
-    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await?;
+    let work = influx2td_bus::retrying("open a queue", || {
+        bus.queue(QueueConfig::new(StreamKind::Work))
+    })
+    .await?;
+    let done = influx2td_bus::retrying("open a queue", || {
+        bus.queue(QueueConfig::new(StreamKind::Done))
+    })
+    .await?;
 
     let mut tracker = Tracker::default();
     let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
@@ -365,7 +370,6 @@ pub async fn run<B: Bus>(
     let started = Instant::now();
     let mut round_robin = 0usize;
     let names_list: Vec<String> = plans.keys().cloned().collect();
-    tokio::pin!(shutdown);
     let complete = loop {
         // Publish while there is room, taking measurements in turn.
         let now_limit =

@@ -125,17 +125,24 @@ pub async fn run<B: Bus>(
     settings: ReaderSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ReaderError> {
-    let work = bus
-        .queue(QueueConfig {
+    let work = influx2td_bus::retrying("open a queue", || {
+        bus.queue(QueueConfig {
             ack_wait: settings.ack_wait,
             ..QueueConfig::new(StreamKind::Work)
         })
-        .await?;
+    })
+    .await?;
     let context = Arc::new(Context::<B> {
         names: bus.names().clone(),
         client,
-        data: bus.queue(QueueConfig::new(StreamKind::Data)).await?,
-        done: bus.queue(QueueConfig::new(StreamKind::Done)).await?,
+        data: influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig::new(StreamKind::Data))
+        })
+        .await?,
+        done: influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig::new(StreamKind::Done))
+        })
+        .await?,
         schemas: SchemaCache::default(),
         settings: settings.clone(),
         limit: AdaptiveLimit::new(settings.read_concurrency),

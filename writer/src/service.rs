@@ -159,17 +159,24 @@ pub async fn run<B: Bus, S: Sink>(
     settings: WriterSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WriterError> {
-    let data = bus
-        .queue(QueueConfig {
+    let data = influx2td_bus::retrying("open a queue", || {
+        bus.queue(QueueConfig {
             ack_wait: settings.ack_wait,
             ..QueueConfig::new(StreamKind::Data)
         })
-        .await?;
+    })
+    .await?;
     let context = Arc::new(Context::<B, S> {
         names: bus.names().clone(),
         sink,
-        done: bus.queue(QueueConfig::new(StreamKind::Done)).await?,
-        dead: bus.queue(QueueConfig::new(StreamKind::DeadLetter)).await?,
+        done: influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig::new(StreamKind::Done))
+        })
+        .await?,
+        dead: influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig::new(StreamKind::DeadLetter))
+        })
+        .await?,
         settings: settings.clone(),
         schemas: Mutex::default(),
         ddl_locks: Mutex::default(),
