@@ -230,6 +230,7 @@ fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings
         read_concurrency: job.read_concurrency,
         query_language: job.source.query_language,
         ack_wait: job.ack_wait,
+        max_window_rows: job.max_window_rows,
         ..Default::default()
     }
 }

@@ -417,3 +417,59 @@ fn run_without_end_keeps_syncing_new_points_after_the_delay() {
     let status = job.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn run_splits_a_dense_window_and_still_copies_every_row() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    // 40,000 rows in one hour: far over max_window_rows = 1000.
+    let copied: Vec<Point> = (0..40_000)
+        .map(|n| Point {
+            measurement: "dense",
+            tags: vec![("sensor", format!("s{}", n % 4))],
+            time: T0 + n as i64 * 50_000_000,
+            fields: vec![field("value", int(n as i64))],
+        })
+        .collect();
+    influxd.write("db", &copied.iter().map(line).collect::<String>());
+    let directory = tempfile::tempdir().unwrap();
+    let (target, state) = (
+        directory.path().join("target"),
+        directory.path().join("state"),
+    );
+    let settings = [
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+        ("INFLUX2TD_END", influx2td_config::format_time(T0 + HOUR)),
+        ("INFLUX2TD_MAX_WINDOW_ROWS", "1000".to_owned()),
+    ];
+    let output = command(&["run"], &influxd.url(), &target, &state, &settings)
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("window split in halves"), "{text}");
+    assert_target_equals(&target, &copied);
+    let status = command(
+        &["status", "--json"],
+        &influxd.url(),
+        &target,
+        &state,
+        &settings,
+    )
+    .output()
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        report["measurements"]["dense"]["rows_written"], 40_000,
+        "rows of the partial reads are not counted"
+    );
+    assert!(
+        report["measurements"]["dense"]["windows_done"]
+            .as_u64()
+            .unwrap()
+            > 1
+    );
+    assert_eq!(report["measurements"]["dense"]["watermark_ns"], T0 + HOUR);
+}

@@ -139,6 +139,12 @@ pub const KEYS: &[Key] = &[
         "maximum rows per TDengine INSERT",
     ),
     key(
+        "max_window_rows",
+        Kind::Integer,
+        "2000000",
+        "a window holding more rows is split in halves and re-queued instead of read to the end (dense stretches get small windows)",
+    ),
+    key(
         "ack_wait",
         Kind::String,
         "30s",

@@ -39,6 +39,7 @@ pub struct JobConfig {
     pub read_concurrency: usize,
     pub write_concurrency: usize,
     pub batch_size: usize,
+    pub max_window_rows: u64,
     #[serde(serialize_with = "validate::serialize_duration")]
     pub ack_wait: Duration,
     #[serde(serialize_with = "validate::serialize_duration")]

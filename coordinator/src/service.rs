@@ -439,6 +439,25 @@ pub async fn run<B: Bus>(
                                         );
                                     }
                                 }
+                                Acked::Split {
+                                    start_ns,
+                                    split_at_ns,
+                                    end_ns,
+                                } => {
+                                    tracing::info!(
+                                        measurement = report.measurement,
+                                        window_start = start_ns,
+                                        split_at = split_at_ns,
+                                        window_end = end_ns,
+                                        "window split: too many rows to read at once"
+                                    );
+                                    // The reader publishes the halves; should it die first, their deadline does.
+                                    let now = Instant::now() + settings.window_deadline;
+                                    deadlines.remove(&key);
+                                    deadlines.insert((report.measurement.clone(), start_ns), now);
+                                    deadlines
+                                        .insert((report.measurement.clone(), split_at_ns), now);
+                                }
                                 Acked::Ignored => {}
                             }
                         }

@@ -56,6 +56,17 @@ struct WindowTrack {
     outcome: Option<Result<(), String>>,
 }
 
+impl WindowTrack {
+    fn new(end_ns: i64, attempt: u32) -> Self {
+        Self {
+            end_ns,
+            attempt,
+            reads: HashMap::new(),
+            outcome: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct MeasurementTrack {
     progress: Progress,
@@ -75,6 +86,12 @@ pub enum Acked {
         start_ns: i64,
         end_ns: i64,
         outcome: Result<(), String>,
+    },
+    /// The window was replaced by its halves `[start, split_at)` and `[split_at, end)`.
+    Split {
+        start_ns: i64,
+        split_at_ns: i64,
+        end_ns: i64,
     },
     /// For a window not outstanding (already finished, or from before a restart): ignored.
     Ignored,
@@ -174,6 +191,27 @@ impl Tracker {
         };
         if window.end_ns != done.window_end_ns || window.outcome.is_some() {
             return Acked::Ignored;
+        }
+        if done.outcome() == pb::Outcome::Split {
+            let (start_ns, end_ns, split_at_ns) =
+                (done.window_start_ns, window.end_ns, done.split_at_ns);
+            if split_at_ns <= start_ns || split_at_ns >= end_ns {
+                return Acked::Ignored;
+            }
+            let attempt = window.attempt;
+            // The halves take the window's place; acknowledgements of its partial read no longer
+            // match any window (their end differs) and are ignored.
+            track
+                .outstanding
+                .insert(start_ns, WindowTrack::new(split_at_ns, attempt));
+            track
+                .outstanding
+                .insert(split_at_ns, WindowTrack::new(end_ns, attempt));
+            return Acked::Split {
+                start_ns,
+                split_at_ns,
+                end_ns,
+            };
         }
         if done.outcome() == pb::Outcome::ReadFailed {
             window.outcome = Some(Err(done.reason.clone()));
@@ -415,6 +453,51 @@ mod tests {
                 end_ns: 10,
                 reason: "measurement dropped".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_split_window_is_replaced_by_its_halves() {
+        let mut tracker = tracker();
+        // A partial read wrote a batch before the reader found the window too large.
+        tracker.acked(&done(0, 10, 1, 1, 0, 5, None));
+        let split = pb::WindowDone {
+            measurement: "cpu".into(),
+            window_start_ns: 0,
+            window_end_ns: 10,
+            attempt: 1,
+            outcome: pb::Outcome::Split as i32,
+            split_at_ns: 4,
+            ..Default::default()
+        };
+        assert_eq!(
+            tracker.acked(&split),
+            Acked::Split {
+                start_ns: 0,
+                split_at_ns: 4,
+                end_ns: 10
+            }
+        );
+        assert_eq!(
+            tracker.unfinished("cpu"),
+            [(0, 4, 1), (4, 10, 1), (10, 20, 1), (20, 30, 1)]
+        );
+        assert_eq!(
+            tracker.acked(&done(0, 10, 1, 1, 1, 5, Some((2, 10)))),
+            Acked::Ignored,
+            "the partial read no longer counts"
+        );
+        tracker.acked(&done(4, 10, 1, 1, 0, 6, Some((1, 6))));
+        assert_eq!(tracker.progress("cpu").unwrap().watermark_ns, 0);
+        tracker.acked(&done(0, 4, 1, 1, 0, 4, Some((1, 4))));
+        let progress = tracker.progress("cpu").unwrap();
+        assert_eq!(
+            (
+                progress.watermark_ns,
+                progress.rows_written,
+                progress.windows_done
+            ),
+            (10, 10, 2)
         );
     }
 

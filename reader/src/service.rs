@@ -38,6 +38,9 @@ pub struct ReaderSettings {
     pub ack_wait: Duration,
     /// Longest pause before a failed window is tried again.
     pub max_retry_delay: Duration,
+    /// A window holding more rows than this is split in halves and re-queued instead of read
+    /// to the end: dense stretches get small windows, sparse ones stay large.
+    pub max_window_rows: u64,
     /// How long in-flight windows may take to finish after shutdown was asked for.
     pub shutdown_grace: Duration,
 }
@@ -50,6 +53,7 @@ impl Default for ReaderSettings {
             batch_limit: influx2td_proto::MAX_BATCH_BYTES,
             ack_wait: QueueConfig::new(StreamKind::Work).ack_wait,
             max_retry_delay: Duration::from_secs(60),
+            max_window_rows: 2_000_000,
             shutdown_grace: Duration::from_secs(20),
         }
     }
@@ -68,6 +72,8 @@ enum WindowError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("the window holds more than {0} rows")]
+    TooLarge(u64),
 }
 
 impl WindowError {
@@ -75,9 +81,14 @@ impl WindowError {
         match self {
             Self::Source(error) => error.retry(),
             Self::Bus(error) => error.retry(),
+            Self::TooLarge(_) => Retry::Never,
         }
     }
 }
+
+/// Windows are never split below this length or depth.
+const MIN_SPLIT_NS: i64 = 2;
+const MAX_SPLIT_DEPTH: u32 = 40;
 
 /// Schemas by measurement, discovered on first use and refreshed when a window shows a new field.
 #[derive(Debug, Default)]
@@ -110,6 +121,7 @@ impl SchemaCache {
 struct Context<B: Bus> {
     names: Names,
     client: InfluxClient,
+    work: B::Queue,
     data: B::Queue,
     done: B::Queue,
     schemas: SchemaCache,
@@ -135,6 +147,7 @@ pub async fn run<B: Bus>(
     let context = Arc::new(Context::<B> {
         names: bus.names().clone(),
         client,
+        work: work.clone(),
         data: influx2td_bus::retrying("open a queue", || {
             bus.queue(QueueConfig::new(StreamKind::Data))
         })
@@ -211,7 +224,9 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         read: u32::try_from(delivery.delivered()).unwrap_or(u32::MAX),
     };
     let started = std::time::Instant::now();
-    let outcome = read_window(context, &delivery, &window).await;
+    let splittable = item.split_depth < MAX_SPLIT_DEPTH
+        && window.window_end_ns - window.window_start_ns >= MIN_SPLIT_NS;
+    let outcome = read_window(context, &delivery, &window, splittable).await;
     let learned = match &outcome {
         Ok(read) => Some(ReadOutcome::Answered {
             latency: read.latency,
@@ -255,6 +270,29 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
             );
             settle(delivery, Settle::Ack).await;
         }
+        Err(WindowError::TooLarge(rows)) => match split(context, &window, item.split_depth).await {
+            Ok(split_at) => {
+                tracing::info!(
+                    measurement = fields.0,
+                    window_start = fields.1,
+                    window_end = fields.2,
+                    split_at,
+                    rows_over = rows,
+                    "window split in halves: too many rows to read at once"
+                );
+                settle(delivery, Settle::Ack).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot split a window; it will be redelivered");
+                settle(
+                    delivery,
+                    Settle::Nak {
+                        delay: Duration::from_secs(1),
+                    },
+                )
+                .await;
+            }
+        },
         Err(error) if error.retry() == Retry::Backoff => {
             let delay = retry_delay(delivery.delivered(), context.settings.max_retry_delay);
             tracing::warn!(
@@ -319,6 +357,7 @@ async fn read_window<B: Bus, D: Delivery>(
     context: &Context<B>,
     delivery: &D,
     window: &WindowRef,
+    splittable: bool,
 ) -> Result<WindowRead, WindowError> {
     let settings = &context.settings;
     let schema = match settings.query_language {
@@ -351,6 +390,11 @@ async fn read_window<B: Bus, D: Delivery>(
                 latency,
             });
         };
+        // Too dense for one read: stop here and let the halves be read instead (the batches
+        // already published are rewritten by the halves; same table, same timestamp).
+        if splittable && batch.totals.is_none() && reader.stats().rows > settings.max_window_rows {
+            return Err(WindowError::TooLarge(settings.max_window_rows));
+        }
         let message = batch_message(&context.names, window, &batch);
         tokio::select! {
             published = context.data.publish(message) => { published?; }
@@ -392,6 +436,65 @@ fn batch_message(names: &Names, window: &WindowRef, batch: &EncodedBatch) -> Out
         headers,
         payload: batch.payload.clone(),
     }
+}
+
+/// Replaces a window by its halves: tells the coordinator first (so it tracks the halves and
+/// re-publishes them should this reader die), then publishes them. Returns where it was split.
+async fn split<B: Bus>(
+    context: &Context<B>,
+    window: &WindowRef,
+    split_depth: u32,
+) -> Result<i64, BusError> {
+    let names = &context.names;
+    let split_at = window.window_start_ns + (window.window_end_ns - window.window_start_ns) / 2;
+    let report = pb::WindowDone {
+        job: window.job.clone(),
+        measurement: window.measurement.clone(),
+        window_start_ns: window.window_start_ns,
+        window_end_ns: window.window_end_ns,
+        attempt: window.attempt,
+        read: window.read,
+        outcome: pb::Outcome::Split as i32,
+        split_at_ns: split_at,
+        ..Default::default()
+    };
+    context
+        .done
+        .publish(OutgoingMessage {
+            subject: names.subject(StreamKind::Done, &window.measurement),
+            msg_id: format!("{}/split", names.data_msg_id(window, 0)),
+            headers: window_headers(names, window),
+            payload: report.encode_to_vec().into(),
+        })
+        .await?;
+    for (start, end) in [
+        (window.window_start_ns, split_at),
+        (split_at, window.window_end_ns),
+    ] {
+        let item = pb::WorkItem {
+            job: window.job.clone(),
+            measurement: window.measurement.clone(),
+            window_start_ns: start,
+            window_end_ns: end,
+            attempt: window.attempt,
+            split_depth: split_depth + 1,
+        };
+        context
+            .work
+            .publish(OutgoingMessage {
+                subject: names.subject(StreamKind::Work, &window.measurement),
+                msg_id: names.work_msg_id(&window.measurement, start, end, window.attempt),
+                headers: vec![
+                    (header::JOB.to_owned(), names.job().to_owned()),
+                    (header::MEASUREMENT.to_owned(), window.measurement.clone()),
+                    (header::WINDOW.to_owned(), window_header(start, end)),
+                    (header::ATTEMPT.to_owned(), window.attempt.to_string()),
+                ],
+                payload: item.encode_to_vec().into(),
+            })
+            .await?;
+    }
+    Ok(split_at)
 }
 
 async fn report_failure<B: Bus>(

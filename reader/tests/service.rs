@@ -58,6 +58,7 @@ fn settings() -> ReaderSettings {
         batch_limit: 200,
         ack_wait: Duration::from_secs(3),
         max_retry_delay: Duration::from_secs(1),
+        max_window_rows: 2_000_000,
         shutdown_grace: Duration::from_secs(5),
     }
 }

@@ -34,16 +34,27 @@ impl Influxd {
 
     pub fn start_with(options: InfluxdOptions) -> Option<Self> {
         let binary = require_binary("influxd", "INFLUXD_BIN")?;
-        let mut server = Self {
-            binary,
-            directory: tempfile::tempdir().expect("cannot create temp dir"),
-            http_port: free_port(),
-            rpc_port: free_port(),
-            options,
-            process: None,
+        // A port taken by another test between `free_port` and our bind: try other ports.
+        let mut attempts = 0;
+        let server = loop {
+            let mut server = Self {
+                binary: binary.clone(),
+                directory: tempfile::tempdir().expect("cannot create temp dir"),
+                http_port: free_port(),
+                rpc_port: free_port(),
+                options: options.clone(),
+                process: None,
+            };
+            server.write_config();
+            let started =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.start_again()));
+            attempts += 1;
+            match started {
+                Ok(()) => break server,
+                Err(panic) if attempts >= 3 => std::panic::resume_unwind(panic),
+                Err(_) => continue,
+            }
         };
-        server.write_config();
-        server.start_again();
         if let Some((user, password)) = server.options.admin.clone() {
             // With auth on, InfluxDB accepts exactly one unauthenticated statement: the first admin.
             let statement = format!(
@@ -132,7 +143,7 @@ bind-address = "127.0.0.1:{rpc}"
             self.directory.path().join("influxd.log"),
         );
         let port = self.http_port;
-        process.wait_until("influxd", Duration::from_secs(30), || {
+        process.wait_until("influxd", port, Duration::from_secs(30), || {
             http_request(port, "GET", "/ping", &[], b"")
                 .is_ok_and(|response| response.status == 204)
         });

@@ -21,15 +21,22 @@ impl NatsServer {
     /// Starts a server, or returns `None` (test skipped) when `nats-server` is not installed.
     pub fn start() -> Option<Self> {
         let binary = require_binary("nats-server", "NATS_SERVER_BIN")?;
-        let mut server = Self {
-            binary,
-            directory: tempfile::tempdir().expect("cannot create temp dir"),
-            port: free_port(),
-            monitor_port: free_port(),
-            process: None,
-        };
-        server.start_again();
-        Some(server)
+        // A port taken by another test between `free_port` and our bind: try other ports.
+        for _ in 0..3 {
+            let mut server = Self {
+                binary: binary.clone(),
+                directory: tempfile::tempdir().expect("cannot create temp dir"),
+                port: free_port(),
+                monitor_port: free_port(),
+                process: None,
+            };
+            let started =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.start_again()));
+            if started.is_ok() {
+                return Some(server);
+            }
+        }
+        panic!("nats-server did not start on three sets of free ports");
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -66,7 +73,7 @@ impl NatsServer {
         let mut process =
             ServerProcess::spawn(&self.binary, &args, self.directory.path().join("nats.log"));
         let monitor_port = self.monitor_port;
-        process.wait_until("nats-server", Duration::from_secs(20), || {
+        process.wait_until("nats-server", self.port, Duration::from_secs(20), || {
             http_request(
                 monitor_port,
                 "GET",

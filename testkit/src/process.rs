@@ -63,11 +63,19 @@ impl ServerProcess {
         }
     }
 
-    /// Polls `ready` until it says yes; panics with the server's log when it never does.
-    pub(crate) fn wait_until(&mut self, what: &str, timeout: Duration, ready: impl Fn() -> bool) {
+    /// Polls until `ready` says yes and this process itself listens on `port` (another test's
+    /// server may take a port between `free_port` and our bind, and answer in our stead); panics
+    /// with the server's log when the process exits first or never gets ready.
+    pub(crate) fn wait_until(
+        &mut self,
+        what: &str,
+        port: u16,
+        timeout: Duration,
+        ready: impl Fn() -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if ready() {
+            if self.pid().is_some_and(|pid| listens_on(pid, port)) && ready() {
                 return;
             }
             if let Some(child) = self.child.as_mut()
@@ -105,4 +113,35 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether process `pid` holds a listening TCP socket on `port` (Linux `/proc`).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        // Not Linux: no way to tell; trust the readiness probe.
+        return true;
+    };
+    let wanted = format!(":{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A (LISTEN), inode.
+            (fields.get(1)?.ends_with(&wanted) && *fields.get(3)? == "0A")
+                .then(|| fields.get(9).map(|inode| (*inode).to_owned()))?
+        })
+        .collect();
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    descriptors.flatten().any(|entry| {
+        std::fs::read_link(entry.path())
+            .map(|target| target.to_string_lossy().into_owned())
+            .is_ok_and(|target| {
+                inodes
+                    .iter()
+                    .any(|inode| target == format!("socket:[{inode}]"))
+            })
+    })
 }

@@ -536,6 +536,7 @@ async fn report<B: Bus, S: Sink>(
         rows_dead_lettered: written.rejected.len() as u64,
         totals: batch.totals,
         read: batch.read,
+        split_at_ns: 0,
     };
     headers.push((header::ROWS.to_owned(), written.rows.to_string()));
     context
