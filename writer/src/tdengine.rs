@@ -108,7 +108,8 @@ impl TdengineSink {
         })
     }
 
-    async fn records(&self, sql: &str) -> Result<Vec<Vec<String>>, SinkError> {
+    /// Runs a query; every cell as text (for checks, `verify` and the live tests).
+    pub async fn records(&self, sql: &str) -> Result<Vec<Vec<String>>, SinkError> {
         let connection = self.connection().await?;
         let mut result = connection
             .query(sql)
