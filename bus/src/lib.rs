@@ -3,6 +3,7 @@
 //! ([`memory`], with checkpoints in a [`state_file`]). Both pass one conformance suite.
 
 pub mod memory;
+pub mod messages;
 pub mod nats;
 pub mod state_file;
 
@@ -14,6 +15,7 @@ use thiserror::Error;
 
 pub use influx2td_proto::names::{Names, StreamKind};
 pub use memory::MemoryBus;
+pub use messages::{window_headers, work_item_message};
 pub use nats::{NatsAuth, NatsBus, NatsConnect};
 pub use state_file::StateFile;
 

@@ -9,10 +9,9 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use influx2td_bus::{
-    Bus, BusError, CheckpointStore, Delivery, OutgoingMessage, QueueConfig, Settle, StreamKind,
-    WorkQueue,
+    Bus, BusError, CheckpointStore, Delivery, QueueConfig, Settle, StreamKind, WorkQueue,
 };
-use influx2td_proto::names::{LEASE_KEY, checkpoint_key, header, window_header};
+use influx2td_proto::names::{LEASE_KEY, checkpoint_key};
 use influx2td_proto::{Message, pb};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -601,27 +600,6 @@ async fn publish<Q: WorkQueue>(
     end_ns: i64,
     attempt: u32,
 ) -> Result<(), BusError> {
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match publish_once(work, names, measurement, start_ns, end_ns, attempt).await {
-            Err(error) if error.retry() == influx2td_bus::Retry::Backoff => {
-                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "cannot publish a window, retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
-}
-
-async fn publish_once<Q: WorkQueue>(
-    work: &Q,
-    names: &influx2td_proto::names::Names,
-    measurement: &str,
-    start_ns: i64,
-    end_ns: i64,
-    attempt: u32,
-) -> Result<(), BusError> {
     let item = pb::WorkItem {
         job: names.job().to_owned(),
         measurement: measurement.to_owned(),
@@ -630,18 +608,11 @@ async fn publish_once<Q: WorkQueue>(
         attempt,
         split_depth: 0,
     };
-    let message = OutgoingMessage {
-        subject: names.subject(StreamKind::Work, measurement),
-        msg_id: names.work_msg_id(measurement, start_ns, end_ns, attempt),
-        headers: vec![
-            (header::JOB.to_owned(), names.job().to_owned()),
-            (header::MEASUREMENT.to_owned(), measurement.to_owned()),
-            (header::WINDOW.to_owned(), window_header(start_ns, end_ns)),
-            (header::ATTEMPT.to_owned(), attempt.to_string()),
-        ],
-        payload: item.encode_to_vec().into(),
-    };
-    work.publish(message).await.map(|_| ())
+    influx2td_bus::retrying("publish a window", || {
+        work.publish(influx2td_bus::work_item_message(names, &item))
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Stores every checkpoint that changed, with compare-and-set.

@@ -14,7 +14,7 @@ use influx2td_bus::{
 };
 use influx2td_config::QueryLanguage;
 use influx2td_proto::batch::WindowRef;
-use influx2td_proto::names::{Names, header, window_header};
+use influx2td_proto::names::{Names, header};
 use influx2td_proto::{EncodedBatch, Message, pb};
 use thiserror::Error;
 use tokio::task::JoinSet;
@@ -415,15 +415,13 @@ async fn beat<D: Delivery>(heartbeat: &mut tokio::time::Interval, delivery: &D) 
 }
 
 fn window_headers(names: &Names, window: &WindowRef) -> Vec<(String, String)> {
-    vec![
-        (header::JOB.to_owned(), names.job().to_owned()),
-        (header::MEASUREMENT.to_owned(), window.measurement.clone()),
-        (
-            header::WINDOW.to_owned(),
-            window_header(window.window_start_ns, window.window_end_ns),
-        ),
-        (header::ATTEMPT.to_owned(), window.attempt.to_string()),
-    ]
+    influx2td_bus::window_headers(
+        names,
+        &window.measurement,
+        window.window_start_ns,
+        window.window_end_ns,
+        window.attempt,
+    )
 }
 
 fn batch_message(names: &Names, window: &WindowRef, batch: &EncodedBatch) -> OutgoingMessage {
@@ -481,17 +479,7 @@ async fn split<B: Bus>(
         };
         context
             .work
-            .publish(OutgoingMessage {
-                subject: names.subject(StreamKind::Work, &window.measurement),
-                msg_id: names.work_msg_id(&window.measurement, start, end, window.attempt),
-                headers: vec![
-                    (header::JOB.to_owned(), names.job().to_owned()),
-                    (header::MEASUREMENT.to_owned(), window.measurement.clone()),
-                    (header::WINDOW.to_owned(), window_header(start, end)),
-                    (header::ATTEMPT.to_owned(), window.attempt.to_string()),
-                ],
-                payload: item.encode_to_vec().into(),
-            })
+            .publish(influx2td_bus::work_item_message(names, &item))
             .await?;
     }
     Ok(split_at)

@@ -13,7 +13,7 @@ use influx2td_bus::{
     Bus, BusError, Delivery, OutgoingMessage, QueueConfig, Settle, StreamKind, WorkQueue,
 };
 use influx2td_proto::batch::WindowRef;
-use influx2td_proto::names::{Names, header, window_header};
+use influx2td_proto::names::{Names, header};
 use influx2td_proto::{Message, pb};
 use thiserror::Error;
 use tokio::task::JoinSet;
@@ -470,16 +470,14 @@ async fn report<B: Bus, S: Sink>(
     let names = &context.names;
     let window = window_of(batch);
     let batch_id = names.data_msg_id(&window, batch.seq);
-    let mut headers = vec![
-        (header::JOB.to_owned(), names.job().to_owned()),
-        (header::MEASUREMENT.to_owned(), batch.measurement.clone()),
-        (
-            header::WINDOW.to_owned(),
-            window_header(batch.window_start_ns, batch.window_end_ns),
-        ),
-        (header::ATTEMPT.to_owned(), batch.attempt.to_string()),
-        (header::SEQ.to_owned(), batch.seq.to_string()),
-    ];
+    let mut headers = influx2td_bus::window_headers(
+        names,
+        &batch.measurement,
+        batch.window_start_ns,
+        batch.window_end_ns,
+        batch.attempt,
+    );
+    headers.push((header::SEQ.to_owned(), batch.seq.to_string()));
     let first_reason = written
         .rejected
         .first()
