@@ -255,3 +255,61 @@ pub trait Bus: Clone + Send + Sync + 'static {
 
     fn checkpoints(&self) -> impl Future<Output = Result<Self::Checkpoints, BusError>> + Send;
 }
+
+/// Runs a role's consume loop: pulls from `queue` and handles each delivery in its own task,
+/// with at most `limit()` in flight, until `shutdown` completes; deliveries in flight then get
+/// `grace` to finish, and the rest are abandoned unsettled (so they are delivered again).
+pub async fn consume<Q, H, Fut>(
+    queue: &Q,
+    what: &'static str,
+    limit: impl Fn() -> usize,
+    handle: H,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) where
+    Q: WorkQueue,
+    H: Fn(Q::Delivery) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut in_flight = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while in_flight.try_join_next().is_some() {}
+        let free = limit().max(1).saturating_sub(in_flight.len());
+        if free == 0 {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = in_flight.join_next() => continue,
+            }
+        }
+        let pulled = tokio::select! {
+            _ = &mut shutdown => break,
+            pulled = queue.pull(free, Duration::from_secs(1)) => pulled,
+        };
+        match pulled {
+            Ok(deliveries) => {
+                for delivery in deliveries {
+                    in_flight.spawn(handle(delivery));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, what, "cannot pull, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    while in_flight.try_join_next().is_some() {}
+    tracing::info!(in_flight = in_flight.len(), what, "stopping");
+    let drained = tokio::time::timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            abandoned = in_flight.len(),
+            what,
+            "left in flight at shutdown, to be delivered again"
+        );
+        in_flight.abort_all();
+    }
+}

@@ -17,7 +17,6 @@ use influx2td_proto::batch::WindowRef;
 use influx2td_proto::names::{Names, header};
 use influx2td_proto::{EncodedBatch, Message, pb};
 use thiserror::Error;
-use tokio::task::JoinSet;
 
 use crate::client::InfluxClient;
 use crate::error::SourceError;
@@ -160,48 +159,19 @@ pub async fn run<B: Bus>(
         settings: settings.clone(),
         limit: AdaptiveLimit::new(settings.read_concurrency),
     });
-    let mut in_flight = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        while in_flight.try_join_next().is_some() {}
-        let free = context.limit.current().saturating_sub(in_flight.len());
-        if free == 0 {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = in_flight.join_next() => continue,
-            }
-        }
-        let deliveries = tokio::select! {
-            _ = &mut shutdown => break,
-            pulled = work.pull(free, Duration::from_secs(1)) => pulled,
-        };
-        let deliveries = match deliveries {
-            Ok(deliveries) => deliveries,
-            Err(error) => {
-                tracing::warn!(%error, "cannot pull work, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        for delivery in deliveries {
+    let limit_context = context.clone();
+    influx2td_bus::consume(
+        &work,
+        "windows",
+        move || limit_context.limit.current(),
+        move |delivery| {
             let context = context.clone();
-            in_flight.spawn(async move { handle(&context, delivery).await });
-        }
-    }
-    while in_flight.try_join_next().is_some() {}
-    tracing::info!(in_flight = in_flight.len(), "reader stopping");
-    let drained = tokio::time::timeout(settings.shutdown_grace, async {
-        while in_flight.join_next().await.is_some() {}
-    })
+            async move { handle(&context, delivery).await }
+        },
+        shutdown,
+        settings.shutdown_grace,
+    )
     .await;
-    if drained.is_err() {
-        // Unacknowledged work is redelivered to another reader after ack_wait.
-        tracing::warn!(
-            abandoned = in_flight.len(),
-            "windows still being read at shutdown are left for redelivery"
-        );
-        in_flight.abort_all();
-    }
     Ok(())
 }
 

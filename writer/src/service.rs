@@ -16,7 +16,6 @@ use influx2td_proto::batch::WindowRef;
 use influx2td_proto::names::{Names, header};
 use influx2td_proto::{Message, pb};
 use thiserror::Error;
-use tokio::task::JoinSet;
 
 use crate::convert::{Precision, Rejected, convert, needs};
 use crate::mapping::super_table_name;
@@ -181,50 +180,19 @@ pub async fn run<B: Bus, S: Sink>(
         schemas: Mutex::default(),
         ddl_locks: Mutex::default(),
     });
-    let mut in_flight = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        while in_flight.try_join_next().is_some() {}
-        let free = settings
-            .write_concurrency
-            .max(1)
-            .saturating_sub(in_flight.len());
-        if free == 0 {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = in_flight.join_next() => continue,
-            }
-        }
-        let deliveries = tokio::select! {
-            _ = &mut shutdown => break,
-            pulled = data.pull(free, Duration::from_secs(1)) => pulled,
-        };
-        match deliveries {
-            Ok(deliveries) => {
-                for delivery in deliveries {
-                    let context = context.clone();
-                    in_flight.spawn(async move { handle(&context, delivery).await });
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot pull row batches, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-    while in_flight.try_join_next().is_some() {}
-    tracing::info!(in_flight = in_flight.len(), "writer stopping");
-    let drained = tokio::time::timeout(settings.shutdown_grace, async {
-        while in_flight.join_next().await.is_some() {}
-    })
+    let concurrency = settings.write_concurrency;
+    influx2td_bus::consume(
+        &data,
+        "row batches",
+        move || concurrency,
+        move |delivery| {
+            let context = context.clone();
+            async move { handle(&context, delivery).await }
+        },
+        shutdown,
+        settings.shutdown_grace,
+    )
     .await;
-    if drained.is_err() {
-        tracing::warn!(
-            abandoned = in_flight.len(),
-            "batches still being written at shutdown are left for redelivery"
-        );
-        in_flight.abort_all();
-    }
     Ok(())
 }
 
