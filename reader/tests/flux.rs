@@ -277,3 +277,17 @@ async fn an_answer_cut_between_rows_is_truncated_and_retried() {
     assert!(matches!(error, SourceError::Truncated { .. }), "{error}");
     assert_eq!(error.retry(), influx2td_bus::Retry::Backoff);
 }
+
+#[tokio::test]
+async fn unknown_organization_is_named() {
+    let body = r#"{"code":"not found","message":"organization name \"acme\" not found"}"#;
+    let server = serve(404, body).await;
+    let error = FluxWindowReader::open(&client(&server), window(), 1 << 20)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "InfluxDB answered HTTP 404: organization name \"acme\" not found"
+    );
+    assert_eq!(error.retry(), influx2td_bus::Retry::Never);
+}
