@@ -1,6 +1,8 @@
 //! The `influx2td` command line: argument parsing, logging set-up and the subcommands. Each
 //! subcommand arrives with the capability behind it; none pretends to work.
 
+pub mod verify;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +88,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare, per measurement and field, the values InfluxDB holds with those in the target,
+    /// over the part of the job its checkpoints say is written. Exit code 1 on any difference.
+    Verify {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the reader role over NATS (needs nats.url): read windows from the WORK stream and
     /// publish their rows to DATA. Stops on SIGINT/SIGTERM, letting windows in flight finish.
     Reader,
@@ -119,6 +128,9 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         Command::Coordinator => runtime().and_then(|runtime| runtime.block_on(coordinator(&job))),
         Command::Status { json } => {
             runtime().and_then(|runtime| runtime.block_on(status(&job, json)))
+        }
+        Command::Verify { json } => {
+            runtime().and_then(|runtime| runtime.block_on(verify(&job, json)))
         }
         Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(&job))),
         Command::Writer => runtime().and_then(|runtime| runtime.block_on(writer(&job))),
@@ -365,7 +377,11 @@ async fn coordinator(job: &JobConfig) -> anyhow::Result<()> {
     conclude(&summary)
 }
 
-async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+/// Every measurement's checkpoint, from NATS KV or the embedded state file (read without its
+/// lock, so it works while a run holds it).
+async fn read_checkpoints(
+    job: &JobConfig,
+) -> anyhow::Result<std::collections::BTreeMap<String, influx2td_coordinator::tracker::Progress>> {
     use influx2td_bus::{Bus, CheckpointStore};
     let entries: std::collections::BTreeMap<String, influx2td_bus::Versioned> = match &job.nats.url
     {
@@ -394,6 +410,11 @@ async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
             serde_json::from_str(&entry.value)?;
         measurements.insert(name, progress);
     }
+    Ok(measurements)
+}
+
+async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+    let measurements = read_checkpoints(job).await?;
     let mut stdout = std::io::stdout().lock();
     if json {
         writeln!(
@@ -444,6 +465,54 @@ async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn verify(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+    let checkpoints = read_checkpoints(job).await?;
+    let checks = verify::verify(job, &checkpoints).await?;
+    let matches = checks.iter().all(verify::MeasurementCheck::matches);
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "matches": matches, "measurements": checks })
+            )?
+        )?;
+    } else if checks.is_empty() {
+        writeln!(
+            stdout,
+            "job {}: nothing written yet, nothing to verify",
+            job.job
+        )?;
+    } else {
+        for check in &checks {
+            let mark = if check.matches() { "ok  " } else { "DIFF" };
+            writeln!(
+                stdout,
+                "{mark} {} [{} .. {})",
+                check.measurement, check.from, check.until
+            )?;
+            for field in &check.fields {
+                let mark = if field.source == field.target {
+                    " "
+                } else {
+                    "!"
+                };
+                writeln!(
+                    stdout,
+                    "  {mark} {:<24} influxdb {:>12}  tdengine {:>12}",
+                    field.field, field.source, field.target
+                )?;
+            }
+        }
+    }
+    if matches {
+        Ok(())
+    } else {
+        anyhow::bail!("the target differs from the source; the lines marked ! show where")
+    }
 }
 
 async fn reader(job: &JobConfig) -> anyhow::Result<()> {

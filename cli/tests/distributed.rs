@@ -222,6 +222,24 @@ async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the
     assert_eq!(terminate(&mut writer), Some(0), "{}", job.log());
     assert_eq!(watermark(&nats).await, T0 + WINDOWS * SECOND);
     assert_target_equals_source(&target, &points, &job);
+    let verified = Command::new(BINARY)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(job.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .arg("verify")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(
+        text.contains("value                    influxdb         4000  tdengine         4000"),
+        "{text}"
+    );
     let coordinator_log = std::fs::read_to_string(job.logs.join("coordinator-2.log")).unwrap();
     assert!(coordinator_log.contains("resuming"), "{coordinator_log}");
 }

@@ -246,6 +246,48 @@ fn run_copies_the_source_exactly_with_begin_end_edges_and_filter() {
     assert_eq!(measurements["mem"]["rows_written"], 1);
     assert!(measurements.get("skip_me").is_none());
 
+    // verify: every field's count matches over the written range.
+    let verified = command(&["verify"], &influxd.url(), &target, &state, &settings)
+        .output()
+        .unwrap();
+    let text = output_text(&verified);
+    assert_eq!(verified.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("ok   cpu [2023-11-14T21:46:40Z .. 2023-11-15T02:46:40Z)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("usage                    influxdb           11  tdengine           11"),
+        "{text}"
+    );
+
+    // Take mem's rows out of the target: verify says where.
+    let file = std::fs::read_dir(&target)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let original = std::fs::read_to_string(&file).unwrap();
+    let tampered: String = original
+        .lines()
+        .filter(|l| !l.contains("USING `metrics`.`mem`"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, tampered).unwrap();
+    let differs = command(&["verify"], &influxd.url(), &target, &state, &settings)
+        .output()
+        .unwrap();
+    let text = output_text(&differs);
+    assert_eq!(differs.status.code(), Some(1), "{text}");
+    assert!(text.contains("DIFF mem"), "{text}");
+    assert!(
+        text.contains("! used                     influxdb            1  tdengine            0"),
+        "{text}"
+    );
+    assert!(text.contains("ok   cpu"), "{text}");
+    std::fs::write(&file, original).unwrap();
+
     // Run again: nothing left to do, nothing written twice.
     let again = command(&["run"], &influxd.url(), &target, &state, &settings)
         .output()
