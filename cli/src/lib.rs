@@ -1,6 +1,7 @@
 //! The `influx2td` command line: argument parsing, logging set-up and the subcommands. Each
 //! subcommand arrives with the capability behind it; none pretends to work.
 
+pub mod plan;
 pub mod verify;
 
 use std::io::Write;
@@ -88,6 +89,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what the job would do, writing nothing: measurements, series, field types and
+    /// conflicts, windows to read, estimated rows, and the TDengine DDL.
+    Plan {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare, per measurement and field, the values InfluxDB holds with those in the target,
     /// over the part of the job its checkpoints say is written. Exit code 1 on any difference.
     Verify {
@@ -128,6 +136,9 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         Command::Coordinator => runtime().and_then(|runtime| runtime.block_on(coordinator(&job))),
         Command::Status { json } => {
             runtime().and_then(|runtime| runtime.block_on(status(&job, json)))
+        }
+        Command::Plan { json } => {
+            runtime().and_then(|runtime| runtime.block_on(show_plan(&job, json)))
         }
         Command::Verify { json } => {
             runtime().and_then(|runtime| runtime.block_on(verify(&job, json)))
@@ -462,6 +473,69 @@ async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
                 influx2td_config::format_time(failed.end_ns),
                 failed.reason
             )?;
+        }
+    }
+    Ok(())
+}
+
+async fn show_plan(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+    let plans = plan::plan(job).await?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "job": job.job, "measurements": plans })
+            )?
+        )?;
+        return Ok(());
+    }
+    let rows: u64 = plans.iter().map(|plan| plan.estimated_rows).sum();
+    let windows: u64 = plans.iter().map(|plan| plan.windows).sum();
+    writeln!(
+        stdout,
+        "job {}: {} measurements, {windows} windows, about {rows} rows (nothing is written)",
+        job.job,
+        plans.len()
+    )?;
+    for plan in &plans {
+        let span = match (&plan.first, &plan.last) {
+            (Some(first), Some(last)) => format!("{first} .. {last}"),
+            _ => "no data".to_owned(),
+        };
+        writeln!(
+            stdout,
+            "\n{} -> {}: {span}; about {} series, {} windows, about {} rows",
+            plan.measurement,
+            plan.super_table,
+            plan.series_estimate,
+            plan.windows,
+            plan.estimated_rows
+        )?;
+        for field in &plan.fields {
+            let conflict = if field.conflicting_types.is_empty() {
+                String::new()
+            } else {
+                let types: Vec<String> = field
+                    .conflicting_types
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                format!(
+                    "  (types differ between shards: {}; written as {})",
+                    types.join(", "),
+                    field.column_type
+                )
+            };
+            writeln!(
+                stdout,
+                "  field {:<24} {}{conflict}",
+                field.name, field.column_type
+            )?;
+        }
+        for statement in &plan.ddl {
+            writeln!(stdout, "  {statement};")?;
         }
     }
     Ok(())

@@ -515,3 +515,57 @@ fn run_splits_a_dense_window_and_still_copies_every_row() {
     );
     assert_eq!(report["measurements"]["dense"]["watermark_ns"], T0 + HOUR);
 }
+
+#[test]
+fn plan_reports_conflicts_windows_rows_and_ddl_and_writes_nothing() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    // `v` is an integer in one shard group and a float in another.
+    influxd.write(
+        "db",
+        &format!("m,host=a v=1i {}\nm,host=b v=2i {}\n", T0, T0 + 1),
+    );
+    influxd.write("db", &format!("m,host=a v=2.5 {}\n", T0 + 30 * 24 * HOUR));
+    let directory = tempfile::tempdir().unwrap();
+    let (target, state) = (
+        directory.path().join("target"),
+        directory.path().join("state"),
+    );
+    let settings = [
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+        (
+            "INFLUX2TD_END",
+            influx2td_config::format_time(T0 + 31 * 24 * HOUR),
+        ),
+        ("INFLUX2TD_WINDOW", "1d".to_owned()),
+    ];
+    let output = command(
+        &["plan", "--json"],
+        &influxd.url(),
+        &target,
+        &state,
+        &settings,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let m = &plan["measurements"][0];
+    assert_eq!(m["measurement"], "m");
+    // InfluxDB counts host=a once per shard group holding it.
+    assert!(m["series_estimate"].as_u64().unwrap() >= 2, "{m}");
+    assert_eq!(m["estimated_rows"], 3);
+    assert_eq!(m["windows"], 31);
+    assert_eq!(m["fields"][0]["column_type"], "float");
+    assert_eq!(
+        m["fields"][0]["conflicting_types"],
+        serde_json::json!(["float", "integer"])
+    );
+    assert_eq!(
+        m["ddl"][0],
+        "CREATE STABLE IF NOT EXISTS `metrics`.`m` (`_ts` TIMESTAMP,`v` DOUBLE) TAGS (`host` NCHAR(16))"
+    );
+    assert!(!target.exists() && !state.exists(), "plan wrote something");
+}
