@@ -219,6 +219,22 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
 
     /// Every key, sorted.
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, BusError>> + Send;
+
+    /// Several compare-and-sets, `(key, value, expected)` each; returns the new revisions in
+    /// order. The state file checks them all and writes once (all or none); the default, for
+    /// stores without multi-key writes, applies them one by one and stops at the first error.
+    fn compare_and_set_many(
+        &self,
+        updates: Vec<(String, String, Option<u64>)>,
+    ) -> impl Future<Output = Result<Vec<u64>, BusError>> + Send {
+        async move {
+            let mut revisions = Vec::with_capacity(updates.len());
+            for (key, value, expected) in updates {
+                revisions.push(self.compare_and_set(&key, value, expected).await?);
+            }
+            Ok(revisions)
+        }
+    }
 }
 
 /// Retries `operation` while it fails in a way retrying can fix (a bus restarting), with growing

@@ -195,6 +195,32 @@ impl CheckpointStore for StateFile {
         Ok(revision)
     }
 
+    /// All checked first, then one write: many checkpoints cost one fsync, not one each.
+    async fn compare_and_set_many(
+        &self,
+        updates: Vec<(String, String, Option<u64>)>,
+    ) -> Result<Vec<u64>, BusError> {
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut updated = entries.clone();
+        let mut revisions = Vec::with_capacity(updates.len());
+        for (key, value, expected) in updates {
+            let found = updated.get(&key).map(|entry| entry.revision);
+            if found != expected {
+                return Err(BusError::Conflict {
+                    key,
+                    expected,
+                    found,
+                });
+            }
+            let revision = found.unwrap_or(0) + 1;
+            updated.insert(key, Entry { revision, value });
+            revisions.push(revision);
+        }
+        self.write(&updated)?;
+        *entries = updated;
+        Ok(revisions)
+    }
+
     async fn keys(&self) -> Result<Vec<String>, BusError> {
         let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
         Ok(entries.keys().cloned().collect())

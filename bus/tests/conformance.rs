@@ -507,6 +507,42 @@ async fn checkpoint_compare_and_set<F: Fixture>(fixture: &mut F) {
     );
 }
 
+async fn many_compare_and_sets_at_once<F: Fixture>(fixture: &mut F) {
+    let store = fixture.bus().await.checkpoints().await.unwrap();
+    let first = store
+        .compare_and_set_many(vec![
+            ("checkpoint.a".into(), "1".into(), None),
+            ("checkpoint.b".into(), "2".into(), None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let second = store
+        .compare_and_set_many(vec![
+            ("checkpoint.a".into(), "10".into(), Some(first[0])),
+            ("checkpoint.b".into(), "20".into(), Some(first[1])),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("checkpoint.a").await.unwrap().unwrap().value,
+        "10"
+    );
+    assert_eq!(
+        store.get("checkpoint.b").await.unwrap().unwrap().revision,
+        second[1]
+    );
+    let stale = store
+        .compare_and_set_many(vec![("checkpoint.a".into(), "x".into(), Some(first[0]))])
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, BusError::Conflict { .. }), "{stale}");
+    assert_eq!(
+        store.get("checkpoint.a").await.unwrap().unwrap().value,
+        "10"
+    );
+}
+
 async fn checkpoints_survive_a_restart<F: Fixture>(fixture: &mut F) {
     let revision = {
         let store = fixture.bus().await.checkpoints().await.unwrap();
@@ -565,6 +601,7 @@ conformance!(
     max_ack_pending_bounds_unsettled_deliveries,
     competing_consumers_share_the_work,
     checkpoint_compare_and_set,
+    many_compare_and_sets_at_once,
     checkpoints_survive_a_restart,
 );
 
@@ -641,4 +678,28 @@ async fn memory_queue_refuses_a_subject_of_another_stream() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("no stream found"), "{error}");
+}
+
+#[tokio::test]
+async fn state_file_applies_many_updates_all_or_none() {
+    let fixture = MemoryFixture::new();
+    let store = fixture.bus().await.checkpoints().await.unwrap();
+    let first = store
+        .compare_and_set("checkpoint.a", "1".into(), None)
+        .await
+        .unwrap();
+    let refused = store
+        .compare_and_set_many(vec![
+            ("checkpoint.new".into(), "n".into(), None),
+            ("checkpoint.a".into(), "2".into(), Some(first + 7)),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, BusError::Conflict { .. }), "{refused}");
+    assert_eq!(
+        store.get("checkpoint.new").await.unwrap(),
+        None,
+        "nothing of a refused batch is written"
+    );
+    assert_eq!(store.get("checkpoint.a").await.unwrap().unwrap().value, "1");
 }

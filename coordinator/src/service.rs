@@ -615,37 +615,50 @@ async fn publish<Q: WorkQueue>(
     .map(|_| ())
 }
 
-/// Stores every checkpoint that changed, with compare-and-set.
+/// Stores every checkpoint that changed, with compare-and-set, in one store operation.
 async fn persist<C: CheckpointStore>(
     store: &C,
     tracker: &Tracker,
     plans: &mut BTreeMap<String, Plan>,
 ) -> Result<(), CoordinatorError> {
-    for (name, plan) in plans.iter_mut() {
-        let Some(progress) = tracker.progress(name) else {
-            continue;
-        };
-        if *progress == plan.persisted {
-            continue;
-        }
-        let value = serde_json::to_string(progress).unwrap_or_default();
-        let key = checkpoint_key(name);
-        match store.compare_and_set(&key, value, plan.revision).await {
-            Ok(revision) => {
-                plan.revision = Some(revision);
-                plan.persisted = progress.clone();
-            }
-            // Someone else writes this job's checkpoints: another coordinator took over.
-            Err(BusError::Conflict { .. }) => {
-                return Err(CoordinatorError::LeaseLost {
-                    job: key,
-                    owner: "another coordinator (checkpoint changed under us)".into(),
-                });
-            }
-            Err(other) => return Err(other.into()),
-        }
+    let changed: Vec<(String, Progress)> = plans
+        .iter()
+        .filter_map(|(name, plan)| {
+            let progress = tracker.progress(name)?;
+            (*progress != plan.persisted).then(|| (name.clone(), progress.clone()))
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let updates = changed
+        .iter()
+        .map(|(name, progress)| {
+            let value = serde_json::to_string(progress).unwrap_or_default();
+            (
+                checkpoint_key(name),
+                value,
+                plans.get(name).and_then(|plan| plan.revision),
+            )
+        })
+        .collect();
+    match store.compare_and_set_many(updates).await {
+        Ok(revisions) => {
+            for ((name, progress), revision) in changed.into_iter().zip(revisions) {
+                if let Some(plan) = plans.get_mut(&name) {
+                    plan.revision = Some(revision);
+                    plan.persisted = progress;
+                }
+            }
+            Ok(())
+        }
+        // Someone else writes this job's checkpoints: another coordinator took over.
+        Err(BusError::Conflict { key, .. }) => Err(CoordinatorError::LeaseLost {
+            job: key,
+            owner: "another coordinator (checkpoint changed under us)".into(),
+        }),
+        Err(other) => Err(other.into()),
+    }
 }
 
 fn log_progress(tracker: &Tracker, plans: &BTreeMap<String, Plan>, elapsed: Duration) {
