@@ -451,11 +451,14 @@ pub async fn run<B: Bus>(
                                         "window split: too many rows to read at once"
                                     );
                                     // The reader publishes the halves; should it die first, their deadline does.
-                                    let now = Instant::now() + settings.window_deadline;
+                                    let deadline = Instant::now() + settings.window_deadline;
                                     deadlines.remove(&key);
-                                    deadlines.insert((report.measurement.clone(), start_ns), now);
                                     deadlines
-                                        .insert((report.measurement.clone(), split_at_ns), now);
+                                        .insert((report.measurement.clone(), start_ns), deadline);
+                                    deadlines.insert(
+                                        (report.measurement.clone(), split_at_ns),
+                                        deadline,
+                                    );
                                 }
                                 Acked::Ignored => {}
                             }
