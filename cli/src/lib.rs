@@ -185,6 +185,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Data output of `--json`: pretty JSON on stdout.
+fn print_json(stdout: &mut impl Write, value: &serde_json::Value) -> anyhow::Result<()> {
+    writeln!(stdout, "{}", serde_json::to_string_pretty(value)?)?;
+    Ok(())
+}
+
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
@@ -428,12 +434,9 @@ async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
     let measurements = read_checkpoints(job).await?;
     let mut stdout = std::io::stdout().lock();
     if json {
-        writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "job": job.job, "measurements": measurements })
-            )?
+        print_json(
+            &mut stdout,
+            &serde_json::json!({ "job": job.job, "measurements": measurements }),
         )?;
         return Ok(());
     }
@@ -482,12 +485,9 @@ async fn show_plan(job: &JobConfig, json: bool) -> anyhow::Result<()> {
     let plans = plan::plan(job).await?;
     let mut stdout = std::io::stdout().lock();
     if json {
-        writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "job": job.job, "measurements": plans })
-            )?
+        print_json(
+            &mut stdout,
+            &serde_json::json!({ "job": job.job, "measurements": plans }),
         )?;
         return Ok(());
     }
@@ -547,12 +547,9 @@ async fn verify(job: &JobConfig, json: bool) -> anyhow::Result<()> {
     let matches = checks.iter().all(verify::MeasurementCheck::matches);
     let mut stdout = std::io::stdout().lock();
     if json {
-        writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "matches": matches, "measurements": checks })
-            )?
+        print_json(
+            &mut stdout,
+            &serde_json::json!({ "matches": matches, "measurements": checks }),
         )?;
     } else if checks.is_empty() {
         writeln!(
@@ -669,8 +666,10 @@ async fn check(job: &JobConfig, json: bool) -> anyhow::Result<()> {
     let passed = ends.iter().all(|end| end.passed());
     let mut stdout = std::io::stdout().lock();
     if json {
-        let report = serde_json::json!({ "passed": passed, "ends": ends });
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+        print_json(
+            &mut stdout,
+            &serde_json::json!({ "passed": passed, "ends": ends }),
+        )?;
     } else {
         for end in &ends {
             writeln!(stdout, "{} {}", end.end, end.url)?;
