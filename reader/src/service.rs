@@ -416,25 +416,11 @@ async fn split<B: Bus>(
     let names = &context.names;
     let split_at = window.window_start_ns + (window.window_end_ns - window.window_start_ns) / 2;
     let report = pb::WindowDone {
-        job: window.job.clone(),
-        measurement: window.measurement.clone(),
-        window_start_ns: window.window_start_ns,
-        window_end_ns: window.window_end_ns,
-        attempt: window.attempt,
-        read: window.read,
         outcome: pb::Outcome::Split as i32,
         split_at_ns: split_at,
-        ..Default::default()
+        ..about(window)
     };
-    context
-        .done
-        .publish(OutgoingMessage {
-            subject: names.subject(StreamKind::Done, &window.measurement),
-            msg_id: format!("{}/split", names.data_msg_id(window, 0)),
-            headers: window_headers(names, window),
-            payload: report.encode_to_vec().into(),
-        })
-        .await?;
+    report_window(context, window, &report, "split").await?;
     for (start, end) in [
         (window.window_start_ns, split_at),
         (split_at, window.window_end_ns),
@@ -460,23 +446,40 @@ async fn report_failure<B: Bus>(
     window: &WindowRef,
     reason: &str,
 ) -> Result<(), BusError> {
-    let done = pb::WindowDone {
+    let report = pb::WindowDone {
+        outcome: pb::Outcome::ReadFailed as i32,
+        reason: reason.to_owned(),
+        ..about(window)
+    };
+    report_window(context, window, &report, "read-failed").await
+}
+
+/// A report about `window` (without an outcome yet).
+fn about(window: &WindowRef) -> pb::WindowDone {
+    pb::WindowDone {
         job: window.job.clone(),
         measurement: window.measurement.clone(),
         window_start_ns: window.window_start_ns,
         window_end_ns: window.window_end_ns,
         attempt: window.attempt,
         read: window.read,
-        outcome: pb::Outcome::ReadFailed as i32,
-        reason: reason.to_owned(),
         ..Default::default()
-    };
+    }
+}
+
+/// Tells the coordinator on DONE; `kind` makes the dedup id of this report.
+async fn report_window<B: Bus>(
+    context: &Context<B>,
+    window: &WindowRef,
+    report: &pb::WindowDone,
+    kind: &str,
+) -> Result<(), BusError> {
     let names = &context.names;
     let message = OutgoingMessage {
         subject: names.subject(StreamKind::Done, &window.measurement),
-        msg_id: format!("{}/read-failed", names.data_msg_id(window, 0)),
+        msg_id: format!("{}/{kind}", names.data_msg_id(window, 0)),
         headers: window_headers(names, window),
-        payload: done.encode_to_vec().into(),
+        payload: report.encode_to_vec().into(),
     };
     context.done.publish(message).await.map(|_| ())
 }
