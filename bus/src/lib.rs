@@ -270,6 +270,11 @@ pub trait Bus: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Queue, BusError>> + Send;
 
     fn checkpoints(&self) -> impl Future<Output = Result<Self::Checkpoints, BusError>> + Send;
+
+    /// Whether the bus answers now (for readiness probes); the reason when it does not.
+    fn ready(&self) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Runs a role's consume loop: pulls from `queue` and handles each delivery in its own task,

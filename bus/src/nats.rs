@@ -137,6 +137,14 @@ impl Bus for NatsBus {
     type Queue = NatsQueue;
     type Checkpoints = NatsCheckpoints;
 
+    async fn ready(&self) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(3), self.jetstream.query_account()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(format!("JetStream does not answer: {error}")),
+            Err(_) => Err("NATS did not answer within 3s".to_owned()),
+        }
+    }
+
     fn names(&self) -> &Names {
         &self.names
     }

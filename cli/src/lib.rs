@@ -273,6 +273,79 @@ fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSe
     }
 }
 
+/// Serves `/healthz`, `/readyz`, `/metrics` (and `/status` when given) while the process runs,
+/// when `http.listen` is set.
+async fn serve_http(
+    job: &JobConfig,
+    endpoints: influx2td_telemetry::Endpoints,
+) -> anyhow::Result<()> {
+    if let Some(address) = &job.http_listen {
+        influx2td_telemetry::spawn(address, endpoints, shutdown_signal()).await?;
+    }
+    Ok(())
+}
+
+/// Readiness of the bus.
+fn bus_probe<B: influx2td_bus::Bus>(
+    endpoints: influx2td_telemetry::Endpoints,
+    bus: &B,
+) -> influx2td_telemetry::Endpoints {
+    let bus = bus.clone();
+    endpoints.probe("bus", move || {
+        let bus = bus.clone();
+        async move { bus.ready().await }
+    })
+}
+
+/// Readiness of InfluxDB: it answers `/ping` with these credentials.
+fn influxdb_probe(
+    endpoints: influx2td_telemetry::Endpoints,
+    client: &influx2td_reader::InfluxClient,
+) -> influx2td_telemetry::Endpoints {
+    let client = client.clone();
+    endpoints.probe("influxdb", move || {
+        let client = client.clone();
+        async move {
+            client
+                .ping()
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        }
+    })
+}
+
+/// Readiness of TDengine: it answers and holds the target database.
+fn tdengine_probe(
+    endpoints: influx2td_telemetry::Endpoints,
+    sink: &influx2td_writer::AnySink,
+    database: &str,
+) -> influx2td_telemetry::Endpoints {
+    let sink = sink.clone();
+    let database = database.to_owned();
+    endpoints.probe("tdengine", move || {
+        let sink = sink.clone();
+        let database = database.clone();
+        async move {
+            use influx2td_writer::Sink;
+            match sink.database(&database).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(format!("database {database:?} does not exist yet")),
+                Err(error) => Err(error.to_string()),
+            }
+        }
+    })
+}
+
+/// Serves the coordinator's status board at `/status`.
+fn status_source(
+    endpoints: influx2td_telemetry::Endpoints,
+    board: &influx2td_coordinator::StatusBoard,
+) -> influx2td_telemetry::Endpoints {
+    let board = board.clone();
+    endpoints.status(move || serde_json::to_value(board.get()).unwrap_or_default())
+}
+
 /// Prepares the target (once per job) and discovers what to copy; the part of a job before any
 /// row moves.
 async fn prepare_job<B: influx2td_bus::Bus>(
@@ -336,9 +409,13 @@ async fn run(job: &JobConfig) -> anyhow::Result<()> {
     let sink =
         influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
             .await?;
+    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
+    let coordinator_settings = coordinator_settings(job);
+    let endpoints = influxdb_probe(influx2td_telemetry::Endpoints::new(), &client);
+    let endpoints = tdengine_probe(endpoints, &sink, &job.target.database);
+    serve_http(job, status_source(endpoints, &coordinator_settings.status)).await?;
     let planned = prepare_job(job, &bus, &sink).await?;
     let settings = writer_settings(job, &sink).await?;
-    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
 
     let (stop_reader, reader_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -364,13 +441,9 @@ async fn run(job: &JobConfig) -> anyhow::Result<()> {
         target = job.target.dsn.redacted(),
         "run started"
     );
-    let summary = influx2td_coordinator::service::run(
-        bus,
-        planned,
-        coordinator_settings(job),
-        shutdown_signal(),
-    )
-    .await;
+    let summary =
+        influx2td_coordinator::service::run(bus, planned, coordinator_settings, shutdown_signal())
+            .await;
     // Readers stop first; writers then drain what was read.
     let _ = stop_reader.send(());
     reader.await??;
@@ -381,16 +454,14 @@ async fn run(job: &JobConfig) -> anyhow::Result<()> {
 
 async fn coordinator(job: &JobConfig) -> anyhow::Result<()> {
     let bus = nats_bus(job, "coordinator").await?;
+    let settings = coordinator_settings(job);
+    let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
+    serve_http(job, status_source(endpoints, &settings.status)).await?;
     let sink = influx2td_writer::open_sink(&job.target.dsn, &format!("{}-coordinator", job.job), 1)
         .await?;
     let planned = prepare_job(job, &bus, &sink).await?;
-    let summary = influx2td_coordinator::service::run(
-        bus,
-        planned,
-        coordinator_settings(job),
-        shutdown_signal(),
-    )
-    .await?;
+    let summary =
+        influx2td_coordinator::service::run(bus, planned, settings, shutdown_signal()).await?;
     conclude(&summary)
 }
 
@@ -589,6 +660,8 @@ async fn verify(job: &JobConfig, json: bool) -> anyhow::Result<()> {
 async fn reader(job: &JobConfig) -> anyhow::Result<()> {
     let bus = nats_bus(job, "reader").await?;
     let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
+    let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
+    serve_http(job, influxdb_probe(endpoints, &client)).await?;
     tracing::info!(
         job = job.job,
         source = job.source.url,
@@ -642,6 +715,8 @@ async fn writer(job: &JobConfig) -> anyhow::Result<()> {
     let sink =
         influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
             .await?;
+    let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
+    serve_http(job, tdengine_probe(endpoints, &sink, &job.target.database)).await?;
     let settings = tokio::select! {
         settings = writer_settings(job, &sink) => settings?,
         () = shutdown_signal() => return Ok(()),

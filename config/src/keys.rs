@@ -69,7 +69,7 @@ const fn secret(path: &'static str, help: &'static str) -> Key {
 }
 
 /// Tables that may appear in the file.
-pub const TABLES: &[&str] = &["source", "source.tls", "target", "nats"];
+pub const TABLES: &[&str] = &["source", "source.tls", "target", "nats", "http"];
 
 pub const KEYS: &[Key] = &[
     key(
@@ -161,6 +161,12 @@ pub const KEYS: &[Key] = &[
         Kind::String,
         ".influx2td",
         "directory for the embedded mode's checkpoint file (one file per job)",
+    ),
+    key(
+        "http.listen",
+        Kind::String,
+        "none (no HTTP server)",
+        "`host:port` where the process serves /healthz, /readyz, /metrics and (coordinator, run) /status, e.g. `0.0.0.0:9090`",
     ),
     key(
         "source.url",

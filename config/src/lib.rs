@@ -45,6 +45,8 @@ pub struct JobConfig {
     #[serde(serialize_with = "validate::serialize_duration")]
     pub lease_ttl: Duration,
     pub state_dir: PathBuf,
+    /// Where the HTTP endpoints are served; `None`: not at all.
+    pub http_listen: Option<String>,
     pub source: SourceConfig,
     pub target: TargetConfig,
     pub nats: NatsConfig,

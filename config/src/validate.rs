@@ -188,6 +188,13 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
             .unwrap_or_else(|| ".influx2td".into()),
     );
 
+    let http_listen = checker.string("http.listen");
+    if let Some(address) = &http_listen
+        && let Err(message) = listen_address(address)
+    {
+        checker.problem("http.listen", message);
+    }
+
     let source = source(&mut checker);
     let target = target(&mut checker);
     let nats = nats(&mut checker);
@@ -227,6 +234,7 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
                 ack_wait,
                 lease_ttl,
                 state_dir,
+                http_listen,
                 source,
                 target,
                 nats,
@@ -581,6 +589,19 @@ fn http_url(text: &str, schemes: &[(&str, u16)]) -> Result<String, String> {
     }
     // A scheme's own default port (https 443) stays implicit in the text; it is still the port.
     Ok(url.to_string().trim_end_matches('/').to_owned())
+}
+
+/// `host:port`, the port a number (0 picks a free one).
+fn listen_address(text: &str) -> Result<(), String> {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err("must be host:port, e.g. 0.0.0.0:9090".into());
+    };
+    if host.is_empty() {
+        return Err("the host is missing: use 0.0.0.0:PORT to listen everywhere".into());
+    }
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))
 }
 
 fn nats_url(text: &str) -> Result<(), String> {

@@ -7,6 +7,8 @@
 
 pub mod plan;
 pub mod service;
+pub mod status;
 pub mod tracker;
 
 pub use service::{CoordinatorSettings, JobSummary, PlannedMeasurement};
+pub use status::{JobStatus, MeasurementStatus, StatusBoard};

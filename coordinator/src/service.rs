@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::status::{JobStatus, MeasurementStatus, StatusBoard, eta_seconds, windows_between};
 use crate::tracker::{Acked, Progress, Tracker};
 
 /// How the coordinator runs a job.
@@ -39,6 +40,8 @@ pub struct CoordinatorSettings {
     /// locked by the OS, and the lock dies with its process): a lease left by a crashed run is
     /// taken over at once instead of waited out.
     pub exclusive_store: bool,
+    /// Where the coordinator shows the job's live status (for `/status` and progress bars).
+    pub status: StatusBoard,
 }
 
 impl CoordinatorSettings {
@@ -53,6 +56,7 @@ impl CoordinatorSettings {
             progress_interval: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(30),
             exclusive_store: false,
+            status: StatusBoard::new(),
         }
     }
 }
@@ -368,6 +372,11 @@ pub async fn run<B: Bus>(
     let mut next_progress = Instant::now() + settings.progress_interval;
     let started = Instant::now();
     let mut round_robin = 0usize;
+    let job = names.job().to_owned();
+    let metrics = influx2td_telemetry::metrics();
+    let mut republished: HashMap<String, u64> = HashMap::new();
+    // What earlier runs did, so that rates and ETA measure this run.
+    let baseline = totals(&tracker, &plans);
     let names_list: Vec<String> = plans.keys().cloned().collect();
     let complete = loop {
         // Publish while there is room, taking measurements in turn.
@@ -392,6 +401,7 @@ pub async fn run<B: Bus>(
             idle_rounds = 0;
             publish(&work, &names, name, cursor, publish_end, first_attempt).await?;
             tracker.published(name, cursor, publish_end, first_attempt);
+            metrics.window(&job, "published");
             deadlines.insert(
                 (name.clone(), cursor),
                 Instant::now() + settings.window_deadline,
@@ -428,6 +438,10 @@ pub async fn run<B: Bus>(
                                     outcome,
                                 } => {
                                     deadlines.remove(&key);
+                                    metrics.window(
+                                        &job,
+                                        if outcome.is_ok() { "done" } else { "failed" },
+                                    );
                                     if let Err(reason) = outcome {
                                         tracing::error!(
                                             measurement = report.measurement,
@@ -443,6 +457,7 @@ pub async fn run<B: Bus>(
                                     split_at_ns,
                                     end_ns,
                                 } => {
+                                    metrics.window(&job, "split");
                                     tracing::info!(
                                         measurement = report.measurement,
                                         window_start = start_ns,
@@ -502,6 +517,8 @@ pub async fn run<B: Bus>(
             );
             publish(&work, &names, &name, start, end, attempt + 1).await?;
             tracker.published(&name, start, end, attempt + 1);
+            metrics.window(&job, "republished");
+            *republished.entry(name.clone()).or_default() += 1;
             deadlines.insert((name, start), now + settings.window_deadline);
         }
 
@@ -515,6 +532,25 @@ pub async fn run<B: Bus>(
                 Err(other) => return Err(other),
             }
             next_persist = now + Duration::from_secs(1);
+            let status = job_status(
+                &job,
+                &tracker,
+                &plans,
+                &republished,
+                baseline,
+                started,
+                settings.window_ns,
+            );
+            metrics.in_flight(&job, status.windows_in_flight);
+            if let Some(lag) = status
+                .measurements
+                .values()
+                .filter_map(|measurement| measurement.lag_seconds)
+                .reduce(f64::max)
+            {
+                metrics.lag(&job, Duration::from_secs_f64(lag.max(0.0)));
+            }
+            settings.status.set(status);
         }
         if now >= next_renew {
             match lease.renew().await {
@@ -527,12 +563,27 @@ pub async fn run<B: Bus>(
             next_renew = now + settings.lease_ttl / 3;
         }
         if now >= next_progress {
-            log_progress(&tracker, &plans, started.elapsed());
+            log_progress(&settings.status.get());
             next_progress = now + settings.progress_interval;
         }
     };
     persist(&store, &tracker, &mut plans).await?;
     lease.release().await;
+    let status = JobStatus {
+        running: false,
+        complete,
+        ..job_status(
+            &job,
+            &tracker,
+            &plans,
+            &republished,
+            baseline,
+            started,
+            settings.window_ns,
+        )
+    };
+    log_progress(&status);
+    settings.status.set(status);
     let summary = JobSummary {
         measurements: plans
             .keys()
@@ -540,7 +591,6 @@ pub async fn run<B: Bus>(
             .collect(),
         complete,
     };
-    log_progress(&tracker, &plans, started.elapsed());
     Ok(summary)
 }
 
@@ -664,28 +714,98 @@ async fn persist<C: CheckpointStore>(
     }
 }
 
-fn log_progress(tracker: &Tracker, plans: &BTreeMap<String, Plan>, elapsed: Duration) {
-    let mut rows = 0;
-    let mut windows = 0;
-    let mut dead = 0;
-    let mut failed = 0;
-    for name in plans.keys() {
-        if let Some(progress) = tracker.progress(name) {
-            rows += progress.rows_written;
-            windows += progress.windows_done;
-            dead += progress.rows_dead_lettered;
-            failed += progress.failed.len();
-        }
+/// Rows written and windows done so far, over every measurement.
+fn totals(tracker: &Tracker, plans: &BTreeMap<String, Plan>) -> (u64, u64) {
+    plans.keys().filter_map(|name| tracker.progress(name)).fold(
+        (0, 0),
+        |(rows, windows), progress| {
+            (
+                rows + progress.rows_written,
+                windows + progress.windows_done,
+            )
+        },
+    )
+}
+
+fn job_status(
+    job: &str,
+    tracker: &Tracker,
+    plans: &BTreeMap<String, Plan>,
+    republished: &HashMap<String, u64>,
+    (rows_before, windows_before): (u64, u64),
+    started: Instant,
+    window_ns: i64,
+) -> JobStatus {
+    let now = now_ns();
+    let elapsed = started.elapsed();
+    let continuous = plans.values().any(|plan| plan.end_ns.is_none());
+    let measurements: BTreeMap<String, MeasurementStatus> = plans
+        .iter()
+        .filter_map(|(name, plan)| {
+            let progress = tracker.progress(name)?.clone();
+            let watermark = progress.watermark_ns;
+            Some((
+                name.clone(),
+                MeasurementStatus {
+                    consistent_up_to: influx2td_config::format_time(watermark),
+                    windows_left: plan
+                        .end_ns
+                        .map(|end| windows_between(watermark, end, window_ns)),
+                    lag_seconds: plan
+                        .end_ns
+                        .is_none()
+                        .then(|| now.saturating_sub(watermark) as f64 / 1e9),
+                    republished: republished.get(name).copied().unwrap_or_default(),
+                    progress,
+                },
+            ))
+        })
+        .collect();
+    let (rows, windows) = totals(tracker, plans);
+    let elapsed_seconds = elapsed.as_secs_f64();
+    let windows_done_this_run = windows.saturating_sub(windows_before);
+    let windows_left = (!continuous).then(|| {
+        measurements
+            .values()
+            .filter_map(|measurement| measurement.windows_left)
+            .sum()
+    });
+    JobStatus {
+        job: job.to_owned(),
+        running: true,
+        complete: false,
+        continuous,
+        elapsed_seconds,
+        rows_written_this_run: rows.saturating_sub(rows_before),
+        rows_per_second: rows.saturating_sub(rows_before) as f64 / elapsed_seconds.max(0.001),
+        windows_done_this_run,
+        windows_left,
+        windows_in_flight: tracker.outstanding(),
+        eta_seconds: windows_left
+            .and_then(|left| eta_seconds(left, windows_done_this_run, elapsed_seconds)),
+        rows_dead_lettered: measurements
+            .values()
+            .map(|measurement| measurement.progress.rows_dead_lettered)
+            .sum(),
+        windows_failed: measurements
+            .values()
+            .map(|measurement| measurement.progress.failed.len())
+            .sum(),
+        measurements,
     }
-    let rows_per_second = rows as f64 / elapsed.as_secs_f64().max(0.001);
+}
+
+fn log_progress(status: &JobStatus) {
     tracing::info!(
-        measurements = plans.len(),
-        windows_done = windows,
-        windows_in_flight = tracker.outstanding(),
-        rows_written = rows,
-        rows_per_second = rows_per_second as u64,
-        rows_dead_lettered = dead,
-        windows_failed = failed,
+        measurements = status.measurements.len(),
+        windows_done = status.windows_done_this_run,
+        windows_left = status.windows_left,
+        windows_in_flight = status.windows_in_flight,
+        rows_written = status.rows_written_this_run,
+        rows_per_second = status.rows_per_second as u64,
+        eta_seconds = status.eta_seconds.map(|eta| eta as u64),
+        rows_dead_lettered = status.rows_dead_lettered,
+        windows_failed = status.windows_failed,
         "progress"
     );
 }

@@ -35,6 +35,23 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// A short name of what went wrong, for metrics labels.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "unreachable",
+            Self::Timeout { .. } => "timeout",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::BucketNotFound { .. } => "bucket_not_found",
+            Self::Query { .. } => "query",
+            Self::Server { .. } => "server",
+            Self::Malformed { .. } => "malformed",
+            Self::Truncated { .. } => "truncated",
+            Self::Encode(_) => "encode",
+            Self::SchemaChanged { .. } => "schema_changed",
+            Self::Config { .. } => "config",
+        }
+    }
+
     /// Whether the error says InfluxDB is overloaded or away (so fewer reads should run at once).
     pub fn is_overload(&self) -> bool {
         match self {

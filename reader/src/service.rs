@@ -83,6 +83,14 @@ impl WindowError {
             Self::TooLarge(_) => Retry::Never,
         }
     }
+
+    fn cause(&self) -> &'static str {
+        match self {
+            Self::Source(error) => error.cause(),
+            Self::Bus(_) => "bus",
+            Self::TooLarge(_) => "too_large",
+        }
+    }
 }
 
 /// Windows are never split below this length or depth.
@@ -226,7 +234,19 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         window.read,
     );
     match outcome {
-        Ok(WindowRead { rows, batches, .. }) => {
+        Ok(WindowRead {
+            rows,
+            batches,
+            bytes,
+            ..
+        }) => {
+            influx2td_telemetry::metrics().read(
+                &window.job,
+                fields.0,
+                rows,
+                bytes,
+                started.elapsed(),
+            );
             tracing::info!(
                 measurement = fields.0,
                 window_start = fields.1,
@@ -265,6 +285,7 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         },
         Err(error) if error.retry() == Retry::Backoff => {
             let delay = retry_delay(delivery.delivered(), context.settings.max_retry_delay);
+            influx2td_telemetry::metrics().retry(&window.job, "reader", error.cause());
             tracing::warn!(
                 measurement = fields.0, window_start = fields.1, window_end = fields.2, read = fields.4,
                 %error, retry_in_ms = delay.as_millis() as u64, "window read failed, will retry"
@@ -318,6 +339,8 @@ async fn settle<D: Delivery>(delivery: D, settle: Settle) {
 struct WindowRead {
     rows: u64,
     batches: u32,
+    /// Of the batches published.
+    bytes: u64,
     /// Until InfluxDB began to answer.
     latency: Duration,
 }
@@ -348,6 +371,7 @@ async fn read_window<B: Bus, D: Delivery>(
     };
     let latency = asked.elapsed();
     let mut batches = 0;
+    let mut bytes = 0;
     loop {
         let next = tokio::select! {
             next = reader.next_batch() => next?,
@@ -357,6 +381,7 @@ async fn read_window<B: Bus, D: Delivery>(
             return Ok(WindowRead {
                 rows: reader.stats().rows,
                 batches,
+                bytes,
                 latency,
             });
         };
@@ -366,6 +391,7 @@ async fn read_window<B: Bus, D: Delivery>(
             return Err(WindowError::TooLarge(settings.max_window_rows));
         }
         let message = batch_message(&context.names, window, &batch);
+        bytes += message.payload.len() as u64;
         tokio::select! {
             published = context.data.publish(message) => { published?; }
             never = beat(&mut heartbeat, delivery) => match never {},

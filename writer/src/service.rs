@@ -219,6 +219,7 @@ async fn handle<B: Bus, S: Sink>(
                 SinkErrorKind::Fatal => context.settings.max_retry_delay,
                 _ => retry_delay(delivery.delivered(), context.settings.max_retry_delay),
             };
+            influx2td_telemetry::metrics().retry(&batch.job, "writer", error.kind.label());
             tracing::warn!(
                 measurement = batch.measurement, window_start = batch.window_start_ns, seq = batch.seq,
                 %error, retry_in_ms = delay.as_millis() as u64, "batch not written, will retry"
@@ -239,6 +240,14 @@ async fn handle<B: Bus, S: Sink>(
         .await;
         return;
     }
+    influx2td_telemetry::metrics().written(
+        &batch.job,
+        &batch.measurement,
+        written.rows,
+        written.rejected.len() as u64,
+        delivery.payload().len() as u64,
+        started.elapsed(),
+    );
     tracing::debug!(
         measurement = batch.measurement,
         window_start = batch.window_start_ns,

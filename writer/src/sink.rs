@@ -32,6 +32,19 @@ pub enum SinkErrorKind {
     Fatal,
 }
 
+impl SinkErrorKind {
+    /// A short name, for metrics labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Retryable => "retryable",
+            Self::AlreadyExists => "already_exists",
+            Self::Stale => "stale",
+            Self::Rejected => "rejected",
+            Self::Fatal => "fatal",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Error)]
 #[error("{message}")]
 pub struct SinkError {

@@ -100,11 +100,23 @@ impl TdengineSink {
     async fn connection(
         &self,
     ) -> Result<deadpool::managed::Object<taos::taos_query::Manager<TaosBuilder>>, SinkError> {
-        self.pool.get().await.map_err(|e| {
-            SinkError::new(
+        self.pool.get().await.map_err(|error| match error {
+            // TDengine answered and said no (a wrong password is fatal, a busy server is not).
+            deadpool::managed::PoolError::Backend(error) => {
+                let code = i32::from(error.code());
+                SinkError::new(
+                    classify(code),
+                    format!(
+                        "cannot connect to TDengine at {} [{code:#06X}]: {}",
+                        self.redacted,
+                        error.message()
+                    ),
+                )
+            }
+            other => SinkError::new(
                 SinkErrorKind::Retryable,
-                format!("cannot connect to TDengine at {}: {e}", self.redacted),
-            )
+                format!("cannot connect to TDengine at {}: {other}", self.redacted),
+            ),
         })
     }
 

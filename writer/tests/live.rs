@@ -74,18 +74,20 @@ fn batch(rows: &[(i64, [Option<Value<'_>>; 5])], extra_tag: bool) -> EncodedBatc
     encoder.finish()
 }
 
-/// Writes `batches` through the real writer service and waits for every DONE report.
-async fn write(
+/// Runs a writer over `batches` and returns its reports (one per batch) and the dead letters.
+async fn write_reporting(
     sink: &TdengineSink,
     database: &str,
     precision: influx2td_writer::Precision,
+    write_concurrency: usize,
     batches: Vec<EncodedBatch>,
-) {
+) -> (Vec<pb::WindowDone>, Vec<pb::DeadLetter>) {
     let state = tempfile::tempdir().unwrap();
     let names = Names::new("influx2td", "live").unwrap();
     let bus = MemoryBus::new(names.clone(), state.path());
     let settings = WriterSettings {
         precision,
+        write_concurrency,
         ..WriterSettings::new(database)
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -94,6 +96,10 @@ async fn write(
     }));
     let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
     let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
+    let dead = bus
+        .queue(QueueConfig::new(StreamKind::DeadLetter))
+        .await
+        .unwrap();
     let count = batches.len();
     for (index, batch) in batches.into_iter().enumerate() {
         data.publish(OutgoingMessage {
@@ -105,17 +111,35 @@ async fn write(
         .await
         .unwrap();
     }
-    let mut reports = 0;
-    while reports < count {
+    let mut reports = Vec::new();
+    while reports.len() < count {
         for delivery in done.pull(10, Duration::from_secs(30)).await.unwrap() {
-            let report = pb::WindowDone::decode(delivery.payload().clone()).unwrap();
-            assert_eq!(report.outcome(), pb::Outcome::Written, "{report:?}");
+            reports.push(pb::WindowDone::decode(delivery.payload().clone()).unwrap());
             delivery.settle(Settle::Ack).await.unwrap();
-            reports += 1;
         }
+    }
+    let mut letters = Vec::new();
+    for delivery in dead.pull(100, Duration::from_millis(200)).await.unwrap() {
+        letters.push(pb::DeadLetter::decode(delivery.payload().clone()).unwrap());
+        delivery.settle(Settle::Ack).await.unwrap();
     }
     stop.send(()).unwrap();
     writer.await.unwrap().unwrap();
+    (reports, letters)
+}
+
+/// Runs a writer over `batches`; every row must be written.
+async fn write(
+    sink: &TdengineSink,
+    database: &str,
+    precision: influx2td_writer::Precision,
+    batches: Vec<EncodedBatch>,
+) {
+    let (reports, letters) = write_reporting(sink, database, precision, 4, batches).await;
+    for report in &reports {
+        assert_eq!(report.outcome(), pb::Outcome::Written, "{report:?}");
+    }
+    assert!(letters.is_empty(), "{letters:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,4 +266,209 @@ async fn live_millisecond_database_gets_converted_timestamps() {
     sink.execute(&format!("DROP DATABASE `{database}`"))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_schemaless_clients_continue_the_same_child_tables() {
+    use taos::taos_query::common::{SchemalessPrecision, SchemalessProtocol, SmlDataBuilder};
+    use taos::{AsyncQueryable, AsyncTBuilder};
+    let Some(dsn) = dsn() else { return };
+    let sink = TdengineSink::connect(&dsn, "TDENGINE_DSN", 2)
+        .await
+        .unwrap();
+    let database = database("sml");
+    let info = service::prepare_target(&sink, &database, true, false, false)
+        .await
+        .unwrap();
+    let rows = [(
+        1_700_000_000_000_000_000,
+        [Some(Value::Double(1.0)), None, None, None, None],
+    )];
+    write(&sink, &database, info.precision, vec![batch(&rows, false)]).await;
+
+    // After the cut-over, a line-protocol client writes the same series.
+    let taos = taos::TaosBuilder::from_dsn(format!("{dsn}/{database}"))
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let line = r"cpu,host=server\ 'a'\ 🔥 value=2 1700000001000000000";
+    let data = SmlDataBuilder::default()
+        .protocol(SchemalessProtocol::Line)
+        .precision(SchemalessPrecision::Nanosecond)
+        .data(vec![line.to_owned()])
+        .build()
+        .unwrap();
+    taos.put(&data).await.unwrap();
+
+    let tables = sink
+        .records(&format!(
+            "SELECT table_name FROM information_schema.ins_tables WHERE db_name = '{database}'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        tables.len(),
+        1,
+        "schemaless made a table of its own: {tables:?}"
+    );
+    let found = sink
+        .records(&format!(
+            "SELECT CAST(`_ts` AS BIGINT), `value` FROM `{database}`.`cpu` ORDER BY `_ts`"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        [
+            ["1700000000000000000".to_owned(), "1".to_owned()],
+            ["1700000001000000000".to_owned(), "2".to_owned()]
+        ]
+    );
+    drop(taos);
+    sink.execute(&format!("DROP DATABASE `{database}`"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_rows_tdengine_rejects_are_dead_lettered_and_the_rest_written() {
+    let Some(dsn) = dsn() else { return };
+    let sink = TdengineSink::connect(&dsn, "TDENGINE_DSN", 2)
+        .await
+        .unwrap();
+    let database = database("poison");
+    let info = service::prepare_target(&sink, &database, true, false, false)
+        .await
+        .unwrap();
+    // KEEP 36500 days: a point from 1800 is older than the database keeps, so TDengine refuses it.
+    let year_1800 = -5_364_662_400_000_000_000;
+    let good = |ts| (ts, [Some(Value::Double(1.0)), None, None, None, None]);
+    let rows = [
+        good(1_700_000_000_000_000_000),
+        good(1_700_000_001_000_000_000),
+        good(year_1800),
+        good(1_700_000_002_000_000_000),
+    ];
+    let (reports, letters) = write_reporting(
+        &sink,
+        &database,
+        info.precision,
+        2,
+        vec![batch(&rows, false)],
+    )
+    .await;
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].rows_written, 3, "{:?}", reports[0]);
+    assert_eq!(reports[0].rows_dead_lettered, 1, "{:?}", reports[0]);
+    assert!(!reports[0].reason.is_empty());
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].rows.len(), 1);
+    assert_eq!(letters[0].rows[0].timestamp_ns, year_1800);
+    let found = sink
+        .records(&format!("SELECT COUNT(*) FROM `{database}`.`cpu`"))
+        .await
+        .unwrap();
+    assert_eq!(found, [["3".to_owned()]]);
+    sink.execute(&format!("DROP DATABASE `{database}`"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_concurrent_batches_race_their_ddl_safely() {
+    let Some(dsn) = dsn() else { return };
+    let sink = TdengineSink::connect(&dsn, "TDENGINE_DSN", 8)
+        .await
+        .unwrap();
+    let database = database("race");
+    let info = service::prepare_target(&sink, &database, true, false, false)
+        .await
+        .unwrap();
+    // 40 batches at once, each with a new tag set, half with an extra tag and growing strings:
+    // the writer creates and alters the super table while inserts run.
+    let batches: Vec<EncodedBatch> = (0..40)
+        .map(|index| {
+            let text = "s".repeat(10 + index * 20);
+            let mut encoder = BatchEncoder::new(WindowRef {
+                window_start_ns: index as i64,
+                ..window()
+            });
+            let mut tags = vec![pb::Tag {
+                key: "host".into(),
+                value: format!("h{index}"),
+            }];
+            if index % 2 == 1 {
+                tags.push(pb::Tag {
+                    key: "rack".into(),
+                    value: format!("r{index}"),
+                });
+            }
+            encoder.begin_series(
+                tags,
+                vec![
+                    ("value".into(), ColumnType::Double),
+                    ("state".into(), ColumnType::String),
+                ],
+            );
+            for row in 0..50 {
+                let values = [Some(Value::Double(row as f64)), Some(Value::String(&text))];
+                assert!(
+                    encoder
+                        .push_row(1_700_000_000_000_000_000 + row, &values)
+                        .unwrap()
+                        .is_none()
+                );
+            }
+            encoder.finish()
+        })
+        .collect();
+    write(&sink, &database, info.precision, batches).await;
+    let rows = sink
+        .records(&format!("SELECT COUNT(*) FROM `{database}`.`cpu`"))
+        .await
+        .unwrap();
+    assert_eq!(rows, [["2000".to_owned()]]);
+    let tables = sink
+        .records(&format!(
+            "SELECT COUNT(*) FROM information_schema.ins_tables WHERE db_name = '{database}'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(tables, [["40".to_owned()]]);
+    let longest = sink
+        .records(&format!(
+            "SELECT MAX(LENGTH(`state`)) FROM `{database}`.`cpu`"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(longest, [[(10 + 39 * 20).to_string()]]);
+    sink.execute(&format!("DROP DATABASE `{database}`"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_wrong_password_is_a_clear_fatal_error() {
+    let Some(dsn) = dsn() else { return };
+    let Ok(mut url) = url::Url::parse(&dsn) else {
+        return;
+    };
+    url.set_username("root").unwrap();
+    url.set_password(Some("definitely-wrong")).unwrap();
+    let error = match TdengineSink::connect(url.as_str(), "taos://root:[redacted]@...", 1).await {
+        Ok(sink) => sink.database("information_schema").await.unwrap_err(),
+        Err(error) => error,
+    };
+    assert_eq!(
+        error.kind,
+        influx2td_writer::SinkErrorKind::Fatal,
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(!text.contains("definitely-wrong"), "{text}");
+    assert!(
+        text.to_lowercase().contains("auth") || text.to_lowercase().contains("password"),
+        "{text}"
+    );
 }
