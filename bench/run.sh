@@ -142,14 +142,28 @@ if command -v nats-server >/dev/null; then
 else
     nats_seconds=0; nats_rss="nats-server not installed"
 fi
+# Into a real TDengine, when there is one: embedded run, then `verify` compares the counts.
+tdengine_seconds=0; tdengine_rss=0
+if [ -n "${TDENGINE_DSN:-}" ]; then
+    tdengine_database="influx2td_bench_$(date +%s)"
+    t0=$(date +%s.%N)
+    (job_env tdengine INFLUX2TD_TARGET_DSN="$TDENGINE_DSN" INFLUX2TD_TARGET_DATABASE="$tdengine_database" \
+        INFLUX2TD_TARGET_CREATE_DATABASE=true /usr/bin/time -v -o "$work/tdengine.time" target/release/influx2td run)
+    tdengine_seconds=$(python3 -c "print($(date +%s.%N) - $t0)")
+    tdengine_rss=$(rss_of "$work/tdengine.time")
+    (job_env tdengine INFLUX2TD_TARGET_DSN="$TDENGINE_DSN" INFLUX2TD_TARGET_DATABASE="$tdengine_database" \
+        target/release/influx2td verify > "$work/tdengine.verify") || { cat "$work/tdengine.verify"; exit 1; }
+    echo "TDengine database $tdengine_database verified against the source"
+fi
 writer_json=$(target/release/writer-bench --rows 2000000)
 
 mkdir -p target/bench
-python3 - "$embedded_seconds" "$embedded_rss" "$nats_seconds" "$nats_rss" "$writer_json" <<'PY'
+python3 - "$embedded_seconds" "$embedded_rss" "$nats_seconds" "$nats_rss" "$writer_json" "$tdengine_seconds" "$tdengine_rss" <<'PY'
 import json, sys
-embedded, embedded_rss, nats, nats_rss, writer = sys.argv[1:]
+embedded, embedded_rss, nats, nats_rss, writer, tdengine, tdengine_rss = sys.argv[1:]
 open("target/bench/end_to_end.json", "w").write(json.dumps({
     "embedded_seconds": float(embedded), "embedded_peak_rss_mib": int(embedded_rss),
+    "tdengine_seconds": float(tdengine), "tdengine_peak_rss_mib": int(tdengine_rss),
     "nats_seconds": float(nats), "nats_peak_rss": nats_rss,
     "writer_statement_building": json.loads(writer),
 }, indent=2))
@@ -182,6 +196,9 @@ print(f"| influx2td run, embedded (read + write into the file target) | {embedde
 if e2e["nats_seconds"]:
     nats = e2e["nats_seconds"]
     print(f"| influx2td over NATS (coordinator + reader + writer) | {nats:.2f} | {loaded/nats:,.0f} | {e2e['nats_peak_rss']} |")
+if e2e["tdengine_seconds"]:
+    tdengine = e2e["tdengine_seconds"]
+    print(f"| influx2td run, embedded, into TDengine (TDENGINE_DSN) | {tdengine:.2f} | {loaded/tdengine:,.0f} | {e2e['tdengine_peak_rss_mib']} MiB |")
 writer = e2e["writer_statement_building"]
 print(f"\nreader / raw export = {raw/reader:.2f}x; embedded end to end / raw export = {raw/embedded:.2f}x  ({loaded:,} rows, {windows} windows)")
 print(f"writer statement building: {writer['rows_per_second_per_core']:,.0f} rows/s on one core")

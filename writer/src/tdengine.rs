@@ -221,6 +221,18 @@ mod tests {
 
     #[test]
     fn error_codes_are_classified_by_what_retrying_can_do() {
+        // Seen on a real TDengine 3.3.6 while its first child tables were being created by
+        // concurrent inserts, and while it restarted: both succeeded on retry.
+        assert_eq!(
+            classify(0x0216),
+            SinkErrorKind::Retryable,
+            "syntax error ... bounded cols is expected for supertable insertion (a creation race)"
+        );
+        assert_eq!(
+            classify(0x0130),
+            SinkErrorKind::Retryable,
+            "server restarting"
+        );
         assert_eq!(
             classify(0x036B),
             SinkErrorKind::AlreadyExists,
