@@ -2,6 +2,7 @@
 //! subcommand arrives with the capability behind it; none pretends to work.
 
 pub mod plan;
+mod progress;
 pub mod verify;
 
 use std::io::Write;
@@ -172,7 +173,7 @@ pub fn init_tracing(level: LogLevel, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(progress::LogWriter);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -441,9 +442,11 @@ async fn run(job: &JobConfig) -> anyhow::Result<()> {
         target = job.target.dsn.redacted(),
         "run started"
     );
+    let bar = progress::show(coordinator_settings.status.clone());
     let summary =
         influx2td_coordinator::service::run(bus, planned, coordinator_settings, shutdown_signal())
             .await;
+    drop(bar);
     // Readers stop first; writers then drain what was read.
     let _ = stop_reader.send(());
     reader.await??;
