@@ -1,6 +1,7 @@
 //! The `influx2td` command line: argument parsing, logging set-up and the subcommands. Each
 //! subcommand arrives with the capability behind it; none pretends to work.
 
+mod backfill;
 pub mod plan;
 mod progress;
 pub mod verify;
@@ -110,11 +111,46 @@ pub enum Command {
     /// Run the writer role over NATS (needs nats.url): write row batches from the DATA stream
     /// into TDengine (or the file sink) and report them on DONE. Stops on SIGINT/SIGTERM.
     Writer,
+    /// Read a range of one measurement again and write it into the target, in this process,
+    /// while the job itself goes on (writes are idempotent: same table, same timestamp).
+    Backfill {
+        /// The measurement, by its exact name.
+        #[arg(long)]
+        measurement: String,
+        /// Start, inclusive: RFC 3339 or a date (UTC).
+        #[arg(long)]
+        from: String,
+        /// End, exclusive: RFC 3339 or a date (UTC).
+        #[arg(long)]
+        to: String,
+    },
+    /// Rows TDengine refused: `list` shows the windows that had them and why; `replay` reads
+    /// those windows again (after the cause is fixed) and says which rows are now written.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLettersAction,
+    },
     /// Check a job's configuration and print it as it will run (secrets redacted).
     Validate {
         /// Print JSON instead of TOML.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersAction {
+    /// Per measurement, the windows with dead-lettered rows, how many and why.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read those windows again and write them; exit code 1 when rows are still refused.
+    Replay {
+        /// Only this measurement.
+        #[arg(long)]
+        measurement: Option<String>,
     },
 }
 
@@ -146,6 +182,23 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         }
         Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(&job))),
         Command::Writer => runtime().and_then(|runtime| runtime.block_on(writer(&job))),
+        Command::Backfill {
+            measurement,
+            from,
+            to,
+        } => runtime().and_then(|runtime| {
+            runtime.block_on(backfill::backfill(&job, &measurement, &from, &to))
+        }),
+        Command::DeadLetters {
+            action: DeadLettersAction::List { json },
+        } => {
+            runtime().and_then(|runtime| runtime.block_on(backfill::list_dead_letters(&job, json)))
+        }
+        Command::DeadLetters {
+            action: DeadLettersAction::Replay { measurement },
+        } => runtime().and_then(|runtime| {
+            runtime.block_on(backfill::replay_dead_letters(&job, measurement.as_deref()))
+        }),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
@@ -406,6 +459,15 @@ fn conclude(summary: &influx2td_coordinator::JobSummary) -> anyhow::Result<()> {
 }
 
 async fn run(job: &JobConfig) -> anyhow::Result<()> {
+    conclude(&pipeline(job, true).await?)
+}
+
+/// Every role of `job` in this process over the in-process bus, until the job is complete or
+/// a signal stops it; `show_progress`: a progress bar on a terminal.
+async fn pipeline(
+    job: &JobConfig,
+    show_progress: bool,
+) -> anyhow::Result<influx2td_coordinator::JobSummary> {
     let bus = embedded_bus(job)?;
     let sink =
         influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
@@ -442,7 +504,9 @@ async fn run(job: &JobConfig) -> anyhow::Result<()> {
         target = job.target.dsn.redacted(),
         "run started"
     );
-    let bar = progress::show(coordinator_settings.status.clone());
+    let bar = show_progress
+        .then(|| progress::show(coordinator_settings.status.clone()))
+        .flatten();
     let summary =
         influx2td_coordinator::service::run(bus, planned, coordinator_settings, shutdown_signal())
             .await;
@@ -452,7 +516,7 @@ async fn run(job: &JobConfig) -> anyhow::Result<()> {
     reader.await??;
     let _ = stop_writer.send(());
     writer.await??;
-    conclude(&summary?)
+    Ok(summary?)
 }
 
 async fn coordinator(job: &JobConfig) -> anyhow::Result<()> {

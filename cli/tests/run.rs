@@ -569,3 +569,145 @@ fn plan_reports_conflicts_windows_rows_and_ddl_and_writes_nothing() {
     );
     assert!(!target.exists() && !state.exists(), "plan wrote something");
 }
+
+#[test]
+fn backfill_and_dead_letter_replay_write_what_the_job_missed() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    let end = T0 + 2 * HOUR;
+    let point = |time: i64, state: &str| Point {
+        measurement: "cpu",
+        tags: vec![("host", "a".into())],
+        time,
+        fields: vec![field("state", text(state))],
+    };
+    let good: Vec<Point> = (0..4).map(|k| point(T0 + k * HOUR / 2, "ok")).collect();
+    // TDengine cannot hold a NUL character in a string: the writer dead-letters this row.
+    let bad = point(T0 + HOUR + 5, "bad\0value");
+    let lines: String = good.iter().chain([&bad]).map(line).collect();
+    influxd.write("db", &lines);
+    let directory = tempfile::tempdir().unwrap();
+    let (target, state) = (
+        directory.path().join("target"),
+        directory.path().join("state"),
+    );
+    let settings = [
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+        ("INFLUX2TD_END", influx2td_config::format_time(end)),
+    ];
+    let run = |args: &[&str]| {
+        command(args, &influxd.url(), &target, &state, &settings)
+            .output()
+            .unwrap()
+    };
+    let output = run(&["run"]);
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    assert!(output_text(&output).contains("1 rows were dead-lettered"));
+    assert_target_equals(&target, &good);
+
+    let listed = run(&["dead-letters", "list", "--json"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", output_text(&listed));
+    let report: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let cpu = &report["measurements"]["cpu"];
+    assert_eq!(cpu["rows_dead_lettered"], 1, "{report}");
+    assert_eq!(cpu["windows"][0]["start_ns"], T0 + HOUR, "{report}");
+    assert_eq!(cpu["windows"][0]["end_ns"], T0 + 2 * HOUR, "{report}");
+    assert!(
+        cpu["windows"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("NUL"),
+        "{report}"
+    );
+
+    // Replaying before the cause is fixed refuses the row again, and says so.
+    let replayed = run(&["dead-letters", "replay"]);
+    assert_eq!(
+        replayed.status.code(),
+        Some(1),
+        "{}",
+        output_text(&replayed)
+    );
+    assert!(output_text(&replayed).contains("1 rows still refused"));
+
+    // The user fixes the point at the source; the replay writes it.
+    let fixed = point(T0 + HOUR + 5, "fixed");
+    influxd.write("db", &line(&fixed));
+    let replayed = run(&["dead-letters", "replay", "--measurement", "cpu"]);
+    assert_eq!(
+        replayed.status.code(),
+        Some(0),
+        "{}",
+        output_text(&replayed)
+    );
+    assert!(
+        String::from_utf8_lossy(&replayed.stdout).contains("every row written"),
+        "{}",
+        output_text(&replayed)
+    );
+    let mut expected = good.clone();
+    expected.push(fixed);
+    assert_target_equals(&target, &expected);
+
+    // A point that arrived late, in a range the job finished long ago: backfill fetches it.
+    let late = point(T0 + HOUR / 4, "late");
+    influxd.write("db", &line(&late));
+    let from = influx2td_config::format_time(T0);
+    let to = influx2td_config::format_time(T0 + HOUR);
+    let backfilled = run(&[
+        "backfill",
+        "--measurement",
+        "cpu",
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ]);
+    assert_eq!(
+        backfilled.status.code(),
+        Some(0),
+        "{}",
+        output_text(&backfilled)
+    );
+    assert!(
+        String::from_utf8_lossy(&backfilled.stdout).contains("backfilled cpu"),
+        "{}",
+        output_text(&backfilled)
+    );
+    expected.push(late);
+    assert_target_equals(&target, &expected);
+
+    // Bad arguments name the bad value.
+    let wrong = run(&[
+        "backfill",
+        "--measurement",
+        "cpu",
+        "--from",
+        "yesterday",
+        "--to",
+        &to,
+    ]);
+    assert_ne!(wrong.status.code(), Some(0));
+    assert!(
+        output_text(&wrong).contains("--from \"yesterday\""),
+        "{}",
+        output_text(&wrong)
+    );
+    let missing = run(&[
+        "backfill",
+        "--measurement",
+        "nope",
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ]);
+    assert_ne!(missing.status.code(), Some(0));
+    assert!(
+        output_text(&missing).contains("\"nope\" not found"),
+        "{}",
+        output_text(&missing)
+    );
+}

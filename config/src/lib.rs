@@ -17,7 +17,7 @@ use thiserror::Error;
 
 pub use layers::{Layers, Origin};
 pub use secret::{REDACTED, Secret};
-pub use validate::format_time;
+pub use validate::{format_time, parse_time};
 
 /// A validated job.
 #[derive(Debug, Clone, Serialize)]

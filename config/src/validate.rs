@@ -514,7 +514,7 @@ fn nats(checker: &mut Checker) -> NatsConfig {
 }
 
 /// Parses a begin/end time: RFC 3339, or a date or date-time without zone (taken as UTC).
-pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
+pub fn parse_time(text: &str) -> Result<i64, String> {
     let utc = if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         time.with_timezone(&Utc)
     } else if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {

@@ -15,6 +15,19 @@ pub struct FailedWindow {
     pub reason: String,
 }
 
+/// A window some of whose rows TDengine refused (they are parked on the dead-letter stream);
+/// `dead-letters replay` reads it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadWindow {
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub rows: u64,
+    pub reason: String,
+}
+
+/// At most this many dead windows are listed per measurement (the counts go on).
+pub const MAX_DEAD_WINDOWS: usize = 1000;
+
 /// What is durable about a measurement: stored as its checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
@@ -28,6 +41,9 @@ pub struct Progress {
     pub dead_letter_reason: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<FailedWindow>,
+    /// Windows with dead-lettered rows, the first [`MAX_DEAD_WINDOWS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dead_windows: Vec<DeadWindow>,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +247,14 @@ impl Tracker {
                 return Acked::Counted;
             }
             let read = std::mem::take(read);
+            if read.rows_dead_lettered > 0 && track.progress.dead_windows.len() < MAX_DEAD_WINDOWS {
+                track.progress.dead_windows.push(DeadWindow {
+                    start_ns: done.window_start_ns,
+                    end_ns: window.end_ns,
+                    rows: read.rows_dead_lettered,
+                    reason: read.dead_letter_reason.clone(),
+                });
+            }
             track.progress.rows_written += read.rows_written;
             track.progress.rows_dead_lettered += read.rows_dead_lettered;
             if track.progress.dead_letter_reason.is_empty() {
@@ -512,6 +536,15 @@ mod tests {
         let progress = tracker.progress("cpu").unwrap();
         assert_eq!((progress.rows_written, progress.rows_dead_lettered), (9, 1));
         assert_eq!(progress.dead_letter_reason, "value out of range");
+        assert_eq!(
+            progress.dead_windows,
+            [DeadWindow {
+                start_ns: 0,
+                end_ns: 10,
+                rows: 1,
+                reason: "value out of range".into()
+            }]
+        );
     }
 
     #[test]
