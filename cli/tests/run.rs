@@ -656,15 +656,18 @@ fn backfill_and_dead_letter_replay_write_what_the_job_missed() {
     influxd.write("db", &line(&late));
     let from = influx2td_config::format_time(T0);
     let to = influx2td_config::format_time(T0 + HOUR);
-    let backfilled = run(&[
-        "backfill",
-        "--measurement",
-        "cpu",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ]);
+    let backfill = |measurement: &str, from: &str, to: &str| {
+        run(&[
+            "backfill",
+            "--measurement",
+            measurement,
+            "--from",
+            from,
+            "--to",
+            to,
+        ])
+    };
+    let backfilled = backfill("cpu", &from, &to);
     assert_eq!(
         backfilled.status.code(),
         Some(0),
@@ -680,30 +683,14 @@ fn backfill_and_dead_letter_replay_write_what_the_job_missed() {
     assert_target_equals(&target, &expected);
 
     // Bad arguments name the bad value.
-    let wrong = run(&[
-        "backfill",
-        "--measurement",
-        "cpu",
-        "--from",
-        "yesterday",
-        "--to",
-        &to,
-    ]);
+    let wrong = backfill("cpu", "yesterday", &to);
     assert_ne!(wrong.status.code(), Some(0));
     assert!(
         output_text(&wrong).contains("--from \"yesterday\""),
         "{}",
         output_text(&wrong)
     );
-    let missing = run(&[
-        "backfill",
-        "--measurement",
-        "nope",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ]);
+    let missing = backfill("nope", &from, &to);
     assert_ne!(missing.status.code(), Some(0));
     assert!(
         output_text(&missing).contains("\"nope\" not found"),
