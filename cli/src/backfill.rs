@@ -8,7 +8,7 @@ use influx2td_coordinator::JobSummary;
 
 /// `measurement` over `[from_ns, to_ns)` through a one-off pipeline: its own in-process bus and
 /// throwaway checkpoints, the job's source, target, window and concurrency.
-async fn read_again(
+pub(crate) async fn read_again(
     job: &JobConfig,
     measurement: &str,
     from_ns: i64,

@@ -99,11 +99,16 @@ pub enum Command {
         json: bool,
     },
     /// Compare, per measurement and field, the values InfluxDB holds with those in the target,
-    /// over the part of the job its checkpoints say is written. Exit code 1 on any difference.
+    /// over the part of the job its checkpoints say is written, plus the sum of one numeric
+    /// field; where they differ, per window. Exit code 1 on any difference.
     Verify {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Read the windows the target lacks values of again (like `backfill`), then verify
+        /// again.
+        #[arg(long)]
+        repair: bool,
     },
     /// Run the reader role over NATS (needs nats.url): read windows from the WORK stream and
     /// publish their rows to DATA. Stops on SIGINT/SIGTERM, letting windows in flight finish.
@@ -177,8 +182,8 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         Command::Plan { json } => {
             runtime().and_then(|runtime| runtime.block_on(show_plan(&job, json)))
         }
-        Command::Verify { json } => {
-            runtime().and_then(|runtime| runtime.block_on(verify(&job, json)))
+        Command::Verify { json, repair } => {
+            runtime().and_then(|runtime| runtime.block_on(verify(&job, json, repair)))
         }
         Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(&job))),
         Command::Writer => runtime().and_then(|runtime| runtime.block_on(writer(&job))),
@@ -679,15 +684,36 @@ async fn show_plan(job: &JobConfig, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn verify(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result<()> {
     let checkpoints = read_checkpoints(job).await?;
-    let checks = verify::verify(job, &checkpoints).await?;
+    let mut checks = verify::verify(job, &checkpoints).await?;
+    let mut repaired = Vec::new();
+    if repair {
+        for check in &checks {
+            // Re-reading writes what the target lacks; it cannot take away what it holds extra.
+            for window in check.windows.iter().filter(|w| w.source > w.target) {
+                let summary =
+                    backfill::read_again(job, &check.measurement, window.start_ns, window.end_ns)
+                        .await?;
+                repaired.push(serde_json::json!({
+                    "measurement": check.measurement,
+                    "start": window.start,
+                    "end": window.end,
+                    "rows_written": summary.rows_written(),
+                    "rows_dead_lettered": summary.rows_dead_lettered(),
+                }));
+            }
+        }
+        if !repaired.is_empty() {
+            checks = verify::verify(job, &checkpoints).await?;
+        }
+    }
     let matches = checks.iter().all(verify::MeasurementCheck::matches);
     let mut stdout = std::io::stdout().lock();
     if json {
         print_json(
             &mut stdout,
-            &serde_json::json!({ "matches": matches, "measurements": checks }),
+            &serde_json::json!({ "matches": matches, "measurements": checks, "repaired": repaired }),
         )?;
     } else if checks.is_empty() {
         writeln!(
@@ -696,25 +722,18 @@ async fn verify(job: &JobConfig, json: bool) -> anyhow::Result<()> {
             job.job
         )?;
     } else {
-        for check in &checks {
-            let mark = if check.matches() { "ok  " } else { "DIFF" };
+        for line in &repaired {
             writeln!(
                 stdout,
-                "{mark} {} [{} .. {})",
-                check.measurement, check.from, check.until
+                "repaired {} [{} .. {}): {} rows written",
+                line["measurement"].as_str().unwrap_or_default(),
+                line["start"].as_str().unwrap_or_default(),
+                line["end"].as_str().unwrap_or_default(),
+                line["rows_written"]
             )?;
-            for field in &check.fields {
-                let mark = if field.source == field.target {
-                    " "
-                } else {
-                    "!"
-                };
-                writeln!(
-                    stdout,
-                    "  {mark} {:<24} influxdb {:>12}  tdengine {:>12}",
-                    field.field, field.source, field.target
-                )?;
-            }
+        }
+        for check in &checks {
+            verify::print_check(&mut stdout, check)?;
         }
     }
     if matches {

@@ -220,21 +220,16 @@ fn run_copies_the_source_exactly_with_begin_end_edges_and_filter() {
         ("INFLUX2TD_END", influx2td_config::format_time(end)),
         ("INFLUX2TD_MEASUREMENTS", "cpu,/^(disk|mem)/".to_owned()),
     ];
-    let output = command(&["run"], &influxd.url(), &target, &state, &settings)
-        .output()
-        .unwrap();
+    let run = |args: &[&str]| {
+        command(args, &influxd.url(), &target, &state, &settings)
+            .output()
+            .unwrap()
+    };
+    let output = run(&["run"]);
     assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     assert_target_equals(&target, &copied);
 
-    let status = command(
-        &["status", "--json"],
-        &influxd.url(),
-        &target,
-        &state,
-        &settings,
-    )
-    .output()
-    .unwrap();
+    let status = run(&["status", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let measurements = &report["measurements"];
     assert_eq!(measurements["cpu"]["rows_written"], 11);
@@ -247,9 +242,7 @@ fn run_copies_the_source_exactly_with_begin_end_edges_and_filter() {
     assert!(measurements.get("skip_me").is_none());
 
     // verify: every field's count matches over the written range.
-    let verified = command(&["verify"], &influxd.url(), &target, &state, &settings)
-        .output()
-        .unwrap();
+    let verified = run(&["verify"]);
     let text = output_text(&verified);
     assert_eq!(verified.status.code(), Some(0), "{text}");
     assert!(
@@ -275,9 +268,7 @@ fn run_copies_the_source_exactly_with_begin_end_edges_and_filter() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&file, tampered).unwrap();
-    let differs = command(&["verify"], &influxd.url(), &target, &state, &settings)
-        .output()
-        .unwrap();
+    let differs = run(&["verify"]);
     let text = output_text(&differs);
     assert_eq!(differs.status.code(), Some(1), "{text}");
     assert!(text.contains("DIFF mem"), "{text}");
@@ -286,21 +277,36 @@ fn run_copies_the_source_exactly_with_begin_end_edges_and_filter() {
         "{text}"
     );
     assert!(text.contains("ok   cpu"), "{text}");
-    std::fs::write(&file, original).unwrap();
+    assert!(
+        text.contains(
+            "! window [2023-11-14T23:46:40Z .. 2023-11-15T00:46:40Z)  influxdb 2 values  tdengine 0"
+        ),
+        "{text}"
+    );
+    // The sum of cpu's first numeric field matches: -(0+1+10+11+...+40+41) = -205.
+    assert!(
+        text.contains("  sum(count)               influxdb         -205  tdengine         -205"),
+        "{text}"
+    );
+
+    // --repair reads the window again and verifies anew.
+    let repaired = run(&["verify", "--repair"]);
+    let text = output_text(&repaired);
+    assert_eq!(repaired.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "repaired mem [2023-11-14T23:46:40Z .. 2023-11-15T00:46:40Z): 1 rows written"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("ok   mem"), "{text}");
+    assert_target_equals(&target, &copied);
 
     // Run again: nothing left to do, nothing written twice.
-    let again = command(&["run"], &influxd.url(), &target, &state, &settings)
-        .output()
-        .unwrap();
+    let again = run(&["run"]);
     assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
     assert_target_equals(&target, &copied);
-    let text = String::from_utf8_lossy(
-        &command(&["status"], &influxd.url(), &target, &state, &settings)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
+    let text = String::from_utf8_lossy(&run(&["status"]).stdout).into_owned();
     assert!(
         text.contains("cpu                      2023-11-15T02:46:40Z"),
         "{text}"

@@ -37,6 +37,15 @@ impl Precision {
             Self::Milliseconds => nanos.div_euclid(1_000_000),
         }
     }
+
+    /// A timestamp of this precision in nanoseconds.
+    pub fn to_nanoseconds(self, value: i64) -> i64 {
+        match self {
+            Self::Nanoseconds => value,
+            Self::Microseconds => value.saturating_mul(1_000),
+            Self::Milliseconds => value.saturating_mul(1_000_000),
+        }
+    }
 }
 
 /// A row that will not be written, and why.
