@@ -326,6 +326,7 @@ fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings
 fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSettings {
     influx2td_coordinator::CoordinatorSettings {
         delay: job.delay,
+        lookback: job.lookback,
         lease_ttl: job.lease_ttl,
         max_outstanding: (job.read_concurrency * 4).max(8),
         ..influx2td_coordinator::CoordinatorSettings::new(job.begin_ns, job.end_ns, job.window)

@@ -392,19 +392,16 @@ fn run_resumes_after_being_killed_midway() {
     assert_target_equals(&target, &copied);
 }
 
-#[test]
-fn run_without_end_keeps_syncing_new_points_after_the_delay() {
-    let Some(influxd) = Influxd::start() else {
-        return;
-    };
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// One point of a `live` measurement at `begin + 1`, written to the source.
+fn live_history(influxd: &Influxd, begin: i64) -> Point {
     influxd.query("CREATE DATABASE db");
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as i64
-    };
-    let begin = now() - 20_000_000_000;
     let history = Point {
         measurement: "live",
         tags: vec![("host", "a".into())],
@@ -412,6 +409,29 @@ fn run_without_end_keeps_syncing_new_points_after_the_delay() {
         fields: vec![field("v", int(1))],
     };
     influxd.write("db", &line(&history));
+    history
+}
+
+/// Stops a job with SIGTERM; it must exit 0.
+fn terminate(job: &mut std::process::Child) {
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &job.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(job.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn run_without_end_keeps_syncing_new_points_after_the_delay() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    let now = now_ns;
+    let begin = now() - 20_000_000_000;
+    let history = live_history(&influxd, begin);
     let directory = tempfile::tempdir().unwrap();
     let (target, state) = (
         directory.path().join("target"),
@@ -455,15 +475,7 @@ fn run_without_end_keeps_syncing_new_points_after_the_delay() {
     influxd.write("db", &(line(&fresh) + &line(&late)));
     wait_for(3);
     assert_target_equals(&target, &[history, fresh, late]);
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &job.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = job.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    terminate(&mut job);
 }
 
 #[test]
@@ -703,4 +715,77 @@ fn backfill_and_dead_letter_replay_write_what_the_job_missed() {
         "{}",
         output_text(&missing)
     );
+}
+
+#[test]
+fn lookback_reads_windows_again_for_points_later_than_the_delay() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    let now = now_ns;
+    let begin = now() - 10_000_000_000;
+    let history = live_history(&influxd, begin);
+    let directory = tempfile::tempdir().unwrap();
+    let (target, state) = (
+        directory.path().join("target"),
+        directory.path().join("state"),
+    );
+    let settings = [
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(begin)),
+        ("INFLUX2TD_WINDOW", "1s".to_owned()),
+        ("INFLUX2TD_DELAY", "1s".to_owned()),
+        ("INFLUX2TD_LOOKBACK", "4s".to_owned()),
+    ];
+    let mut job = command(&["run"], &influxd.url(), &target, &state, &settings)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let watermark = || {
+        let output = command(
+            &["status", "--json"],
+            &influxd.url(),
+            &target,
+            &state,
+            &settings,
+        )
+        .output()
+        .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout)
+            .ok()
+            .and_then(|report| report["measurements"]["live"]["watermark_ns"].as_i64())
+            .unwrap_or(i64::MIN)
+    };
+    // A point for a time whose window is already written (and checkpointed): later than the
+    // delay, only a second read can find it.
+    let late_time = now() - 2_500_000_000;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while watermark() < late_time + 1_000_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window was not written"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let late = Point {
+        measurement: "live",
+        tags: vec![("host", "late".into())],
+        time: late_time,
+        fields: vec![field("v", int(2))],
+    };
+    influxd.write("db", &line(&late));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while replay_directory(&target)
+        .map(|model| model.rows("live"))
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late point was not read again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_target_equals(&target, &[history, late]);
+    terminate(&mut job);
 }

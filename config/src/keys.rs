@@ -115,6 +115,12 @@ pub const KEYS: &[Key] = &[
         "how far behind now continuous sync stays, to absorb late points",
     ),
     key(
+        "lookback",
+        Kind::String,
+        "0s (off)",
+        "continuous sync: read every window once more when it is this much older than `delay` allows, to catch points later than `delay` (costs one more read per window)",
+    ),
+    key(
         "log_level",
         Kind::String,
         "info",

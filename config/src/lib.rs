@@ -35,6 +35,9 @@ pub struct JobConfig {
     pub window: Duration,
     #[serde(serialize_with = "validate::serialize_duration")]
     pub delay: Duration,
+    /// Continuous sync reads each window again this much later than `delay` (zero: never).
+    #[serde(serialize_with = "validate::serialize_duration")]
+    pub lookback: Duration,
     pub log_level: LogLevel,
     pub read_concurrency: usize,
     pub write_concurrency: usize,

@@ -169,6 +169,7 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
         checker.problem("window", "must be longer than zero");
     }
     let delay = checker.duration("delay", Duration::from_secs(30));
+    let lookback = checker.duration("lookback", Duration::ZERO);
     let log_level = log_level(&mut checker);
     let read_concurrency = checker.integer("read_concurrency", 50, 1..=MAX_CONCURRENCY);
     let write_concurrency = checker.integer("write_concurrency", 50, 1..=MAX_CONCURRENCY);
@@ -226,6 +227,7 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
                 end_ns,
                 window,
                 delay,
+                lookback,
                 log_level,
                 read_concurrency: read_concurrency as usize,
                 write_concurrency: write_concurrency as usize,

@@ -29,6 +29,9 @@ pub struct CoordinatorSettings {
     pub window_ns: i64,
     /// How far behind now continuous sync stays.
     pub delay: Duration,
+    /// Continuous sync reads each window once more when `window_end + delay + lookback <= now`
+    /// (zero: never), for points that arrive later than `delay`.
+    pub lookback: Duration,
     /// Windows published and not yet written, at most.
     pub max_outstanding: usize,
     /// A window whose acknowledgements stop arriving for this long is published again.
@@ -51,6 +54,7 @@ impl CoordinatorSettings {
             end_ns,
             window_ns: i64::try_from(window.as_nanos()).unwrap_or(i64::MAX).max(1),
             delay: Duration::from_secs(30),
+            lookback: Duration::ZERO,
             max_outstanding: 200,
             window_deadline: Duration::from_secs(600),
             progress_interval: Duration::from_secs(10),
@@ -375,6 +379,33 @@ pub async fn run<B: Bus>(
     let job = names.job().to_owned();
     let metrics = influx2td_telemetry::metrics();
     let mut republished: HashMap<String, u64> = HashMap::new();
+    // Continuous sync with lookback: windows to read once more, in the order they fall due. After
+    // a restart, the windows just below each watermark are due again (their first reads may
+    // have been the only ones).
+    let lookback_ns = i64::try_from(settings.lookback.as_nanos()).unwrap_or(i64::MAX);
+    let lookback_attempt = first_attempt + ATTEMPTS_PER_EPOCH - 1;
+    let mut lookbacks: std::collections::VecDeque<(String, i64, i64)> = Default::default();
+    if lookback_ns > 0 {
+        for (name, plan) in &plans {
+            let Some(watermark) = tracker.progress(name).map(|progress| progress.watermark_ns)
+            else {
+                continue;
+            };
+            if plan.end_ns.is_some() {
+                continue;
+            }
+            let mut start = align_down(
+                watermark.saturating_sub(lookback_ns),
+                settings.begin_ns,
+                window,
+            )
+            .max(settings.begin_ns);
+            while start < watermark {
+                lookbacks.push_back((name.clone(), start, start.saturating_add(window)));
+                start = start.saturating_add(window);
+            }
+        }
+    }
     // What earlier runs did, so that rates and ETA measure this run.
     let baseline = totals(&tracker, &plans);
     let names_list: Vec<String> = plans.keys().cloned().collect();
@@ -402,10 +433,31 @@ pub async fn run<B: Bus>(
             publish(&work, &names, name, cursor, publish_end, first_attempt).await?;
             tracker.published(name, cursor, publish_end, first_attempt);
             metrics.window(&job, "published");
+            if lookback_ns > 0 && plans[name].end_ns.is_none() {
+                lookbacks.push_back((name.clone(), cursor, publish_end));
+            }
             deadlines.insert(
                 (name.clone(), cursor),
                 Instant::now() + settings.window_deadline,
             );
+        }
+
+        // Windows due for their second read: not tracked (the first read moved the watermark);
+        // what the re-read finds overwrites or adds rows.
+        let lookback_limit = now_limit.saturating_sub(lookback_ns);
+        while let Some((name, start, end)) = lookbacks.front().cloned() {
+            if end > lookback_limit {
+                break;
+            }
+            publish(&work, &names, &name, start, end, lookback_attempt).await?;
+            metrics.window(&job, "lookback");
+            tracing::debug!(
+                measurement = name,
+                window_start = start,
+                window_end = end,
+                "window read again (lookback)"
+            );
+            lookbacks.pop_front();
         }
 
         let finished = plans.iter().all(|(name, plan)| {

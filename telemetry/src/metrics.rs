@@ -126,7 +126,7 @@ impl Metrics {
         );
         registry.register(
             "windows",
-            "Window events: published, republished (deadline passed), done, failed, split",
+            "Window events: published, republished (deadline passed), done, failed, split, lookback (read again)",
             metrics.windows.clone(),
         );
         registry.register(
