@@ -210,11 +210,7 @@ fn run_copies_the_source_exactly_with_begin_end_edges_and_filter() {
     let (copied, skipped) = points(end);
     let lines: String = copied.iter().chain(&skipped).map(line).collect();
     influxd.write("db", &lines);
-    let directory = tempfile::tempdir().unwrap();
-    let (target, state) = (
-        directory.path().join("target"),
-        directory.path().join("state"),
-    );
+    let (_directory, target, state) = workdir();
     let settings = [
         ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
         ("INFLUX2TD_END", influx2td_config::format_time(end)),
@@ -330,11 +326,7 @@ fn run_resumes_after_being_killed_midway() {
         })
         .collect();
     influxd.write("db", &copied.iter().map(line).collect::<String>());
-    let directory = tempfile::tempdir().unwrap();
-    let (target, state) = (
-        directory.path().join("target"),
-        directory.path().join("state"),
-    );
+    let (_directory, target, state) = workdir();
     let settings = [
         ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
         (
@@ -344,11 +336,7 @@ fn run_resumes_after_being_killed_midway() {
         ("INFLUX2TD_WINDOW", "1s".to_owned()),
         ("INFLUX2TD_READ_CONCURRENCY", "1".to_owned()),
     ];
-    let mut first = command(&["run"], &influxd.url(), &target, &state, &settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_run(&influxd, &target, &state, &settings);
     // Kill it (SIGKILL: no goodbye) once some windows are checkpointed.
     let checkpoints = state.join("e2e").join("checkpoints.json");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -392,6 +380,47 @@ fn run_resumes_after_being_killed_midway() {
     assert_target_equals(&target, &copied);
 }
 
+/// A temporary directory with the target and state paths of a job in it.
+fn workdir() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let directory = tempfile::tempdir().unwrap();
+    let target = directory.path().join("target");
+    let state = directory.path().join("state");
+    (directory, target, state)
+}
+
+/// Starts `influx2td run` in the background, its output discarded.
+fn spawn_run(
+    influxd: &Influxd,
+    target: &Path,
+    state: &Path,
+    settings: &[(&str, String)],
+) -> std::process::Child {
+    command(&["run"], &influxd.url(), target, state, settings)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `status --json` of the job.
+fn status_json(
+    influxd: &Influxd,
+    target: &Path,
+    state: &Path,
+    settings: &[(&str, String)],
+) -> serde_json::Value {
+    let output = command(
+        &["status", "--json"],
+        &influxd.url(),
+        target,
+        state,
+        settings,
+    )
+    .output()
+    .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -432,21 +461,13 @@ fn run_without_end_keeps_syncing_new_points_after_the_delay() {
     let now = now_ns;
     let begin = now() - 20_000_000_000;
     let history = live_history(&influxd, begin);
-    let directory = tempfile::tempdir().unwrap();
-    let (target, state) = (
-        directory.path().join("target"),
-        directory.path().join("state"),
-    );
+    let (_directory, target, state) = workdir();
     let settings = [
         ("INFLUX2TD_BEGIN", influx2td_config::format_time(begin)),
         ("INFLUX2TD_WINDOW", "1s".to_owned()),
         ("INFLUX2TD_DELAY", "2s".to_owned()),
     ];
-    let mut job = command(&["run"], &influxd.url(), &target, &state, &settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut job = spawn_run(&influxd, &target, &state, &settings);
     let wait_for = |rows: usize| {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while replay_directory(&target)
@@ -494,11 +515,7 @@ fn run_splits_a_dense_window_and_still_copies_every_row() {
         })
         .collect();
     influxd.write("db", &copied.iter().map(line).collect::<String>());
-    let directory = tempfile::tempdir().unwrap();
-    let (target, state) = (
-        directory.path().join("target"),
-        directory.path().join("state"),
-    );
+    let (_directory, target, state) = workdir();
     let settings = [
         ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
         ("INFLUX2TD_END", influx2td_config::format_time(T0 + HOUR)),
@@ -511,16 +528,7 @@ fn run_splits_a_dense_window_and_still_copies_every_row() {
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(text.contains("window split in halves"), "{text}");
     assert_target_equals(&target, &copied);
-    let status = command(
-        &["status", "--json"],
-        &influxd.url(),
-        &target,
-        &state,
-        &settings,
-    )
-    .output()
-    .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let report = status_json(&influxd, &target, &state, &settings);
     assert_eq!(
         report["measurements"]["dense"]["rows_written"], 40_000,
         "rows of the partial reads are not counted"
@@ -546,11 +554,7 @@ fn plan_reports_conflicts_windows_rows_and_ddl_and_writes_nothing() {
         &format!("m,host=a v=1i {}\nm,host=b v=2i {}\n", T0, T0 + 1),
     );
     influxd.write("db", &format!("m,host=a v=2.5 {}\n", T0 + 30 * 24 * HOUR));
-    let directory = tempfile::tempdir().unwrap();
-    let (target, state) = (
-        directory.path().join("target"),
-        directory.path().join("state"),
-    );
+    let (_directory, target, state) = workdir();
     let settings = [
         ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
         (
@@ -606,11 +610,7 @@ fn backfill_and_dead_letter_replay_write_what_the_job_missed() {
     let bad = point(T0 + HOUR + 5, "bad\0value");
     let lines: String = good.iter().chain([&bad]).map(line).collect();
     influxd.write("db", &lines);
-    let directory = tempfile::tempdir().unwrap();
-    let (target, state) = (
-        directory.path().join("target"),
-        directory.path().join("state"),
-    );
+    let (_directory, target, state) = workdir();
     let settings = [
         ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
         ("INFLUX2TD_END", influx2td_config::format_time(end)),
@@ -725,22 +725,14 @@ fn lookback_reads_windows_again_for_points_later_than_the_delay() {
     let now = now_ns;
     let begin = now() - 10_000_000_000;
     let history = live_history(&influxd, begin);
-    let directory = tempfile::tempdir().unwrap();
-    let (target, state) = (
-        directory.path().join("target"),
-        directory.path().join("state"),
-    );
+    let (_directory, target, state) = workdir();
     let settings = [
         ("INFLUX2TD_BEGIN", influx2td_config::format_time(begin)),
         ("INFLUX2TD_WINDOW", "1s".to_owned()),
         ("INFLUX2TD_DELAY", "1s".to_owned()),
         ("INFLUX2TD_LOOKBACK", "4s".to_owned()),
     ];
-    let mut job = command(&["run"], &influxd.url(), &target, &state, &settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut job = spawn_run(&influxd, &target, &state, &settings);
     let watermark = || {
         let output = command(
             &["status", "--json"],
@@ -787,5 +779,78 @@ fn lookback_reads_windows_again_for_points_later_than_the_delay() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_target_equals(&target, &[history, late]);
+    terminate(&mut job);
+}
+
+#[test]
+fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
+    let Some(mut influxd) = Influxd::start_with(influx2td_testkit::InfluxdOptions {
+        admin: Some(("admin".into(), "admin-secret".into())),
+    }) else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    influxd.query("CREATE USER copier WITH PASSWORD 'copier-secret'");
+    influxd.query("GRANT READ ON db TO copier");
+    let begin = now_ns() - 5_000_000_000;
+    let point = |measurement: &'static str, time: i64, value: i64| Point {
+        measurement,
+        tags: vec![("host", "a".into())],
+        time,
+        fields: vec![field("v", int(value))],
+    };
+    let mut expected = vec![point("live", begin + 1, 1), point("gone", begin + 2, 2)];
+    influxd.write("db", &expected.iter().map(line).collect::<String>());
+    let (_directory, target, state) = workdir();
+    let settings = [
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(begin)),
+        ("INFLUX2TD_WINDOW", "1s".to_owned()),
+        ("INFLUX2TD_DELAY", "1s".to_owned()),
+        ("INFLUX2TD_SOURCE_USERNAME", "copier".to_owned()),
+        ("INFLUX2TD_SOURCE_PASSWORD", "copier-secret".to_owned()),
+    ];
+    let mut job = spawn_run(&influxd, &target, &state, &settings);
+    let rows = || {
+        replay_directory(&target)
+            .map(|model| model.rows("live") + model.rows("gone"))
+            .unwrap_or(0)
+    };
+    let wait_for = |count: usize, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while rows() < count {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(2, "the history did not arrive");
+
+    // A measurement dropped midway: the job goes on with the others.
+    influxd.query_in(Some("db"), "DROP MEASUREMENT gone");
+    // InfluxDB away for a few seconds: windows wait and are read when it is back.
+    influxd.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    influxd.start_again();
+    let fresh = point("live", now_ns(), 3);
+    influxd.write("db", &line(&fresh));
+    expected.push(fresh);
+    wait_for(3, "a point written after InfluxDB came back did not arrive");
+
+    // Credentials revoked midway: reads are refused and retried, nothing fails for good, and
+    // what was written meanwhile arrives once they are restored.
+    influxd.query("REVOKE READ ON db FROM copier");
+    let during = point("live", now_ns(), 4);
+    influxd.write("db", &line(&during));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rows(), 3, "read with revoked credentials");
+    influxd.query("GRANT READ ON db TO copier");
+    expected.push(during);
+    wait_for(4, "the point written while revoked did not arrive");
+
+    assert_target_equals(&target, &expected);
+    let report = status_json(&influxd, &target, &state, &settings);
+    assert!(
+        report["measurements"]["live"].get("failed").is_none(),
+        "{report}"
+    );
     terminate(&mut job);
 }

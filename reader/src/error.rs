@@ -64,9 +64,17 @@ impl SourceError {
         }
     }
 
+    /// Whether nothing will work until a person acts (credentials revoked or expired): the
+    /// reader keeps retrying, loudly, so that nothing is lost once they are fixed.
+    pub fn needs_operator(&self) -> bool {
+        matches!(self, Self::Unauthorized { .. })
+    }
+
     pub fn retry(&self) -> Retry {
         // A cut answer is read again; a new field makes the caller refresh the schema first.
-        if self.is_overload() || matches!(self, Self::Truncated { .. } | Self::SchemaChanged { .. })
+        if self.is_overload()
+            || self.needs_operator()
+            || matches!(self, Self::Truncated { .. } | Self::SchemaChanged { .. })
         {
             Retry::Backoff
         } else {

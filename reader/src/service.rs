@@ -286,10 +286,18 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         Err(error) if error.retry() == Retry::Backoff => {
             let delay = retry_delay(delivery.delivered(), context.settings.max_retry_delay);
             influx2td_telemetry::metrics().retry(&window.job, "reader", error.cause());
-            tracing::warn!(
-                measurement = fields.0, window_start = fields.1, window_end = fields.2, read = fields.4,
-                %error, retry_in_ms = delay.as_millis() as u64, "window read failed, will retry"
-            );
+            if matches!(&error, WindowError::Source(source) if source.needs_operator()) {
+                tracing::error!(
+                    measurement = fields.0, window_start = fields.1, window_end = fields.2,
+                    %error, retry_in_ms = delay.as_millis() as u64,
+                    "InfluxDB refuses the credentials; retrying until they are fixed"
+                );
+            } else {
+                tracing::warn!(
+                    measurement = fields.0, window_start = fields.1, window_end = fields.2, read = fields.4,
+                    %error, retry_in_ms = delay.as_millis() as u64, "window read failed, will retry"
+                );
+            }
             if let WindowError::Source(SourceError::SchemaChanged { .. }) = error
                 && let Err(refresh_error) = context
                     .schemas

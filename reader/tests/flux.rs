@@ -232,7 +232,9 @@ async fn unauthorized_is_an_auth_error() {
         matches!(error, SourceError::Unauthorized { ref detail } if detail == "unauthorized access"),
         "{error}"
     );
-    assert_eq!(error.retry(), influx2td_bus::Retry::Never);
+    // A token can be restored: the window waits for it rather than fail for good.
+    assert!(error.needs_operator());
+    assert_eq!(error.retry(), influx2td_bus::Retry::Backoff);
 }
 
 #[tokio::test]

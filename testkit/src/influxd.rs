@@ -158,10 +158,22 @@ bind-address = "127.0.0.1:{rpc}"
     }
 
     fn query_as(&self, credentials: Option<(&str, &str)>, statement: &str) -> HttpResponse {
+        self.query_as_in(credentials, None, statement)
+    }
+
+    fn query_as_in(
+        &self,
+        credentials: Option<(&str, &str)>,
+        database: Option<&str>,
+        statement: &str,
+    ) -> HttpResponse {
         // In the URL, not the body: a refused request is answered before any body is read.
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("q", statement)
-            .finish();
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("q", statement);
+        if let Some(database) = database {
+            query.append_pair("db", database);
+        }
+        let query = query.finish();
         let authorization = basic_auth(credentials);
         let mut headers = Vec::new();
         if let Some(authorization) = &authorization {
@@ -180,7 +192,12 @@ bind-address = "127.0.0.1:{rpc}"
     /// Runs an InfluxQL statement (as the admin when auth is on); panics on any error, which
     /// InfluxDB reports inside an HTTP 200 body.
     pub fn query(&self, statement: &str) -> String {
-        let response = self.query_as(self.credentials(), statement);
+        self.query_in(None, statement)
+    }
+
+    /// Like [`Influxd::query`], in `database` (for statements that name no database).
+    pub fn query_in(&self, database: Option<&str>, statement: &str) -> String {
+        let response = self.query_as_in(self.credentials(), database, statement);
         assert!(
             response.status == 200 && !response.body.contains("\"error\""),
             "influxd query {statement:?}: {response:?}"
