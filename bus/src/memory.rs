@@ -56,8 +56,10 @@ impl Bus for MemoryBus {
 
     async fn queue(&self, config: QueueConfig) -> Result<MemoryQueue, BusError> {
         let mut queues = lock(&self.queues);
+        let ack_wait = config.ack_wait;
         let queue = queues.entry(config.kind).or_insert_with(|| MemoryQueue {
             inner: Arc::new(QueueInner {
+                ack_wait: Mutex::new(ack_wait),
                 name: self.names.stream(config.kind),
                 subject_prefix: self
                     .names
@@ -69,6 +71,7 @@ impl Bus for MemoryBus {
                 changed: Notify::new(),
             }),
         });
+        *lock(&queue.inner.ack_wait) = ack_wait;
         Ok(queue.clone())
     }
 
@@ -93,6 +96,8 @@ struct QueueInner {
     /// `<prefix>.<job>.<kind>.`: every subject this queue takes starts with it.
     subject_prefix: String,
     config: QueueConfig,
+    /// The last opener's `ack_wait`, like a JetStream consumer updated by the last role.
+    ack_wait: Mutex<Duration>,
     state: Mutex<QueueState>,
     /// Woken on every change a waiting consumer may care about.
     changed: Notify,
@@ -308,7 +313,7 @@ impl MemoryQueue {
                 entry.seq,
                 InFlight {
                     entry,
-                    deadline: now + self.inner.config.ack_wait,
+                    deadline: now + *lock(&self.inner.ack_wait),
                     token,
                 },
             );
@@ -353,7 +358,7 @@ impl Delivery for MemoryDelivery {
         if let Some(in_flight) = state.in_flight.get_mut(&self.seq)
             && in_flight.token == self.token
         {
-            in_flight.deadline = Instant::now() + self.queue.config.ack_wait;
+            in_flight.deadline = Instant::now() + *lock(&self.queue.ack_wait);
         }
         Ok(())
     }

@@ -172,20 +172,29 @@ impl Bus for NatsBus {
             .await
             .map_err(|e| nats_error("create stream", e.to_string()))?;
         let consumer_name = config.kind.consumer();
-        let consumer = stream
-            .get_or_create_consumer(
-                consumer_name,
-                consumer::pull::Config {
-                    durable_name: Some(consumer_name.to_owned()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: config.ack_wait,
-                    max_ack_pending: saturating_i64(config.max_ack_pending),
-                    max_deliver: -1,
-                    ..Default::default()
-                },
-            )
+        let consumer_config = consumer::pull::Config {
+            durable_name: Some(consumer_name.to_owned()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: config.ack_wait,
+            max_ack_pending: saturating_i64(config.max_ack_pending),
+            max_deliver: -1,
+            ..Default::default()
+        };
+        let mut consumer: consumer::Consumer<consumer::pull::Config> = stream
+            .get_or_create_consumer(consumer_name, consumer_config.clone())
             .await
             .map_err(|e| nats_error("create consumer", e.to_string()))?;
+        // A consumer created earlier (another role, an earlier run with other settings) keeps
+        // its own ack_wait unless told: a dead reader's windows would wait for the old value.
+        let existing = &consumer.cached_info().config;
+        if existing.ack_wait != config.ack_wait
+            || existing.max_ack_pending != consumer_config.max_ack_pending
+        {
+            consumer = stream
+                .update_consumer(consumer_config)
+                .await
+                .map_err(|e| nats_error("update consumer", e.to_string()))?;
+        }
         Ok(NatsQueue {
             stream_name,
             ack_wait: config.ack_wait,

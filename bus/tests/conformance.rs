@@ -227,6 +227,29 @@ async fn redelivers_when_a_consumer_dies_without_acking<F: Fixture>(fixture: &mu
     );
 }
 
+/// The consumer follows the last opener's `ack_wait` (roles start in any order; a job's
+/// settings may change between runs).
+async fn reopening_with_another_ack_wait_applies_it<F: Fixture>(fixture: &mut F) {
+    let bus = fixture.bus().await;
+    let slow = bus
+        .queue(QueueConfig {
+            ack_wait: Duration::from_secs(60),
+            ..QueueConfig::new(StreamKind::Work)
+        })
+        .await
+        .unwrap();
+    slow.publish(message(StreamKind::Work, "cpu", "a", "window"))
+        .await
+        .unwrap();
+    let fast = bus.queue(config(StreamKind::Work)).await.unwrap();
+    let taken = fast.pull(1, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(payloads(&taken), ["window"]);
+    // Left unsettled: back after one second, not sixty.
+    let again = fast.pull(1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(payloads(&again), ["window"]);
+    ack_all(again).await;
+}
+
 async fn nak_delay_is_honoured<F: Fixture>(fixture: &mut F) {
     let queue = fixture
         .bus()
@@ -594,6 +617,7 @@ conformance!(
     publish_pull_ack,
     dedup_drops_a_republished_id,
     redelivers_when_a_consumer_dies_without_acking,
+    reopening_with_another_ack_wait_applies_it,
     nak_delay_is_honoured,
     in_progress_holds_a_message,
     terminate_removes_for_good,

@@ -275,6 +275,21 @@ pub async fn shutdown_signal() {
 }
 
 /// Connects to the job's NATS; the roles that run as separate processes need it.
+/// Connects a role to NATS, unless SIGINT/SIGTERM comes first (NATS may take a minute to
+/// answer): then `None`, and the role stops without having started.
+async fn nats_bus_unless_stopped(
+    job: &JobConfig,
+    role: &str,
+) -> anyhow::Result<Option<influx2td_bus::NatsBus>> {
+    tokio::select! {
+        bus = nats_bus(job, role) => bus.map(Some),
+        () = shutdown_signal() => {
+            tracing::info!(role, "stopped while connecting to NATS");
+            Ok(None)
+        }
+    }
+}
+
 async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::NatsBus> {
     let Some(url) = &job.nats.url else {
         anyhow::bail!("`influx2td {role}` runs over NATS: set nats.url (or INFLUX2TD_NATS_URL)");
@@ -328,6 +343,7 @@ fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSe
         delay: job.delay,
         lookback: job.lookback,
         lease_ttl: job.lease_ttl,
+        ack_wait: job.ack_wait,
         max_outstanding: (job.read_concurrency * 4).max(8),
         ..influx2td_coordinator::CoordinatorSettings::new(job.begin_ns, job.end_ns, job.window)
     }
@@ -526,7 +542,9 @@ async fn pipeline(
 }
 
 async fn coordinator(job: &JobConfig) -> anyhow::Result<()> {
-    let bus = nats_bus(job, "coordinator").await?;
+    let Some(bus) = nats_bus_unless_stopped(job, "coordinator").await? else {
+        return Ok(());
+    };
     let settings = coordinator_settings(job);
     let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
     serve_http(job, status_source(endpoints, &settings.status)).await?;
@@ -574,13 +592,59 @@ async fn read_checkpoints(
     Ok(measurements)
 }
 
+/// The running coordinator's `/status`, when `http.listen` says where it is and it answers.
+async fn live_status(job: &JobConfig) -> Option<serde_json::Value> {
+    let address = job.http_listen.as_ref()?;
+    let address = address
+        .strip_prefix("0.0.0.0:")
+        .map_or_else(|| address.clone(), |port| format!("127.0.0.1:{port}"));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let response = client
+        .get(format!("http://{address}/status"))
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
 async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
     let measurements = read_checkpoints(job).await?;
+    let live = live_status(job).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as i64)
+        .unwrap_or_default();
+    // Continuous sync: how far behind now every measurement is consistent.
+    let lag_seconds = |progress: &influx2td_coordinator::tracker::Progress| {
+        job.end_ns
+            .is_none()
+            .then(|| (now.saturating_sub(progress.watermark_ns)) as f64 / 1e9)
+    };
     let mut stdout = std::io::stdout().lock();
     if json {
+        let measurements: serde_json::Map<String, serde_json::Value> = measurements
+            .iter()
+            .map(|(name, progress)| {
+                let mut value = serde_json::to_value(progress).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert(
+                        "consistent_up_to".into(),
+                        influx2td_config::format_time(progress.watermark_ns).into(),
+                    );
+                    if let Some(lag) = lag_seconds(progress) {
+                        object.insert("lag_seconds".into(), lag.into());
+                    }
+                }
+                (name.clone(), value)
+            })
+            .collect();
         print_json(
             &mut stdout,
-            &serde_json::json!({ "job": job.job, "measurements": measurements }),
+            &serde_json::json!({ "job": job.job, "measurements": measurements, "live": live }),
         )?;
         return Ok(());
     }
@@ -593,21 +657,47 @@ async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     writeln!(stdout, "job {}", job.job)?;
-    writeln!(
-        stdout,
-        "{:<24} {:<30} {:>8} {:>12} {:>6} {:>6}",
-        "measurement", "consistent up to (UTC)", "windows", "rows", "dead", "failed"
-    )?;
-    for (name, progress) in &measurements {
+    if let Some(live) = &live {
+        let eta = live["eta_seconds"].as_f64().map_or_else(
+            || "-".to_owned(),
+            |eta| {
+                humantime::format_duration(std::time::Duration::from_secs(eta.round() as u64))
+                    .to_string()
+            },
+        );
         writeln!(
             stdout,
-            "{:<24} {:<30} {:>8} {:>12} {:>6} {:>6}",
+            "running: {:.0} rows/s, {} windows in flight, {} windows left, ETA {eta}",
+            live["rows_per_second"].as_f64().unwrap_or_default(),
+            live["windows_in_flight"],
+            live["windows_left"]
+        )?;
+    }
+    writeln!(
+        stdout,
+        "{:<24} {:<30} {:>8} {:>12} {:>12} {:>6} {:>6} {:>9}",
+        "measurement",
+        "consistent up to (UTC)",
+        "windows",
+        "rows read",
+        "rows written",
+        "dead",
+        "failed",
+        "lag"
+    )?;
+    for (name, progress) in &measurements {
+        let lag = lag_seconds(progress).map_or_else(|| "-".to_owned(), |lag| format!("{lag:.0}s"));
+        writeln!(
+            stdout,
+            "{:<24} {:<30} {:>8} {:>12} {:>12} {:>6} {:>6} {:>9}",
             name,
             influx2td_config::format_time(progress.watermark_ns),
             progress.windows_done,
+            progress.rows_read,
             progress.rows_written,
             progress.rows_dead_lettered,
-            progress.failed.len()
+            progress.failed.len(),
+            lag
         )?;
         if !progress.dead_letter_reason.is_empty() {
             writeln!(stdout, "    dead letters: {}", progress.dead_letter_reason)?;
@@ -745,7 +835,9 @@ async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result<()>
 }
 
 async fn reader(job: &JobConfig) -> anyhow::Result<()> {
-    let bus = nats_bus(job, "reader").await?;
+    let Some(bus) = nats_bus_unless_stopped(job, "reader").await? else {
+        return Ok(());
+    };
     let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
     let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
     serve_http(job, influxdb_probe(endpoints, &client)).await?;
@@ -798,7 +890,9 @@ async fn writer_settings(
 }
 
 async fn writer(job: &JobConfig) -> anyhow::Result<()> {
-    let bus = nats_bus(job, "writer").await?;
+    let Some(bus) = nats_bus_unless_stopped(job, "writer").await? else {
+        return Ok(());
+    };
     let sink =
         influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
             .await?;

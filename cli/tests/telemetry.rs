@@ -72,22 +72,28 @@ fn run_serves_metrics_equal_to_the_rows_moved_status_and_readiness() {
     let directory = tempfile::tempdir().unwrap();
     let target = directory.path().join("target");
     let port = free_port();
+    let job_env: Vec<(&str, String)> = vec![
+        ("INFLUX2TD_SOURCE_URL", influxd.url()),
+        ("INFLUX2TD_BUCKET", "db".into()),
+        ("INFLUX2TD_JOB", "tele".into()),
+        (
+            "INFLUX2TD_TARGET_DSN",
+            format!("file://{}", target.display()),
+        ),
+        ("INFLUX2TD_TARGET_DATABASE", "metrics".into()),
+        (
+            "INFLUX2TD_STATE_DIR",
+            directory.path().join("state").display().to_string(),
+        ),
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(begin)),
+        ("INFLUX2TD_WINDOW", "10s".into()),
+        ("INFLUX2TD_DELAY", "1s".into()),
+        ("INFLUX2TD_HTTP_LISTEN", format!("127.0.0.1:{port}")),
+    ];
     let mut job = Command::new(BINARY)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("INFLUX2TD_SOURCE_URL", influxd.url())
-        .env("INFLUX2TD_BUCKET", "db")
-        .env("INFLUX2TD_JOB", "tele")
-        .env(
-            "INFLUX2TD_TARGET_DSN",
-            format!("file://{}", target.display()),
-        )
-        .env("INFLUX2TD_TARGET_DATABASE", "metrics")
-        .env("INFLUX2TD_STATE_DIR", directory.path().join("state"))
-        .env("INFLUX2TD_BEGIN", influx2td_config::format_time(begin))
-        .env("INFLUX2TD_WINDOW", "10s")
-        .env("INFLUX2TD_DELAY", "1s")
-        .env("INFLUX2TD_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(job_env.iter().map(|(key, value)| (*key, value.as_str())))
         .arg("run")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -144,6 +150,29 @@ fn run_serves_metrics_equal_to_the_rows_moved_status_and_readiness() {
             .ends_with('Z'),
         "{status}"
     );
+
+    // `influx2td status` of the same job shows the checkpoints and, from /status, the live run.
+    let output = Command::new(BINARY)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(job_env.iter().map(|(key, value)| (*key, value.as_str())))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["measurements"]["cpu"]["rows_read"], 150, "{report}");
+    assert_eq!(
+        report["measurements"]["cpu"]["rows_written"], 150,
+        "{report}"
+    );
+    assert!(
+        report["measurements"]["cpu"]["lag_seconds"]
+            .as_f64()
+            .is_some(),
+        "{report}"
+    );
+    assert_eq!(report["live"]["running"], true, "{report}");
+    assert_eq!(report["live"]["continuous"], true, "{report}");
 
     // Readiness follows InfluxDB.
     assert_eq!(get(port, "/healthz"), Some((200, "ok\n".to_owned())));

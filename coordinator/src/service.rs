@@ -39,6 +39,9 @@ pub struct CoordinatorSettings {
     pub progress_interval: Duration,
     /// How long the job's lease lasts without renewal.
     pub lease_ttl: Duration,
+    /// How long a window taken by a reader that died waits before another one gets it (the
+    /// WORK consumer's ack wait; readers ask for the same).
+    pub ack_wait: Duration,
     /// The checkpoint store itself guarantees one process per job (the embedded state file is
     /// locked by the OS, and the lock dies with its process): a lease left by a crashed run is
     /// taken over at once instead of waited out.
@@ -59,6 +62,7 @@ impl CoordinatorSettings {
             window_deadline: Duration::from_secs(600),
             progress_interval: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(30),
+            ack_wait: QueueConfig::new(StreamKind::Work).ack_wait,
             exclusive_store: false,
             status: StatusBoard::new(),
         }
@@ -304,7 +308,11 @@ pub async fn run<B: Bus>(
         .saturating_mul(ATTEMPTS_PER_EPOCH)
         .saturating_add(1);
     let work = influx2td_bus::retrying("open a queue", || {
-        bus.queue(QueueConfig::new(StreamKind::Work))
+        // The readers' settings: whoever opens WORK first creates its consumer.
+        bus.queue(QueueConfig {
+            ack_wait: settings.ack_wait,
+            ..QueueConfig::new(StreamKind::Work)
+        })
     })
     .await?;
     let done = influx2td_bus::retrying("open a queue", || {

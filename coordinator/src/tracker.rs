@@ -33,6 +33,9 @@ pub const MAX_DEAD_WINDOWS: usize = 1000;
 pub struct Progress {
     /// Every window before this time is written (or failed and listed in `failed`).
     pub watermark_ns: i64,
+    /// Rows the readers found in the windows written (each window's final read).
+    #[serde(default)]
+    pub rows_read: u64,
     pub rows_written: u64,
     pub windows_done: u64,
     pub rows_dead_lettered: u64,
@@ -255,6 +258,7 @@ impl Tracker {
                     reason: read.dead_letter_reason.clone(),
                 });
             }
+            track.progress.rows_read += read.totals.map_or(0, |totals| totals.rows);
             track.progress.rows_written += read.rows_written;
             track.progress.rows_dead_lettered += read.rows_dead_lettered;
             if track.progress.dead_letter_reason.is_empty() {
@@ -534,7 +538,14 @@ mod tests {
         report.reason = "value out of range".into();
         tracker.acked(&report);
         let progress = tracker.progress("cpu").unwrap();
-        assert_eq!((progress.rows_written, progress.rows_dead_lettered), (9, 1));
+        assert_eq!(
+            (
+                progress.rows_read,
+                progress.rows_written,
+                progress.rows_dead_lettered
+            ),
+            (10, 9, 1)
+        );
         assert_eq!(progress.dead_letter_reason, "value out of range");
         assert_eq!(
             progress.dead_windows,
@@ -562,7 +573,13 @@ mod tests {
         let json = serde_json::to_string(tracker.progress("mem").unwrap()).unwrap();
         assert_eq!(
             json,
-            r#"{"watermark_ns":500,"rows_written":0,"windows_done":0,"rows_dead_lettered":0}"#
+            r#"{"watermark_ns":500,"rows_read":0,"rows_written":0,"windows_done":0,"rows_dead_lettered":0}"#
         );
+        // Checkpoints stored before `rows_read` existed still load.
+        let older: Progress = serde_json::from_str(
+            r#"{"watermark_ns":500,"rows_written":7,"windows_done":1,"rows_dead_lettered":0}"#,
+        )
+        .unwrap();
+        assert_eq!((older.rows_read, older.rows_written), (0, 7));
     }
 }

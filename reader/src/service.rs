@@ -156,7 +156,11 @@ pub async fn run<B: Bus>(
         client,
         work: work.clone(),
         data: influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig::new(StreamKind::Data))
+            // The writers' settings: whoever opens DATA first creates its consumer.
+            bus.queue(QueueConfig {
+                ack_wait: settings.ack_wait,
+                ..QueueConfig::new(StreamKind::Data)
+            })
         })
         .await?,
         done: influx2td_bus::retrying("open a queue", || {
