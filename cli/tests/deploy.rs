@@ -1,0 +1,101 @@
+//! The jobs in deploy/ are ones influx2td accepts: the Kubernetes ConfigMap's job.toml with the
+//! Secret's variables, and the docker-compose stack's environment. `deploy/check.sh` validates
+//! the files themselves against their tools' schemas.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+
+fn deploy_file(path: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("deploy");
+    std::fs::read_to_string(root.join(path)).unwrap()
+}
+
+/// The lines of the YAML block that follows `header` and is indented by more than it.
+fn block_after(text: &str, header: &str) -> Vec<String> {
+    let mut lines = text.lines().skip_while(|line| line.trim_end() != header);
+    let header_line = lines
+        .next()
+        .unwrap_or_else(|| panic!("{header:?} not found"));
+    let indent = header_line.len() - header_line.trim_start().len();
+    lines
+        .take_while(|line| line.trim().is_empty() || line.len() - line.trim_start().len() > indent)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `KEY: value` pairs of a YAML mapping block, quotes removed.
+fn pairs(lines: &[String]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter_map(|line| line.trim().split_once(": "))
+        .map(|(key, value)| (key.to_owned(), value.trim_matches('"').to_owned()))
+        .collect()
+}
+
+/// Exit code, stdout and stderr of `influx2td validate --json`.
+fn validate(config: Option<&Path>, env: &[(String, String)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(BINARY);
+    command.env_clear();
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let output = command.args(["validate", "--json"]).output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_kubernetes_job_and_secret_make_a_valid_job() {
+    let config_map = deploy_file("k8s/base/job-config.yaml");
+    let job: String = block_after(&config_map, "  job.toml: |")
+        .iter()
+        .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+        .collect();
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("job.toml");
+    std::fs::write(&path, &job).unwrap();
+    let secret = pairs(&block_after(
+        &deploy_file("k8s/base/secret.yaml"),
+        "stringData:",
+    ));
+    assert_eq!(secret.len(), 2, "{secret:?}");
+    let (code, output, errors) = validate(Some(&path), &secret);
+    assert_eq!(code, Some(0), "{errors}\n{job}");
+    let job: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(
+        job["http_listen"], "0.0.0.0:9090",
+        "the probes need the endpoints"
+    );
+    assert_eq!(job["nats"]["url"], "nats://nats.messaging.svc:4222");
+    assert!(
+        !output.contains("change-me") && !errors.contains("change-me"),
+        "a secret was printed: {output}{errors}"
+    );
+}
+
+#[test]
+fn the_compose_stack_environment_makes_a_valid_job() {
+    let compose = deploy_file("docker-compose.yml");
+    let env = pairs(&block_after(&compose, "  environment: &job"));
+    assert!(
+        env.iter().any(|(key, _)| key == "INFLUX2TD_NATS_URL"),
+        "{env:?}"
+    );
+    let (code, output, errors) = validate(None, &env);
+    assert_eq!(code, Some(0), "{errors}");
+    let job: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(job["job"], "demo");
+    assert_eq!(job["http_listen"], "0.0.0.0:9090");
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Validates the deploy files with the tools made for them (no docker engine or cluster needed):
+# the compose file (docker-compose config), the kustomize output against the Kubernetes schemas
+# (kubectl kustomize + kubernetes-validate --strict), and the Dockerfile (dockerfilelint).
+# .ci/run installs the tools; that the job in them is one influx2td accepts is a cargo test
+# (cli/tests/deploy.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "docker-compose config"
+docker-compose -f deploy/docker-compose.yml --profile observability --profile influxdb2 config -q
+
+rendered=$(mktemp)
+trap 'rm -f "$rendered"' EXIT
+for directory in deploy/k8s/base deploy/k8s/overlays/example; do
+    echo "kubectl kustomize $directory | kubernetes-validate"
+    kubectl kustomize "$directory" > "$rendered"
+    # An empty rendering would validate: make sure every object is there.
+    objects=$(grep -c '^kind:' "$rendered" || true)
+    if [ "$objects" -lt 11 ]; then
+        echo "kustomize rendered $objects objects from $directory, expected 11" >&2
+        exit 1
+    fi
+    kubernetes-validate --strict --quiet --kubernetes-version 1.30.0 "$rendered"
+done
+
+echo "dockerfilelint deploy/Dockerfile"
+dockerfilelint deploy/Dockerfile
