@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::{
     Bus, BusError, CheckpointStore, Delivery, Names, OutgoingMessage, Published, QueueConfig,
-    QueueDepth, Settle, Versioned, WorkQueue,
+    QueueDepth, Settle, StreamKind, Versioned, WorkQueue,
 };
 
 /// How to authenticate to NATS. Secrets are never printed.
@@ -124,6 +124,70 @@ impl NatsBus {
         Ok(Self { names, jetstream })
     }
 
+    /// A message a stream holds now, for a person to look at (`influx2td inspect`); `None` when
+    /// there is no such message (work-queue streams drop what was acknowledged).
+    pub async fn stored_message(
+        &self,
+        kind: StreamKind,
+        which: &WhichMessage,
+    ) -> Result<Option<StoredMessage>, BusError> {
+        let stream_name = self.names.stream(kind);
+        let nats_error = |operation: &'static str, detail: String| BusError::Nats {
+            operation,
+            target: stream_name.clone(),
+            detail,
+        };
+        let mut stream = match self.jetstream.get_stream(&stream_name).await {
+            Ok(stream) => stream,
+            Err(error) if error.to_string().contains("not found") => return Ok(None),
+            Err(error) => return Err(nats_error("open stream", error.to_string())),
+        };
+        let found = match which {
+            WhichMessage::Sequence(sequence) => stream
+                .get_raw_message(*sequence)
+                .await
+                .map_err(|e| e.to_string()),
+            WhichMessage::LastOnSubject(subject) => stream
+                .get_last_raw_message_by_subject(subject)
+                .await
+                .map_err(|e| e.to_string()),
+            WhichMessage::First => {
+                let info = stream
+                    .info()
+                    .await
+                    .map_err(|e| nats_error("read stream info", e.to_string()))?;
+                if info.state.messages == 0 {
+                    return Ok(None);
+                }
+                let first = info.state.first_sequence;
+                stream
+                    .get_raw_message(first)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let message = match found {
+            Ok(message) => message,
+            Err(detail) if detail.contains("not found") => return Ok(None),
+            Err(detail) => return Err(nats_error("read a message", detail)),
+        };
+        let headers = message
+            .headers
+            .iter()
+            .flat_map(|(name, values)| {
+                values
+                    .iter()
+                    .map(move |value| (name.to_string(), value.to_string()))
+            })
+            .collect();
+        Ok(Some(StoredMessage {
+            sequence: message.sequence,
+            subject: message.subject.to_string(),
+            headers,
+            payload: message.payload,
+        }))
+    }
+
     /// A bus over an existing connection.
     pub fn from_client(client: async_nats::Client, names: Names) -> Self {
         Self {
@@ -131,6 +195,25 @@ impl NatsBus {
             jetstream: jetstream::new(client),
         }
     }
+}
+
+/// Which stored message to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhichMessage {
+    /// The oldest the stream holds.
+    First,
+    Sequence(u64),
+    /// The newest on this subject.
+    LastOnSubject(String),
+}
+
+/// A message as a stream stores it.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub sequence: u64,
+    pub subject: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Bytes,
 }
 
 impl Bus for NatsBus {

@@ -2,6 +2,7 @@
 //! subcommand arrives with the capability behind it; none pretends to work.
 
 mod backfill;
+mod inspect;
 pub mod plan;
 mod progress;
 pub mod verify;
@@ -135,6 +136,19 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLettersAction,
     },
+    /// Decode one message of the job's streams on NATS into JSON: the oldest one, the one at a
+    /// stream sequence, or the newest of a measurement.
+    Inspect {
+        /// Which stream.
+        #[arg(long, value_enum)]
+        stream: inspect::StreamName,
+        /// The stream sequence number (`nats stream view` shows it).
+        #[arg(long)]
+        seq: Option<u64>,
+        /// The newest message of this measurement.
+        #[arg(long, conflicts_with = "seq")]
+        measurement: Option<String>,
+    },
     /// Check a job's configuration and print it as it will run (secrets redacted).
     Validate {
         /// Print JSON instead of TOML.
@@ -187,6 +201,13 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         }
         Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(&job))),
         Command::Writer => runtime().and_then(|runtime| runtime.block_on(writer(&job))),
+        Command::Inspect {
+            stream,
+            seq,
+            measurement,
+        } => runtime().and_then(|runtime| {
+            runtime.block_on(inspect::inspect(&job, stream, seq, measurement.as_deref()))
+        }),
         Command::Backfill {
             measurement,
             from,

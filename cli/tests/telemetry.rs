@@ -126,6 +126,10 @@ fn run_serves_metrics_equal_to_the_rows_moved_status_and_readiness() {
         text.contains("influx2td_lag_seconds{job=\"tele\"}"),
         "{text}"
     );
+    for stream in ["work", "data", "done"] {
+        let pending = format!("influx2td_bus_pending{{job=\"tele\",stream=\"{stream}\"}}");
+        assert!(text.contains(&pending), "{pending} missing: {text}");
+    }
 
     // The status document: continuous, both measurements consistent up to a recent time.
     let mut status = serde_json::Value::Null;

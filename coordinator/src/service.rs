@@ -319,6 +319,14 @@ pub async fn run<B: Bus>(
         bus.queue(QueueConfig::new(StreamKind::Done))
     })
     .await?;
+    // Only to show how many row batches wait for writers (the writers' settings).
+    let data = influx2td_bus::retrying("open a queue", || {
+        bus.queue(QueueConfig {
+            ack_wait: settings.ack_wait,
+            ..QueueConfig::new(StreamKind::Data)
+        })
+    })
+    .await?;
 
     let mut tracker = Tracker::default();
     let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
@@ -602,6 +610,11 @@ pub async fn run<B: Bus>(
                 settings.window_ns,
             );
             metrics.in_flight(&job, status.windows_in_flight);
+            for (stream, queue) in [("work", &work), ("data", &data), ("done", &done)] {
+                if let Ok(depth) = queue.depth().await {
+                    metrics.pending(&job, stream, depth.messages);
+                }
+            }
             if let Some(lag) = status
                 .measurements
                 .values()
