@@ -86,16 +86,48 @@ fn the_kubernetes_job_and_secret_make_a_valid_job() {
 }
 
 #[test]
-fn the_compose_stack_environment_makes_a_valid_job() {
+fn the_compose_stack_job_file_and_secret_make_a_valid_job() {
     let compose = deploy_file("docker-compose.yml");
     let env = pairs(&block_after(&compose, "  environment: &job"));
+    // The container paths, mapped back to the files the compose file mounts.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("deploy");
+    let mounts = [
+        (
+            "/etc/influx2td/job.toml",
+            "./demo/job.toml:/etc/influx2td/job.toml:ro",
+            root.join("demo/job.toml"),
+        ),
+        (
+            "/run/secrets/tdengine_dsn",
+            "file: ./demo/tdengine-dsn.txt",
+            root.join("demo/tdengine-dsn.txt"),
+        ),
+    ];
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .map(|(key, value)| {
+            let local = mounts
+                .iter()
+                .find(|(inside, mount, _)| value == *inside && compose.contains(mount))
+                .map_or(value, |(_, _, local)| local.display().to_string());
+            (key, local)
+        })
+        .collect();
     assert!(
-        env.iter().any(|(key, _)| key == "INFLUX2TD_NATS_URL"),
-        "{env:?}"
+        env.iter()
+            .all(|(_, value)| !value.starts_with("/etc") && !value.starts_with("/run")),
+        "a path the compose file does not mount: {env:?}"
     );
     let (code, output, errors) = validate(None, &env);
     assert_eq!(code, Some(0), "{errors}");
     let job: serde_json::Value = serde_json::from_str(&output).unwrap();
     assert_eq!(job["job"], "demo");
     assert_eq!(job["http_listen"], "0.0.0.0:9090");
+    assert_eq!(job["nats"]["url"], "nats://nats:4222");
+    assert!(
+        !output.contains("taosdata"),
+        "the DSN's password was printed: {output}"
+    );
 }

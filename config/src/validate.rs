@@ -442,15 +442,18 @@ impl Checker {
 }
 
 fn target(checker: &mut Checker) -> Option<TargetConfig> {
-    let dsn = checker
-        .required_string("target.dsn")
-        .and_then(|text| match parse_dsn(&text) {
-            Ok(dsn) => Some(dsn),
-            Err(message) => {
-                checker.problem("target.dsn", message);
-                None
-            }
-        });
+    // The DSN may hold TDengine's password: it may come from a file (a mounted secret).
+    let dsn_text = match checker.secret("target.dsn", "target.dsn_file") {
+        Some(secret) => Some(secret.expose().to_owned()),
+        None => checker.required_string("target.dsn"),
+    };
+    let dsn = dsn_text.and_then(|text| match parse_dsn(&text) {
+        Ok(dsn) => Some(dsn),
+        Err(message) => {
+            checker.problem("target.dsn", message);
+            None
+        }
+    });
     let database = checker.required_string("target.database");
     if let Some(name) = &database
         && !valid_tdengine_name(name)

@@ -523,6 +523,35 @@ fn secrets_come_from_files_and_never_print() {
 }
 
 #[test]
+fn the_target_dsn_may_come_from_a_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let dsn_file = directory.path().join("dsn");
+    std::fs::write(&dsn_file, "ws://root:SENTINEL-SECRET-43@tdengine:6041\n").unwrap();
+    let without_dsn = BASE.replace("dsn = \"ws://localhost:6041\"\n", "");
+    let job = load(
+        &without_dsn,
+        &[("INFLUX2TD_TARGET_DSN_FILE", dsn_file.to_str().unwrap())],
+        &[],
+    )
+    .unwrap();
+    let json = serde_json::to_string(&job).unwrap();
+    assert!(json.contains("tdengine:6041"), "{json}");
+    assert!(!json.contains("SENTINEL-SECRET-43"), "{json}");
+    assert!(!format!("{job:?}").contains("SENTINEL-SECRET-43"));
+    let found = problems_with(
+        BASE,
+        &[("INFLUX2TD_TARGET_DSN_FILE", dsn_file.to_str().unwrap())],
+        &[],
+    );
+    assert!(
+        found[0].contains("give target.dsn or target.dsn_file, not both"),
+        "{found:?}"
+    );
+    let found = problems_with(&without_dsn, &[], &[]);
+    assert!(found[0].starts_with("target.dsn: "), "{found:?}");
+}
+
+#[test]
 fn tls_files_must_exist_and_pair() {
     let found = problems_with(BASE, &[], &["source.tls.ca_file=/no/such/ca.pem"]);
     assert_eq!(
