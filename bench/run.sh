@@ -127,20 +127,38 @@ if command -v nats-server >/dev/null; then
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nats_monitor/healthz" >/dev/null && break; sleep 0.1; done
     nats_url="nats://127.0.0.1:$nats_port"
     # Roles started directly (no wrapper) so that their pids take the signal; peak RSS from
-    # /proc (VmHWM) just before they stop.
-    job_env nats INFLUX2TD_NATS_URL="$nats_url" target/release/influx2td reader &
-    reader_pid=$!
-    job_env nats INFLUX2TD_NATS_URL="$nats_url" target/release/influx2td writer &
-    writer_pid=$!
-    t0=$(date +%s.%N)
-    (job_env nats INFLUX2TD_NATS_URL="$nats_url" /usr/bin/time -v -o "$work/coordinator.time" target/release/influx2td coordinator)
-    nats_seconds=$(python3 -c "print($(date +%s.%N) - $t0)")
+    # /proc (VmHWM) just before they stop. One reader and one writer, then two of each (a job
+    # of its own, so its own streams).
     peak() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-    nats_reader_rss=$(peak "$reader_pid"); nats_writer_rss=$(peak "$writer_pid")
-    kill -TERM "$reader_pid" "$writer_pid"; wait "$reader_pid" "$writer_pid" || true
-    nats_rss="coordinator $(rss_of "$work/coordinator.time") MiB, reader $nats_reader_rss MiB, writer $nats_writer_rss MiB"
+    nats_job() { # pairs -> sets nats_seconds_<pairs>, nats_rss_<pairs>
+        local pairs=$1 pids=() reader_rss=0 writer_rss=0
+        for _ in $(seq "$pairs"); do
+            job_env "nats$pairs" INFLUX2TD_NATS_URL="$nats_url" target/release/influx2td reader &
+            pids+=("r:$!")
+            job_env "nats$pairs" INFLUX2TD_NATS_URL="$nats_url" target/release/influx2td writer &
+            pids+=("w:$!")
+        done
+        local t0; t0=$(date +%s.%N)
+        (job_env "nats$pairs" INFLUX2TD_NATS_URL="$nats_url" /usr/bin/time -v -o "$work/coordinator$pairs.time" target/release/influx2td coordinator)
+        printf -v "nats_seconds_$pairs" '%s' "$(python3 -c "print($(date +%s.%N) - $t0)")"
+        for entry in "${pids[@]}"; do
+            local rss; rss=$(peak "${entry#*:}")
+            if [[ $entry == r:* ]]; then
+                reader_rss=$(( rss > reader_rss ? rss : reader_rss ))
+            else
+                writer_rss=$(( rss > writer_rss ? rss : writer_rss ))
+            fi
+            kill -TERM "${entry#*:}"
+        done
+        wait "${pids[@]#*:}" || true
+        printf -v "nats_rss_$pairs" '%s' "coordinator $(rss_of "$work/coordinator$pairs.time") MiB, reader $reader_rss MiB, writer $writer_rss MiB"
+    }
+    nats_job 1
+    nats_job 2
+    nats_seconds=$nats_seconds_1; nats_rss=$nats_rss_1
+    nats2_seconds=$nats_seconds_2; nats2_rss=$nats_rss_2
 else
-    nats_seconds=0; nats_rss="nats-server not installed"
+    nats_seconds=0; nats_rss="nats-server not installed"; nats2_seconds=0; nats2_rss=""
 fi
 # Into a real TDengine, when there is one: embedded run, then `verify` compares the counts.
 tdengine_seconds=0; tdengine_rss=0
@@ -158,10 +176,11 @@ fi
 writer_json=$(target/release/writer-bench --rows 2000000)
 
 mkdir -p target/bench
-python3 - "$embedded_seconds" "$embedded_rss" "$nats_seconds" "$nats_rss" "$writer_json" "$tdengine_seconds" "$tdengine_rss" <<'PY'
+python3 - "$embedded_seconds" "$embedded_rss" "$nats_seconds" "$nats_rss" "$writer_json" "$tdengine_seconds" "$tdengine_rss" "$nats2_seconds" "$nats2_rss" <<'PY'
 import json, sys
-embedded, embedded_rss, nats, nats_rss, writer, tdengine, tdengine_rss = sys.argv[1:]
+embedded, embedded_rss, nats, nats_rss, writer, tdengine, tdengine_rss, nats2, nats2_rss = sys.argv[1:]
 open("target/bench/end_to_end.json", "w").write(json.dumps({
+    "nats_2x2_seconds": float(nats2), "nats_2x2_peak_rss": nats2_rss,
     "embedded_seconds": float(embedded), "embedded_peak_rss_mib": int(embedded_rss),
     "tdengine_seconds": float(tdengine), "tdengine_peak_rss_mib": int(tdengine_rss),
     "nats_seconds": float(nats), "nats_peak_rss": nats_rss,
@@ -196,6 +215,9 @@ print(f"| influx2td run, embedded (read + write into the file target) | {embedde
 if e2e["nats_seconds"]:
     nats = e2e["nats_seconds"]
     print(f"| influx2td over NATS (coordinator + reader + writer) | {nats:.2f} | {loaded/nats:,.0f} | {e2e['nats_peak_rss']} |")
+if e2e["nats_2x2_seconds"]:
+    nats2 = e2e["nats_2x2_seconds"]
+    print(f"| influx2td over NATS (coordinator + 2 readers + 2 writers) | {nats2:.2f} | {loaded/nats2:,.0f} | {e2e['nats_2x2_peak_rss']} (largest of each) |")
 if e2e["tdengine_seconds"]:
     tdengine = e2e["tdengine_seconds"]
     print(f"| influx2td run, embedded, into TDengine (TDENGINE_DSN) | {tdengine:.2f} | {loaded/tdengine:,.0f} | {e2e['tdengine_peak_rss_mib']} MiB |")

@@ -52,13 +52,15 @@ async fn reader_process_reads_windows_and_stops_on_sigterm() {
         "db",
         "cpu,host=a usage=1.5 1700000000000000000\ncpu,host=b usage=2.5 1700000000000000001\n",
     );
-    let process = base_command(&["reader"])
-        .env("INFLUX2TD_SOURCE_URL", influxd.url())
-        .env("INFLUX2TD_NATS_URL", nats.url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let process = influx2td_testkit::KillOnDrop(
+        base_command(&["reader"])
+            .env("INFLUX2TD_SOURCE_URL", influxd.url())
+            .env("INFLUX2TD_NATS_URL", nats.url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
 
     let names = Names::new("influx2td", "proc").unwrap();
     let connect = NatsConnect {
@@ -104,12 +106,17 @@ async fn reader_process_reads_windows_and_stops_on_sigterm() {
             .unwrap()
             .success()
     );
-    let status = tokio::task::spawn_blocking(move || process.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&status.stderr);
-    assert_eq!(status.status.code(), Some(0), "{stderr}");
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let mut process = process;
+        let mut stderr = String::new();
+        if let Some(mut pipe) = process.stderr.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
+        }
+        (process.wait().unwrap(), stderr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("window read"), "{stderr}");
     assert!(stderr.contains("reader stopped"), "{stderr}");
 }

@@ -394,12 +394,14 @@ fn spawn_run(
     target: &Path,
     state: &Path,
     settings: &[(&str, String)],
-) -> std::process::Child {
-    command(&["run"], &influxd.url(), target, state, settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+) -> influx2td_testkit::KillOnDrop {
+    influx2td_testkit::KillOnDrop(
+        command(&["run"], &influxd.url(), target, state, settings)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// `status --json` of the job.

@@ -90,15 +90,17 @@ fn run_serves_metrics_equal_to_the_rows_moved_status_and_readiness() {
         ("INFLUX2TD_DELAY", "1s".into()),
         ("INFLUX2TD_HTTP_LISTEN", format!("127.0.0.1:{port}")),
     ];
-    let mut job = Command::new(BINARY)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(job_env.iter().map(|(key, value)| (*key, value.as_str())))
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut job = influx2td_testkit::KillOnDrop(
+        Command::new(BINARY)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(job_env.iter().map(|(key, value)| (*key, value.as_str())))
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     // Every row written, and the metrics say exactly that.
     wait_until("every row in the target", || {

@@ -13,3 +13,4 @@ mod process;
 pub use http::{HttpResponse, http_request};
 pub use influxd::{Influxd, InfluxdOptions};
 pub use nats::NatsServer;
+pub use process::KillOnDrop;
