@@ -394,7 +394,8 @@ fn bus_probe<B: influx2td_bus::Bus>(
     })
 }
 
-/// Readiness of InfluxDB: it answers `/ping` with these credentials.
+/// Readiness of InfluxDB: it answers `/ping`, and a statement with the job's credentials is not
+/// refused (`/ping` alone needs none, so a changed password would pass it).
 fn influxdb_probe(
     endpoints: influx2td_telemetry::Endpoints,
     client: &influx2td_reader::InfluxClient,
@@ -403,11 +404,12 @@ fn influxdb_probe(
     endpoints.probe("influxdb", move || {
         let client = client.clone();
         async move {
-            client
-                .ping()
-                .await
-                .map(|_| ())
-                .map_err(|error| error.to_string())
+            client.ping().await.map_err(|error| error.to_string())?;
+            match client.query("SHOW DATABASES").await {
+                Err(error) if error.needs_operator() => Err(error.to_string()),
+                // Other answers (a server without the statement) say nothing about readiness.
+                _ => Ok(()),
+            }
         }
     })
 }

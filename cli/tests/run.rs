@@ -804,12 +804,23 @@ fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
     let mut expected = vec![point("live", begin + 1, 1), point("gone", begin + 2, 2)];
     influxd.write("db", &expected.iter().map(line).collect::<String>());
     let (_directory, target, state) = workdir();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let readyz = || {
+        influx2td_testkit::http_request(http_port, "GET", "/readyz", &[], b"")
+            .map(|response| (response.status, response.body))
+            .unwrap_or_default()
+    };
     let settings = [
         ("INFLUX2TD_BEGIN", influx2td_config::format_time(begin)),
         ("INFLUX2TD_WINDOW", "1s".to_owned()),
         ("INFLUX2TD_DELAY", "1s".to_owned()),
         ("INFLUX2TD_SOURCE_USERNAME", "copier".to_owned()),
         ("INFLUX2TD_SOURCE_PASSWORD", "copier-secret".to_owned()),
+        ("INFLUX2TD_HTTP_LISTEN", format!("127.0.0.1:{http_port}")),
     ];
     let mut job = spawn_run(&influxd, &target, &state, &settings);
     let rows = || {
@@ -837,16 +848,22 @@ fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
     expected.push(fresh);
     wait_for(3, "a point written after InfluxDB came back did not arrive");
 
-    // Credentials revoked midway: reads are refused and retried, nothing fails for good, and
-    // what was written meanwhile arrives once they are restored.
-    influxd.query("REVOKE READ ON db FROM copier");
+    // Credentials revoked midway (the password changed): reads are refused and retried,
+    // nothing fails for good, /readyz says why, and what was written meanwhile arrives once the
+    // credentials work again.
+    assert_eq!(readyz().0, 200, "{:?}", readyz());
+    influxd.query("SET PASSWORD FOR copier = 'rotated'");
     let during = point("live", now_ns(), 4);
     influxd.write("db", &line(&during));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(rows(), 3, "read with revoked credentials");
-    influxd.query("GRANT READ ON db TO copier");
+    let (code, body) = readyz();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("credentials"), "{body}");
+    influxd.query("SET PASSWORD FOR copier = 'copier-secret'");
     expected.push(during);
     wait_for(4, "the point written while revoked did not arrive");
+    assert_eq!(readyz().0, 200, "{:?}", readyz());
 
     assert_target_equals(&target, &expected);
     let report = status_json(&influxd, &target, &state, &settings);
