@@ -12,6 +12,9 @@ use influx2td_testkit::Influxd;
 use influx2td_writer::mapping::{child_table_name, super_table_name};
 use influx2td_writer::replay::{Literal, replay_directory};
 
+mod common;
+use common::terminate;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const HOUR: i64 = 3_600_000_000_000;
 /// 2023-11-14T21:46:40Z: the job's begin.
@@ -443,18 +446,6 @@ fn live_history(influxd: &Influxd, begin: i64) -> Point {
     history
 }
 
-/// Stops a job with SIGTERM; it must exit 0.
-fn terminate(job: &mut std::process::Child) {
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &job.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert_eq!(job.wait().unwrap().code(), Some(0));
-}
-
 #[test]
 fn run_without_end_keeps_syncing_new_points_after_the_delay() {
     let Some(influxd) = Influxd::start() else {
@@ -804,11 +795,7 @@ fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
     let mut expected = vec![point("live", begin + 1, 1), point("gone", begin + 2, 2)];
     influxd.write("db", &expected.iter().map(line).collect::<String>());
     let (_directory, target, state) = workdir();
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let http_port = common::free_port();
     let readyz = || {
         influx2td_testkit::http_request(http_port, "GET", "/readyz", &[], b"")
             .map(|response| (response.status, response.body))

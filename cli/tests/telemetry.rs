@@ -9,15 +9,10 @@ use std::time::{Duration, Instant};
 use influx2td_testkit::{Influxd, http_request};
 use influx2td_writer::replay::replay_directory;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+mod common;
+use common::free_port;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -197,12 +192,5 @@ fn run_serves_metrics_equal_to_the_rows_moved_status_and_readiness() {
         get(port, "/readyz").is_some_and(|(code, _)| code == 200)
     });
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &job.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert_eq!(job.wait().unwrap().code(), Some(0));
+    common::terminate(&mut job);
 }
