@@ -37,6 +37,7 @@ fn stdout(output: &Output) -> String {
 fn with_auth() -> Option<Influxd> {
     let influxd = Influxd::start_with(InfluxdOptions {
         admin: Some(("admin".into(), "s3cret-PW".into())),
+        ..InfluxdOptions::default()
     })?;
     influxd.query("CREATE DATABASE telegraf");
     influxd.write(
@@ -251,4 +252,45 @@ fn an_unreachable_tdengine_fails_the_target_with_the_reason() {
         "{text}"
     );
     assert!(!text.contains("SENTINEL-PW"), "{text}");
+}
+
+#[test]
+fn https_works_with_the_ca_fails_clearly_without_it_and_skips_verification_when_told() {
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = influx2td_testkit::TestCertificates::generate(certificates_dir.path());
+    let Some(influxd) = Influxd::start_with(InfluxdOptions {
+        tls: Some(certificates.clone()),
+        ..InfluxdOptions::default()
+    }) else {
+        return;
+    };
+    assert!(influxd.url().starts_with("https://"));
+
+    let trusted = check(
+        &influxd.url(),
+        &[
+            "bucket=telegraf",
+            &format!("source.tls.ca_file={}", certificates.ca_file.display()),
+        ],
+    );
+    let text = stdout(&trusted);
+    assert!(text.contains("ok   reachable"), "{text}");
+
+    let untrusted = check(&influxd.url(), &["bucket=telegraf"]);
+    let text = stdout(&untrusted);
+    assert_eq!(untrusted.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL reachable"), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+
+    let skipped = check(
+        &influxd.url(),
+        &["bucket=telegraf", "source.tls.insecure_skip_verify=true"],
+    );
+    let text = stdout(&skipped);
+    assert!(text.contains("ok   reachable"), "{text}");
+    let logs = String::from_utf8_lossy(&skipped.stderr);
+    assert!(
+        logs.contains("WARN"),
+        "no warning about skipping verification: {logs}"
+    );
 }

@@ -779,6 +779,7 @@ fn lookback_reads_windows_again_for_points_later_than_the_delay() {
 fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
     let Some(mut influxd) = Influxd::start_with(influx2td_testkit::InfluxdOptions {
         admin: Some(("admin".into(), "admin-secret".into())),
+        ..Default::default()
     }) else {
         return;
     };

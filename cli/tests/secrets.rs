@@ -22,6 +22,7 @@ const T0: i64 = 1_700_000_000_000_000_000;
 fn a_password_appears_in_nothing_influx2td_prints_or_serves() {
     let Some(influxd) = Influxd::start_with(InfluxdOptions {
         admin: Some(("admin".into(), "admin-secret".into())),
+        ..Default::default()
     }) else {
         return;
     };

@@ -13,6 +13,9 @@ use crate::process::{ServerProcess, free_port, require_binary};
 pub struct InfluxdOptions {
     /// Turns on authentication and creates this admin user.
     pub admin: Option<(String, String)>,
+    /// Serves HTTPS with this certificate and key (PEM) instead of HTTP. The helpers that send
+    /// statements (`query`, `write`) speak plain HTTP and do not work then.
+    pub tls: Option<crate::TestCertificates>,
 }
 
 /// `influxd` 1.x on free ports (HTTP and the RPC `bind-address`); killed on drop.
@@ -72,7 +75,12 @@ impl Influxd {
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.http_port)
     }
 
     pub fn http_port(&self) -> u16 {
@@ -103,6 +111,7 @@ bind-address = "127.0.0.1:{rpc}"
   bind-address = "127.0.0.1:{http}"
   auth-enabled = {auth}
   log-enabled = false
+{tls}
 
 [monitor]
   store-enabled = false
@@ -117,6 +126,11 @@ bind-address = "127.0.0.1:{rpc}"
             http = self.http_port,
             root = root.display(),
             auth = self.options.admin.is_some(),
+            tls = self.options.tls.as_ref().map_or_else(String::new, |tls| format!(
+                "  https-enabled = true\n  https-certificate = \"{}\"\n  https-private-key = \"{}\"",
+                tls.cert_file.display(),
+                tls.key_file.display()
+            )),
         );
         std::fs::write(root.join("influxdb.conf"), config).expect("cannot write influxd config");
     }
@@ -143,8 +157,10 @@ bind-address = "127.0.0.1:{rpc}"
             self.directory.path().join("influxd.log"),
         );
         let port = self.http_port;
+        let tls = self.options.tls.is_some();
         process.wait_until("influxd", port, Duration::from_secs(30), || {
-            http_request(port, "GET", "/ping", &[], b"")
+            // Over TLS, that influxd itself listens on the port is the readiness we can see.
+            tls || http_request(port, "GET", "/ping", &[], b"")
                 .is_ok_and(|response| response.status == 204)
         });
         self.process = Some(process);
@@ -267,6 +283,7 @@ mod tests {
     fn auth_rejects_wrong_password() {
         let options = InfluxdOptions {
             admin: Some(("admin".into(), "s3cret".into())),
+            ..Default::default()
         };
         let Some(influxd) = Influxd::start_with(options) else {
             return;

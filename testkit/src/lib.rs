@@ -9,8 +9,10 @@ mod http;
 mod influxd;
 mod nats;
 mod process;
+mod tls;
 
 pub use http::{HttpResponse, http_request};
 pub use influxd::{Influxd, InfluxdOptions};
 pub use nats::NatsServer;
 pub use process::KillOnDrop;
+pub use tls::TestCertificates;
