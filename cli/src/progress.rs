@@ -98,11 +98,7 @@ pub fn message(status: &JobStatus) -> String {
         ));
     }
     if status.continuous
-        && let Some(lag) = status
-            .measurements
-            .values()
-            .filter_map(|measurement| measurement.lag_seconds)
-            .reduce(f64::max)
+        && let Some(lag) = status.max_lag_seconds()
     {
         parts.push(format!("lag {lag:.0}s"));
     }

@@ -615,12 +615,7 @@ pub async fn run<B: Bus>(
                     metrics.pending(&job, stream, depth.messages);
                 }
             }
-            if let Some(lag) = status
-                .measurements
-                .values()
-                .filter_map(|measurement| measurement.lag_seconds)
-                .reduce(f64::max)
-            {
+            if let Some(lag) = status.max_lag_seconds() {
                 metrics.lag(&job, Duration::from_secs_f64(lag.max(0.0)));
             }
             settings.status.set(status);

@@ -47,6 +47,16 @@ pub struct JobStatus {
     pub measurements: BTreeMap<String, MeasurementStatus>,
 }
 
+impl JobStatus {
+    /// Continuous sync: the lag of the measurement furthest behind now.
+    pub fn max_lag_seconds(&self) -> Option<f64> {
+        self.measurements
+            .values()
+            .filter_map(|measurement| measurement.lag_seconds)
+            .reduce(f64::max)
+    }
+}
+
 /// Shared between the coordinator, which writes it, and the endpoints that read it.
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard(Arc<RwLock<JobStatus>>);
