@@ -32,7 +32,7 @@ pub(crate) async fn read_again(
     one_off.http_listen = None;
     one_off.target.create_database = false;
     one_off.target.allow_non_empty = true;
-    let summary = super::pipeline(&one_off, true).await;
+    let summary = super::pipeline(&one_off).await;
     let _ = std::fs::remove_dir_all(&state_dir);
     summary
 }

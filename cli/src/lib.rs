@@ -504,15 +504,12 @@ fn conclude(summary: &influx2td_coordinator::JobSummary) -> anyhow::Result<()> {
 }
 
 async fn run(job: &JobConfig) -> anyhow::Result<()> {
-    conclude(&pipeline(job, true).await?)
+    conclude(&pipeline(job).await?)
 }
 
 /// Every role of `job` in this process over the in-process bus, until the job is complete or
-/// a signal stops it; `show_progress`: a progress bar on a terminal.
-async fn pipeline(
-    job: &JobConfig,
-    show_progress: bool,
-) -> anyhow::Result<influx2td_coordinator::JobSummary> {
+/// a signal stops it, with a progress bar on a terminal.
+async fn pipeline(job: &JobConfig) -> anyhow::Result<influx2td_coordinator::JobSummary> {
     let bus = embedded_bus(job)?;
     let sink =
         influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
@@ -549,9 +546,7 @@ async fn pipeline(
         target = job.target.dsn.redacted(),
         "run started"
     );
-    let bar = show_progress
-        .then(|| progress::show(coordinator_settings.status.clone()))
-        .flatten();
+    let bar = progress::show(coordinator_settings.status.clone());
     let summary =
         influx2td_coordinator::service::run(bus, planned, coordinator_settings, shutdown_signal())
             .await;
