@@ -82,8 +82,8 @@ fn rows_histogram() -> Histogram {
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("influx2td");
-        let metrics = Self {
+        let mut metrics = Self {
+            registry: Registry::with_prefix("influx2td"),
             rows_read: Family::default(),
             bytes_read: Family::default(),
             rows_written: Family::default(),
@@ -97,8 +97,8 @@ impl Metrics {
             batch_rows: Family::new_with_constructor(rows_histogram),
             bus_pending: Family::default(),
             lag_seconds: Family::default(),
-            registry: Registry::default(),
         };
+        let registry = &mut metrics.registry;
         registry.register(
             "rows_read",
             "Rows read from InfluxDB and published to the bus",
@@ -171,10 +171,7 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "The running influx2td version", build);
-        Self {
-            registry,
-            ..metrics
-        }
+        metrics
     }
 
     /// The registry in Prometheus' text exposition format.
