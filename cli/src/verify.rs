@@ -481,17 +481,13 @@ async fn windows_in_tdengine(
     columns: &[(String, String)],
 ) -> anyhow::Result<BTreeMap<i64, u64>> {
     let window = window_ns(job);
-    let (unit, window_units, offset_units) = match precision {
-        influx2td_writer::Precision::Nanoseconds => ("b", window, job.begin_ns.rem_euclid(window)),
-        other => (
-            match other {
-                influx2td_writer::Precision::Microseconds => "u",
-                _ => "a",
-            },
-            other.convert(window),
-            other.convert(job.begin_ns.rem_euclid(window)),
-        ),
+    let unit = match precision {
+        influx2td_writer::Precision::Nanoseconds => "b",
+        influx2td_writer::Precision::Microseconds => "u",
+        influx2td_writer::Precision::Milliseconds => "a",
     };
+    let window_units = precision.convert(window);
+    let offset_units = precision.convert(job.begin_ns.rem_euclid(window));
     // TDengine reads no zero duration (`0b`): an offset of zero is left out.
     let offset = if offset_units == 0 {
         String::new()
