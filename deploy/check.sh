@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates the deploy files with the tools made for them (no docker engine or cluster needed):
 # the compose file (docker-compose config), the kustomize output against the Kubernetes schemas
-# (kubectl kustomize + kubernetes-validate --strict), and the Dockerfile (dockerfilelint).
+# (kubectl kustomize + kubernetes-validate --strict), the Dockerfile (dockerfilelint), and the
+# OpenTelemetry Collector's pipelines.
 # .ci/run installs the tools; that the job in them is one influx2td accepts is a cargo test
 # (cli/tests/deploy.rs).
 set -euo pipefail
@@ -9,6 +10,21 @@ cd "$(dirname "$0")/.."
 
 echo "docker-compose config"
 docker-compose -f deploy/docker-compose.yml --profile observability --profile influxdb2 config -q
+
+# No otelcol binary here: check that the collector's file parses and that every pipeline names
+# components it defines (what `otelcol validate` would refuse first).
+echo "deploy/otel-collector.yaml"
+python3 - deploy/otel-collector.yaml <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+pipelines = config["service"]["pipelines"]
+assert pipelines, "no pipelines"
+for name, pipeline in pipelines.items():
+    for kind in ("receivers", "processors", "exporters"):
+        for component in pipeline.get(kind, []):
+            assert component in (config.get(kind) or {}), f"{name}: {kind} {component} is not defined"
+assert "4318" in config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+PY
 
 rendered=$(mktemp)
 trap 'rm -f "$rendered"' EXIT

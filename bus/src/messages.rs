@@ -5,7 +5,8 @@ use influx2td_proto::{Message, pb};
 
 use crate::{Headers, OutgoingMessage};
 
-/// The headers naming a window: job, measurement, `start-end`, attempt.
+/// The headers naming a window: job, measurement, `start-end`, attempt; and, when traces are
+/// on, the trace context of the current span (`traceparent`), which the receiver continues.
 pub fn window_headers(
     names: &Names,
     measurement: &str,
@@ -13,12 +14,14 @@ pub fn window_headers(
     end_ns: i64,
     attempt: u32,
 ) -> Headers {
-    vec![
+    let mut headers = vec![
         (header::JOB.to_owned(), names.job().to_owned()),
         (header::MEASUREMENT.to_owned(), measurement.to_owned()),
         (header::WINDOW.to_owned(), window_header(start_ns, end_ns)),
         (header::ATTEMPT.to_owned(), attempt.to_string()),
-    ]
+    ];
+    headers.extend(influx2td_telemetry::context_headers());
+    headers
 }
 
 /// A work item on WORK, with its dedup id (a new attempt or another window is a new id).

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use influx2td_config::check::Status;
 use influx2td_config::{ConfigError, JobConfig, LogLevel};
+use influx2td_telemetry::Traces;
 
 /// Exit codes: 0 success, 1 the work failed, 2 usage or configuration error.
 pub mod exit {
@@ -182,56 +183,95 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
             return ExitCode::from(exit::USAGE);
         }
     };
-    init_tracing(job.log_level, cli.global.log_format);
-    let result = match cli.command {
-        Command::Validate { json } => validate(&job, json),
-        Command::Check { json } => {
-            runtime().and_then(|runtime| runtime.block_on(check(&job, json)))
+    let traces = match traced_service(&cli.command) {
+        Some(service) => {
+            match Traces::start(
+                job.otlp_traces_endpoint.as_deref(),
+                service,
+                &job.job,
+                |name| std::env::var(name).ok(),
+            ) {
+                Ok(traces) => traces,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
         }
-        Command::Run => runtime().and_then(|runtime| runtime.block_on(run(&job))),
-        Command::Coordinator => runtime().and_then(|runtime| runtime.block_on(coordinator(&job))),
-        Command::Status { json } => {
-            runtime().and_then(|runtime| runtime.block_on(status(&job, json)))
-        }
-        Command::Plan { json } => {
-            runtime().and_then(|runtime| runtime.block_on(show_plan(&job, json)))
-        }
-        Command::Verify { json, repair } => {
-            runtime().and_then(|runtime| runtime.block_on(verify(&job, json, repair)))
-        }
-        Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(&job))),
-        Command::Writer => runtime().and_then(|runtime| runtime.block_on(writer(&job))),
-        Command::Inspect {
-            stream,
-            seq,
-            measurement,
-        } => runtime().and_then(|runtime| {
-            runtime.block_on(inspect::inspect(&job, stream, seq, measurement.as_deref()))
-        }),
-        Command::Backfill {
-            measurement,
-            from,
-            to,
-        } => runtime().and_then(|runtime| {
-            runtime.block_on(backfill::backfill(&job, &measurement, &from, &to))
-        }),
-        Command::DeadLetters {
-            action: DeadLettersAction::List { json },
-        } => {
-            runtime().and_then(|runtime| runtime.block_on(backfill::list_dead_letters(&job, json)))
-        }
-        Command::DeadLetters {
-            action: DeadLettersAction::Replay { measurement },
-        } => runtime().and_then(|runtime| {
-            runtime.block_on(backfill::replay_dead_letters(&job, measurement.as_deref()))
-        }),
+        None => None,
     };
+    init_tracing(job.log_level, cli.global.log_format, traces.as_ref());
+    if traces.is_some() {
+        tracing::info!(job = job.job, "exporting OpenTelemetry traces (OTLP/HTTP)");
+    }
+    let result = run_command(cli.command, &job);
+    // After the runtime is gone: the exporter sends what is left from its own thread.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(exit::FAILURE)
         }
+    }
+}
+
+/// The `service.name` of the commands that move data (and so make traces); `None` for the rest.
+fn traced_service(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Run => Some("influx2td"),
+        Command::Coordinator => Some("influx2td-coordinator"),
+        Command::Reader => Some("influx2td-reader"),
+        Command::Writer => Some("influx2td-writer"),
+        Command::Backfill { .. }
+        | Command::DeadLetters {
+            action: DeadLettersAction::Replay { .. },
+        } => Some("influx2td-backfill"),
+        _ => None,
+    }
+}
+
+fn run_command(command: Command, job: &JobConfig) -> anyhow::Result<()> {
+    match command {
+        Command::Validate { json } => validate(job, json),
+        Command::Check { json } => runtime().and_then(|runtime| runtime.block_on(check(job, json))),
+        Command::Run => runtime().and_then(|runtime| runtime.block_on(run(job))),
+        Command::Coordinator => runtime().and_then(|runtime| runtime.block_on(coordinator(job))),
+        Command::Status { json } => {
+            runtime().and_then(|runtime| runtime.block_on(status(job, json)))
+        }
+        Command::Plan { json } => {
+            runtime().and_then(|runtime| runtime.block_on(show_plan(job, json)))
+        }
+        Command::Verify { json, repair } => {
+            runtime().and_then(|runtime| runtime.block_on(verify(job, json, repair)))
+        }
+        Command::Reader => runtime().and_then(|runtime| runtime.block_on(reader(job))),
+        Command::Writer => runtime().and_then(|runtime| runtime.block_on(writer(job))),
+        Command::Inspect {
+            stream,
+            seq,
+            measurement,
+        } => runtime().and_then(|runtime| {
+            runtime.block_on(inspect::inspect(job, stream, seq, measurement.as_deref()))
+        }),
+        Command::Backfill {
+            measurement,
+            from,
+            to,
+        } => runtime().and_then(|runtime| {
+            runtime.block_on(backfill::backfill(job, &measurement, &from, &to))
+        }),
+        Command::DeadLetters {
+            action: DeadLettersAction::List { json },
+        } => runtime().and_then(|runtime| runtime.block_on(backfill::list_dead_letters(job, json))),
+        Command::DeadLetters {
+            action: DeadLettersAction::Replay { measurement },
+        } => runtime().and_then(|runtime| {
+            runtime.block_on(backfill::replay_dead_letters(job, measurement.as_deref()))
+        }),
     }
 }
 
@@ -246,17 +286,24 @@ fn load_job(
     )
 }
 
-/// Logs go to stderr at the job's level; `RUST_LOG` refines per module.
-pub fn init_tracing(level: LogLevel, format: LogFormat) {
+/// Logs go to stderr at the job's level; `RUST_LOG` refines per module. With `traces`, the
+/// spans of influx2td also go to OpenTelemetry, whatever the log level.
+pub fn init_tracing(level: LogLevel, format: LogFormat, traces: Option<&Traces>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(progress::LogWriter);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(progress::LogWriter);
+    let logs = match format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces.map(Traces::layer))
+        .try_init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -14,6 +14,9 @@ use influx2td_testkit::{Influxd, NatsServer};
 use influx2td_writer::mapping::{child_table_name, super_table_name};
 use influx2td_writer::replay::{Literal, replay_directory};
 
+mod common;
+use common::wait_for_exit;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const T0: i64 = 1_699_998_400_000_000_000;
 const SECOND: i64 = 1_000_000_000;
@@ -212,18 +215,7 @@ async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the
     kill(&mut coordinator);
     let mut coordinator = job.spawn("coordinator", 2);
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = coordinator.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the job did not finish:\n{}",
-            job.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = wait_for_exit(&mut coordinator.0, Duration::from_secs(180), || job.log());
     {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(

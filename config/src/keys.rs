@@ -69,7 +69,14 @@ const fn secret(path: &'static str, help: &'static str) -> Key {
 }
 
 /// Tables that may appear in the file.
-pub const TABLES: &[&str] = &["source", "source.tls", "target", "nats", "http"];
+pub const TABLES: &[&str] = &[
+    "source",
+    "source.tls",
+    "target",
+    "nats",
+    "http",
+    "telemetry",
+];
 
 pub const KEYS: &[Key] = &[
     key(
@@ -173,6 +180,12 @@ pub const KEYS: &[Key] = &[
         Kind::String,
         "none (no HTTP server)",
         "`host:port` where the process serves /healthz, /readyz, /metrics and (coordinator, run) /status, e.g. `0.0.0.0:9090`",
+    ),
+    key(
+        "telemetry.otlp_endpoint",
+        Kind::String,
+        "none (OTEL_EXPORTER_OTLP_ENDPOINT, else no traces)",
+        "base URL of an OTLP/HTTP collector (`http://collector:4318`; `/v1/traces` is appended): one trace per window across coordinator, reader and writer",
     ),
     key(
         "source.url",

@@ -50,6 +50,9 @@ pub struct JobConfig {
     pub state_dir: PathBuf,
     /// Where the HTTP endpoints are served; `None`: not at all.
     pub http_listen: Option<String>,
+    /// Where OpenTelemetry traces go (OTLP/HTTP, `…/v1/traces`); `None`: the
+    /// `OTEL_EXPORTER_OTLP_*` environment decides, and without it there are none.
+    pub otlp_traces_endpoint: Option<String>,
     pub source: SourceConfig,
     pub target: TargetConfig,
     pub nats: NatsConfig,

@@ -196,6 +196,16 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
         checker.problem("http.listen", message);
     }
 
+    let otlp_traces_endpoint = checker.string("telemetry.otlp_endpoint").and_then(|text| {
+        match http_url(&text, &[("http", 80), ("https", 443)]) {
+            Ok(base) => Some(format!("{base}/v1/traces")),
+            Err(message) => {
+                checker.problem("telemetry.otlp_endpoint", message);
+                None
+            }
+        }
+    });
+
     let source = source(&mut checker);
     let target = target(&mut checker);
     let nats = nats(&mut checker);
@@ -237,6 +247,7 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
                 lease_ttl,
                 state_dir,
                 http_listen,
+                otlp_traces_endpoint,
                 source,
                 target,
                 nats,

@@ -251,6 +251,41 @@ fn url_without_scheme_or_host_is_refused() {
 }
 
 #[test]
+fn otlp_endpoint_is_a_collector_base_url() {
+    assert_eq!(load(BASE, &[], &[]).unwrap().otlp_traces_endpoint, None);
+    let job = load(
+        BASE,
+        &[("INFLUX2TD_TELEMETRY_OTLP_ENDPOINT", "http://collector")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        job.otlp_traces_endpoint.as_deref(),
+        Some("http://collector/v1/traces")
+    );
+    let job = load(
+        &with(
+            "",
+            "[telemetry]\notlp_endpoint = \"https://otel.example.com:443/\"",
+        ),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        job.otlp_traces_endpoint.as_deref(),
+        Some("https://otel.example.com/v1/traces")
+    );
+    let found = problems_with(BASE, &[], &["telemetry.otlp_endpoint=collector:4318"]);
+    assert_eq!(
+        found,
+        [
+            "telemetry.otlp_endpoint: invalid value \"collector:4318\" (from the command line): needs a scheme: http://host:port or https://host:port"
+        ]
+    );
+}
+
+#[test]
 fn url_gets_the_influxdb_port_when_none_is_given() {
     assert_eq!(
         load(BASE, &[], &["source.url=http://influx"])

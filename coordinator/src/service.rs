@@ -16,6 +16,7 @@ use influx2td_proto::{Message, pb};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::status::{JobStatus, MeasurementStatus, StatusBoard, eta_seconds, windows_between};
 use crate::tracker::{Acked, Progress, Tracker};
@@ -491,8 +492,25 @@ pub async fn run<B: Bus>(
         match pulled {
             Ok(deliveries) => {
                 for delivery in deliveries {
+                    // Ends the window's trace: the report's sender is its parent.
+                    let span = tracing::debug_span!(
+                        "record done",
+                        measurement = tracing::field::Empty,
+                        window_start = tracing::field::Empty,
+                        outcome = tracing::field::Empty,
+                        rows_written = tracing::field::Empty,
+                    );
+                    influx2td_telemetry::continue_trace(&span, |name| delivery.header(name));
+                    let entered = span.enter();
                     match pb::WindowDone::decode(delivery.payload().clone()) {
                         Ok(report) => {
+                            span.record("measurement", report.measurement.as_str())
+                                .record("window_start", report.window_start_ns)
+                                .record("outcome", {
+                                    let name = report.outcome().as_str_name();
+                                    name.strip_prefix("OUTCOME_").unwrap_or(name)
+                                })
+                                .record("rows_written", report.rows_written);
                             let key = (report.measurement.clone(), report.window_start_ns);
                             match tracker.acked(&report) {
                                 Acked::Counted => {
@@ -550,6 +568,7 @@ pub async fn run<B: Bus>(
                             tracing::error!(%error, "ignoring a DONE message that is not a WindowDone")
                         }
                     }
+                    drop(entered);
                     if let Err(error) = delivery.settle(Settle::Ack).await {
                         tracing::debug!(%error, "cannot acknowledge a DONE message; it comes again and counts once");
                     }
@@ -729,11 +748,20 @@ async fn publish<Q: WorkQueue>(
         attempt,
         split_depth: 0,
     };
-    influx2td_bus::retrying("publish a window", || {
-        work.publish(influx2td_bus::work_item_message(names, &item))
-    })
-    .await
-    .map(|_| ())
+    // Each window (and each attempt of it) is a trace of its own: this span is its root.
+    let span = tracing::debug_span!(
+        parent: None,
+        "publish window",
+        measurement,
+        window_start = start_ns,
+        window_end = end_ns,
+        attempt,
+    );
+    let message = span.in_scope(|| influx2td_bus::work_item_message(names, &item));
+    influx2td_bus::retrying("publish a window", || work.publish(message.clone()))
+        .instrument(span)
+        .await
+        .map(|_| ())
 }
 
 /// Stores every checkpoint that changed, with compare-and-set, in one store operation.

@@ -17,6 +17,7 @@ use influx2td_proto::batch::WindowRef;
 use influx2td_proto::names::{Names, header};
 use influx2td_proto::{EncodedBatch, Message, pb};
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::client::InfluxClient;
 use crate::error::SourceError;
@@ -205,6 +206,29 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         attempt: item.attempt,
         read: u32::try_from(delivery.delivered()).unwrap_or(u32::MAX),
     };
+    // A part of the window's trace, begun by the coordinator when it published the window.
+    let span = tracing::debug_span!(
+        "read window",
+        measurement = window.measurement,
+        window_start = window.window_start_ns,
+        window_end = window.window_end_ns,
+        attempt = window.attempt,
+        read = window.read,
+        rows = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    influx2td_telemetry::continue_trace(&span, |name| delivery.header(name));
+    handle_window(context, delivery, item, window)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_window<B: Bus>(
+    context: &Context<B>,
+    delivery: <B::Queue as WorkQueue>::Delivery,
+    item: pb::WorkItem,
+    window: WindowRef,
+) {
     let started = std::time::Instant::now();
     let splittable = item.split_depth < MAX_SPLIT_DEPTH
         && window.window_end_ns - window.window_start_ns >= MIN_SPLIT_NS;
@@ -251,6 +275,9 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
                 bytes,
                 started.elapsed(),
             );
+            tracing::Span::current()
+                .record("rows", rows)
+                .record("outcome", "read");
             tracing::info!(
                 measurement = fields.0,
                 window_start = fields.1,
@@ -266,6 +293,7 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         }
         Err(WindowError::TooLarge(rows)) => match split(context, &window, item.split_depth).await {
             Ok(split_at) => {
+                tracing::Span::current().record("outcome", "split");
                 tracing::info!(
                     measurement = fields.0,
                     window_start = fields.1,
@@ -288,6 +316,7 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
             }
         },
         Err(error) if error.retry() == Retry::Backoff => {
+            tracing::Span::current().record("outcome", "retry");
             let delay = retry_delay(delivery.delivered(), context.settings.max_retry_delay);
             influx2td_telemetry::metrics().retry(&window.job, "reader", error.cause());
             if matches!(&error, WindowError::Source(source) if source.needs_operator()) {
@@ -313,6 +342,7 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
             settle(delivery, Settle::Nak { delay }).await;
         }
         Err(error) => {
+            tracing::Span::current().record("outcome", "failed");
             tracing::error!(
                 measurement = fields.0, window_start = fields.1, window_end = fields.2, %error,
                 "window cannot be read; reporting it"
@@ -377,8 +407,22 @@ async fn read_window<B: Bus, D: Delivery>(
     let mut heartbeat = tokio::time::interval(context.settings.ack_wait / 3);
     heartbeat.tick().await;
     let asked = std::time::Instant::now();
+    // From the request until the last byte: the reader's time spent in InfluxDB.
+    let query = tracing::debug_span!(
+        "influxdb query",
+        language = ?settings.query_language,
+        rows = tracing::field::Empty,
+        bytes = tracing::field::Empty,
+    );
+    let open = WindowStream::open(
+        &context.client,
+        settings.query_language,
+        schema,
+        window.clone(),
+        settings.batch_limit,
+    );
     let mut reader = tokio::select! {
-        opened = WindowStream::open(&context.client, settings.query_language, schema, window.clone(), settings.batch_limit) => opened?,
+        opened = open.instrument(query.clone()) => opened?,
         never = beat(&mut heartbeat, delivery) => match never {},
     };
     let latency = asked.elapsed();
@@ -386,9 +430,12 @@ async fn read_window<B: Bus, D: Delivery>(
     let mut bytes = 0;
     loop {
         let next = tokio::select! {
-            next = reader.next_batch() => next?,
+            next = reader.next_batch().instrument(query.clone()) => next?,
             never = beat(&mut heartbeat, delivery) => match never {},
         };
+        query
+            .record("rows", reader.stats().rows)
+            .record("bytes", reader.stats().bytes);
         let Some(batch) = next else {
             return Ok(WindowRead {
                 rows: reader.stats().rows,

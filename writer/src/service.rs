@@ -16,6 +16,7 @@ use influx2td_proto::batch::WindowRef;
 use influx2td_proto::names::{Names, header};
 use influx2td_proto::{Message, pb};
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::convert::{Precision, Rejected, convert, needs};
 use crate::mapping::super_table_name;
@@ -209,6 +210,30 @@ async fn handle<B: Bus, S: Sink>(
             return;
         }
     };
+    // A part of the window's trace: the reader's publish of this batch is its parent.
+    let span = tracing::debug_span!(
+        "write batch",
+        measurement = batch.measurement,
+        window_start = batch.window_start_ns,
+        window_end = batch.window_end_ns,
+        seq = batch.seq,
+        rows = batch.row_count(),
+        bytes = delivery.payload().len(),
+        written = tracing::field::Empty,
+        dead_lettered = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    influx2td_telemetry::continue_trace(&span, |name| delivery.header(name));
+    handle_batch(context, delivery, batch)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_batch<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    delivery: <B::Queue as WorkQueue>::Delivery,
+    batch: pb::RowBatch,
+) {
     let started = std::time::Instant::now();
     let outcome = write_batch(context, &batch).await;
     let written = match outcome {
@@ -219,6 +244,7 @@ async fn handle<B: Bus, S: Sink>(
                 SinkErrorKind::Fatal => context.settings.max_retry_delay,
                 _ => retry_delay(delivery.delivered(), context.settings.max_retry_delay),
             };
+            tracing::Span::current().record("outcome", "retry");
             influx2td_telemetry::metrics().retry(&batch.job, "writer", error.kind.label());
             tracing::warn!(
                 measurement = batch.measurement, window_start = batch.window_start_ns, seq = batch.seq,
@@ -228,6 +254,10 @@ async fn handle<B: Bus, S: Sink>(
             return;
         }
     };
+    tracing::Span::current()
+        .record("written", written.rows)
+        .record("dead_lettered", written.rejected.len())
+        .record("outcome", "written");
     if let Err(error) = report(context, &batch, &written).await {
         // The rows are in TDengine; redelivery rewrites them (idempotent) and reports again.
         tracing::warn!(%error, "cannot report a written batch; it will be redelivered");
@@ -299,7 +329,12 @@ async fn write_batch<B: Bus, S: Sink>(
         builder.add(table);
     }
     for insert in builder.finish() {
-        match context.sink.execute(&insert.sql).await {
+        let span = tracing::debug_span!(
+            "tdengine insert",
+            rows = insert.rows,
+            bytes = insert.sql.len()
+        );
+        match context.sink.execute(&insert.sql).instrument(span).await {
             Ok(()) => written.rows += insert.rows as u64,
             Err(error) if error.kind == SinkErrorKind::Rejected => {
                 written.rows += bisect(

@@ -2,7 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 /// A loopback port free right now.
 pub fn free_port() -> u16 {
@@ -23,4 +24,24 @@ pub fn terminate(job: &mut Child) {
             .success()
     );
     assert_eq!(job.wait().unwrap().code(), Some(0));
+}
+
+/// Waits for a process to exit on its own; fails with `context()` (its logs) after `within`.
+pub fn wait_for_exit(
+    child: &mut Child,
+    within: Duration,
+    context: impl Fn() -> String,
+) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job did not finish:\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
