@@ -27,6 +27,9 @@ pub enum NatsAuth {
         password: String,
     },
     Token(String),
+    /// A user NKey seed (`SU…`): the server knows the public key, the seed signs its nonce.
+    NkeySeed(String),
+    /// A `.creds` file: a user JWT and its NKey seed (NATS accounts, decentralized auth).
     CredsFile(PathBuf),
 }
 
@@ -38,6 +41,7 @@ impl std::fmt::Debug for NatsAuth {
                 write!(formatter, "UserPassword({user}, [redacted])")
             }
             Self::Token(_) => formatter.write_str("Token([redacted])"),
+            Self::NkeySeed(_) => formatter.write_str("NkeySeed([redacted])"),
             Self::CredsFile(path) => write!(formatter, "CredsFile({})", path.display()),
         }
     }
@@ -51,8 +55,73 @@ pub struct NatsConnect {
     pub auth: NatsAuth,
     /// Extra CA certificate for TLS.
     pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for servers that verify clients.
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+    /// Refuse to talk to a server that does not offer TLS.
+    pub tls_required: bool,
     /// Shown in the server's connection list (`nats server report connections`).
     pub client_name: String,
+}
+
+impl NatsConnect {
+    /// Plain connection without auth or TLS (tests, a local server).
+    pub fn plain(url: impl Into<String>, client_name: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            auth: NatsAuth::None,
+            ca_file: None,
+            client_certificate: None,
+            tls_required: false,
+            client_name: client_name.into(),
+        }
+    }
+
+    async fn options(&self) -> Result<async_nats::ConnectOptions, BusError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(&self.client_name)
+            .connection_timeout(Duration::from_secs(5));
+        options = match &self.auth {
+            NatsAuth::None => options,
+            NatsAuth::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.clone())
+            }
+            NatsAuth::Token(token) => options.token(token.clone()),
+            NatsAuth::NkeySeed(seed) => options.nkey(seed.clone()),
+            NatsAuth::CredsFile(path) => {
+                options
+                    .credentials_file(path)
+                    .await
+                    .map_err(|e| BusError::Connect {
+                        url: self.url.clone(),
+                        detail: format!("cannot read credentials file {}: {e}", path.display()),
+                    })?
+            }
+        };
+        if let Some(ca_file) = &self.ca_file {
+            options = options.add_root_certificates(ca_file.clone());
+        }
+        if let Some((cert, key)) = &self.client_certificate {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        Ok(options.require_tls(self.tls_required))
+    }
+}
+
+/// Whether connecting failed in the TLS handshake (async-nats reports those as I/O errors).
+fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let tls = cause.is::<rustls::Error>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.is::<rustls::Error>());
+        if tls {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// JetStream bus of one job.
@@ -64,38 +133,47 @@ pub struct NatsBus {
 
 impl NatsBus {
     pub async fn connect(connect: &NatsConnect, names: Names) -> Result<Self, BusError> {
-        let mut options = async_nats::ConnectOptions::new()
-            .name(&connect.client_name)
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(5));
-        options = match &connect.auth {
-            NatsAuth::None => options,
-            NatsAuth::UserPassword { user, password } => {
-                options.user_and_password(user.clone(), password.clone())
-            }
-            NatsAuth::Token(token) => options.token(token.clone()),
-            NatsAuth::CredsFile(path) => {
-                options
-                    .credentials_file(path)
-                    .await
-                    .map_err(|e| BusError::Connect {
-                        url: connect.url.clone(),
-                        detail: format!("cannot read credentials file {}: {e}", path.display()),
-                    })?
-            }
+        let refused = |detail: String| BusError::Connect {
+            url: connect.url.clone(),
+            detail,
         };
-        if let Some(ca_file) = &connect.ca_file {
-            options = options.add_root_certificates(ca_file.clone());
-        }
-        // retry_on_initial_connect returns at once; a first request proves the server answers.
-        let client =
-            options
-                .connect(connect.url.as_str())
-                .await
-                .map_err(|e| BusError::Connect {
-                    url: connect.url.clone(),
-                    detail: e.to_string(),
-                })?;
+        // One attempt first: credentials or TLS the server refuses are an error now, with the
+        // server's reason; a server that is not (yet) there is waited for below.
+        let client = match connect.options().await?.connect(connect.url.as_str()).await {
+            Ok(client) => client,
+            Err(error) => match error.kind() {
+                async_nats::ConnectErrorKind::AuthorizationViolation
+                | async_nats::ConnectErrorKind::Authentication => {
+                    return Err(refused(format!(
+                        "the server refuses the credentials ({error}): check nats.user/password, nats.token, nats.nkey_seed or nats.creds_file"
+                    )));
+                }
+                async_nats::ConnectErrorKind::Tls => {
+                    return Err(refused(format!(
+                        "{error} (check nats.ca_file, nats.cert_file/key_file and the URL's host)"
+                    )));
+                }
+                async_nats::ConnectErrorKind::ServerParse => {
+                    return Err(refused(error.to_string()));
+                }
+                _ if is_tls_failure(&error) => {
+                    return Err(refused(format!(
+                        "TLS failed: {error} (check nats.ca_file, nats.cert_file/key_file, nats.tls_required and the URL's host)"
+                    )));
+                }
+                _ => {
+                    tracing::warn!(url = connect.url, %error, "NATS does not answer yet, retrying");
+                    // Returns at once; the client connects in the background.
+                    connect
+                        .options()
+                        .await?
+                        .retry_on_initial_connect()
+                        .connect(connect.url.as_str())
+                        .await
+                        .map_err(|e| refused(e.to_string()))?
+                }
+            },
+        };
         let jetstream = jetstream::new(client);
         // A server that is restarting answers within a few seconds; give it a minute, asking
         // again every few seconds, before saying it is not there.

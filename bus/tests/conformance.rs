@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use influx2td_bus::{
-    Bus, BusError, CheckpointStore, Delivery, MemoryBus, Names, NatsAuth, NatsBus, NatsConnect,
+    Bus, BusError, CheckpointStore, Delivery, MemoryBus, Names, NatsBus, NatsConnect,
     OutgoingMessage, Published, QueueConfig, QueueDepth, Settle, StreamKind, WorkQueue,
 };
 use influx2td_testkit::NatsServer;
@@ -64,12 +64,7 @@ impl NatsFixture {
 impl Fixture for NatsFixture {
     type B = NatsBus;
     async fn bus(&self) -> NatsBus {
-        let connect = NatsConnect {
-            url: self.server.url(),
-            auth: NatsAuth::None,
-            ca_file: None,
-            client_name: "conformance".into(),
-        };
+        let connect = NatsConnect::plain(self.server.url(), "conformance");
         NatsBus::connect(&connect, names()).await.unwrap()
     }
     async fn restart(&mut self) {

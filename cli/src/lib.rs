@@ -376,11 +376,16 @@ async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::
         influx2td_config::NatsAuthConfig::Token { token } => {
             influx2td_bus::NatsAuth::Token(token.expose().to_owned())
         }
+        influx2td_config::NatsAuthConfig::Nkey { seed } => {
+            influx2td_bus::NatsAuth::NkeySeed(seed.expose().to_owned())
+        }
     };
     let connect = influx2td_bus::NatsConnect {
         url: url.clone(),
         auth,
         ca_file: job.nats.ca_file.clone(),
+        client_certificate: job.nats.client_certificate.clone(),
+        tls_required: job.nats.tls_required,
         client_name: format!("influx2td-{role}-{}", job.job),
     };
     let names = influx2td_bus::Names::new(&job.nats.prefix, &job.job)?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use influx2td_bus::{Bus, CheckpointStore, Names, NatsAuth, NatsBus, NatsConnect};
+use influx2td_bus::{Bus, CheckpointStore, Names, NatsBus, NatsConnect};
 use influx2td_testkit::{Influxd, NatsServer};
 use influx2td_writer::mapping::{child_table_name, super_table_name};
 use influx2td_writer::replay::{Literal, replay_directory};
@@ -92,12 +92,7 @@ async fn watermark(nats: &NatsServer) -> i64 {
 }
 
 async fn read_watermark(nats: &NatsServer) -> i64 {
-    let connect = NatsConnect {
-        url: nats.url(),
-        auth: NatsAuth::None,
-        ca_file: None,
-        client_name: "probe".into(),
-    };
+    let connect = NatsConnect::plain(nats.url(), "probe");
     let Ok(bus) = NatsBus::connect(&connect, Names::new("influx2td", "dist").unwrap()).await else {
         return 0;
     };

@@ -5,9 +5,7 @@
 
 use std::process::Command;
 
-use influx2td_bus::{
-    Bus, Names, NatsAuth, NatsBus, NatsConnect, QueueConfig, StreamKind, WorkQueue,
-};
+use influx2td_bus::{Bus, Names, NatsBus, NatsConnect, QueueConfig, StreamKind, WorkQueue};
 use influx2td_proto::batch::{BatchEncoder, WindowRef};
 use influx2td_proto::{ColumnType, Value, pb};
 use influx2td_testkit::NatsServer;
@@ -43,12 +41,7 @@ async fn inspect_decodes_work_items_and_row_batches() {
     };
     let names = Names::new("influx2td", "peek").unwrap();
     let bus = NatsBus::connect(
-        &NatsConnect {
-            url: nats.url(),
-            auth: NatsAuth::None,
-            ca_file: None,
-            client_name: "inspect-test".into(),
-        },
+        &NatsConnect::plain(nats.url(), "inspect-test"),
         names.clone(),
     )
     .await

@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use influx2td_bus::{
-    Bus, Delivery, Names, NatsAuth, NatsBus, NatsConnect, OutgoingMessage, QueueConfig, Settle,
-    StreamKind, WorkQueue,
+    Bus, Delivery, Names, NatsBus, NatsConnect, OutgoingMessage, QueueConfig, Settle, StreamKind,
+    WorkQueue,
 };
 use influx2td_proto::{Message, pb};
 use influx2td_testkit::{Influxd, NatsServer};
@@ -63,12 +63,7 @@ async fn reader_process_reads_windows_and_stops_on_sigterm() {
     );
 
     let names = Names::new("influx2td", "proc").unwrap();
-    let connect = NatsConnect {
-        url: nats.url(),
-        auth: NatsAuth::None,
-        ca_file: None,
-        client_name: "test".into(),
-    };
+    let connect = NatsConnect::plain(nats.url(), "test");
     let bus = NatsBus::connect(&connect, names.clone()).await.unwrap();
     let work = bus.queue(QueueConfig::new(StreamKind::Work)).await.unwrap();
     let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();

@@ -310,6 +310,16 @@ pub const KEYS: &[Key] = &[
         "none",
         "file holding the NATS token",
     ),
+    secret(
+        "nats.nkey_seed",
+        "NATS user NKey seed, `SU…` (secret: never printed)",
+    ),
+    key(
+        "nats.nkey_seed_file",
+        Kind::String,
+        "none",
+        "file holding the NKey seed (e.g. from `nk -gen user`)",
+    ),
     key(
         "nats.creds_file",
         Kind::String,
@@ -321,6 +331,19 @@ pub const KEYS: &[Key] = &[
         Kind::String,
         "system roots",
         "PEM CA certificate(s) for TLS to NATS",
+    ),
+    key(
+        "nats.cert_file",
+        Kind::String,
+        "none",
+        "PEM client certificate, for servers that verify clients (with nats.key_file)",
+    ),
+    key("nats.key_file", Kind::String, "none", "PEM client key"),
+    key(
+        "nats.tls_required",
+        Kind::Bool,
+        "false",
+        "refuse a NATS server that does not offer TLS",
     ),
 ];
 

@@ -190,6 +190,9 @@ pub struct NatsConfig {
     pub auth: NatsAuthConfig,
     pub creds_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM).
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+    pub tls_required: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +201,7 @@ pub enum NatsAuthConfig {
     None,
     UserPassword { user: String, password: Secret },
     Token { token: Secret },
+    Nkey { seed: Secret },
 }
 
 /// One thing wrong with the configuration.

@@ -500,32 +500,72 @@ fn nats(checker: &mut Checker) -> NatsConfig {
     let user = checker.string("nats.user");
     let password = checker.secret("nats.password", "nats.password_file");
     let token = checker.secret("nats.token", "nats.token_file");
-    let auth = match (user, password, token) {
-        (Some(_), _, Some(_)) => {
-            checker.problem(
-                "nats.token",
-                "give nats.user/password or nats.token, not both",
-            );
-            NatsAuthConfig::None
+    let seed = checker.secret("nats.nkey_seed", "nats.nkey_seed_file");
+    if let Some(seed) = &seed
+        && !(seed.expose().starts_with("SU") && seed.expose().len() == 58)
+    {
+        checker.problem(
+            "nats.nkey_seed",
+            "must be a user NKey seed: 58 characters starting with SU (`nk -gen user`)",
+        );
+    }
+    let creds_file = checker.existing_file("nats.creds_file");
+    let ways: Vec<&str> = [
+        ("nats.user", user.is_some() || password.is_some()),
+        ("nats.token", token.is_some()),
+        ("nats.nkey_seed", seed.is_some()),
+        ("nats.creds_file", creds_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, given)| given.then_some(key))
+    .collect();
+    let auth = if ways.len() > 1 {
+        checker.problem(
+            ways[1],
+            format!(
+                "give one way to authenticate to NATS, not {}",
+                ways.join(" and ")
+            ),
+        );
+        NatsAuthConfig::None
+    } else {
+        match (user, password, token, seed) {
+            (Some(user), Some(password), _, _) => NatsAuthConfig::UserPassword { user, password },
+            (Some(_), None, _, _) => {
+                checker.problem("nats.user", "needs nats.password or nats.password_file");
+                NatsAuthConfig::None
+            }
+            (None, Some(_), _, _) => {
+                checker.problem("nats.password", "needs nats.user");
+                NatsAuthConfig::None
+            }
+            (None, None, Some(token), _) => NatsAuthConfig::Token { token },
+            (None, None, None, Some(seed)) => NatsAuthConfig::Nkey { seed },
+            (None, None, None, None) => NatsAuthConfig::None,
         }
-        (Some(user), Some(password), None) => NatsAuthConfig::UserPassword { user, password },
-        (Some(_), None, None) => {
-            checker.problem("nats.user", "needs nats.password or nats.password_file");
-            NatsAuthConfig::None
+    };
+    let cert_file = checker.existing_file("nats.cert_file");
+    let key_file = checker.existing_file("nats.key_file");
+    let client_certificate = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (Some(_), None) => {
+            checker.problem("nats.cert_file", "needs nats.key_file");
+            None
         }
-        (None, Some(_), _) => {
-            checker.problem("nats.password", "needs nats.user");
-            NatsAuthConfig::None
+        (None, Some(_)) => {
+            checker.problem("nats.key_file", "needs nats.cert_file");
+            None
         }
-        (None, None, Some(token)) => NatsAuthConfig::Token { token },
-        (None, None, None) => NatsAuthConfig::None,
+        (None, None) => None,
     };
     NatsConfig {
         url,
         prefix,
         auth,
-        creds_file: checker.existing_file("nats.creds_file"),
+        creds_file,
         ca_file: checker.existing_file("nats.ca_file"),
+        client_certificate,
+        tls_required: checker.bool("nats.tls_required"),
     }
 }
 

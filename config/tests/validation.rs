@@ -506,7 +506,56 @@ fn nats_rules() {
         "{found:?}"
     );
     let found = problems_with(BASE, &[], &["nats.user=u", "nats.token=t"]);
-    assert!(found[0].contains("not both"), "{found:?}");
+    assert!(
+        found[0].contains("give one way to authenticate to NATS, not nats.user and nats.token"),
+        "{found:?}"
+    );
+    let seed = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU";
+    let job = load(BASE, &[("INFLUX2TD_NATS_NKEY_SEED", seed)], &[]).unwrap();
+    assert!(matches!(
+        job.nats.auth,
+        influx2td_config::NatsAuthConfig::Nkey { .. }
+    ));
+    assert!(!format!("{job:?}").contains(seed));
+    let found = problems_with(
+        BASE,
+        &[("INFLUX2TD_NATS_NKEY_SEED", "SUAMLK-not-a-seed")],
+        &[],
+    );
+    assert_eq!(
+        found,
+        [
+            "nats.nkey_seed: invalid value \"[redacted]\" (from INFLUX2TD_NATS_NKEY_SEED): must be a user NKey seed: 58 characters starting with SU (`nk -gen user`)"
+        ]
+    );
+    let found = problems_with(
+        BASE,
+        &[],
+        &["nats.token=t", &format!("nats.nkey_seed={seed}")],
+    );
+    assert!(
+        found[0].contains("not nats.token and nats.nkey_seed"),
+        "{found:?}"
+    );
+    let found = problems_with(BASE, &[], &["nats.cert_file=Cargo.toml"]);
+    assert_eq!(
+        found,
+        [
+            "nats.cert_file: invalid value \"Cargo.toml\" (from the command line): needs nats.key_file"
+        ]
+    );
+    let job = load(
+        BASE,
+        &[],
+        &[
+            "nats.cert_file=Cargo.toml",
+            "nats.key_file=Cargo.toml",
+            "nats.tls_required=true",
+        ],
+    )
+    .unwrap();
+    assert!(job.nats.client_certificate.is_some());
+    assert!(job.nats.tls_required);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use influx2td_bus::{
-    Bus, Delivery, MemoryBus, Names, NatsAuth, NatsBus, NatsConnect, OutgoingMessage, QueueConfig,
+    Bus, Delivery, MemoryBus, Names, NatsBus, NatsConnect, OutgoingMessage, QueueConfig,
     QueueDepth, Settle, StreamKind, WorkQueue,
 };
 use influx2td_config::{SourceAuth, SourceConfig};
@@ -221,12 +221,7 @@ fn seeded_influxd() -> Option<Influxd> {
 }
 
 async fn nats_bus(server: &NatsServer) -> NatsBus {
-    let connect = NatsConnect {
-        url: server.url(),
-        auth: NatsAuth::None,
-        ca_file: None,
-        client_name: "reader-test".into(),
-    };
+    let connect = NatsConnect::plain(server.url(), "reader-test");
     NatsBus::connect(&connect, names()).await.unwrap()
 }
 

@@ -14,12 +14,20 @@ pub struct NatsServer {
     directory: TempDir,
     port: u16,
     monitor_port: u16,
+    /// Extra configuration (auth, TLS), written to a file and given with `-c`.
+    config: Option<String>,
     process: Option<ServerProcess>,
 }
 
 impl NatsServer {
     /// Starts a server, or returns `None` (test skipped) when `nats-server` is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_with_config(None)
+    }
+
+    /// Starts a server with extra configuration: `authorization { ... }`, `tls { ... }` (the
+    /// flags for ports, address and JetStream come on top).
+    pub fn start_with_config(config: Option<&str>) -> Option<Self> {
         let binary = require_binary("nats-server", "NATS_SERVER_BIN")?;
         // A port taken by another test between `free_port` and our bind: try other ports.
         for _ in 0..3 {
@@ -28,6 +36,7 @@ impl NatsServer {
                 directory: tempfile::tempdir().expect("cannot create temp dir"),
                 port: free_port(),
                 monitor_port: free_port(),
+                config: config.map(str::to_owned),
                 process: None,
             };
             let started =
@@ -39,7 +48,7 @@ impl NatsServer {
         panic!("nats-server did not start on three sets of free ports");
     }
 
-    /// `nats://127.0.0.1:<port>`.
+    /// `nats://127.0.0.1:<port>` (with TLS configured the client upgrades the connection).
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
@@ -59,7 +68,13 @@ impl NatsServer {
     pub fn start_again(&mut self) {
         self.stop();
         let store = self.directory.path().join("jetstream");
-        let args = [
+        let mut args = Vec::new();
+        if let Some(config) = &self.config {
+            let file = self.directory.path().join("nats.conf");
+            std::fs::write(&file, config).expect("cannot write nats.conf");
+            args.extend(["-c".to_owned(), file.display().to_string()]);
+        }
+        args.extend([
             "-js".to_owned(),
             "-a".to_owned(),
             "127.0.0.1".to_owned(),
@@ -69,7 +84,7 @@ impl NatsServer {
             self.monitor_port.to_string(),
             "-sd".to_owned(),
             store.display().to_string(),
-        ];
+        ]);
         let mut process =
             ServerProcess::spawn(&self.binary, &args, self.directory.path().join("nats.log"));
         let monitor_port = self.monitor_port;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use influx2td_bus::{
-    Bus, Delivery, MemoryBus, Names, NatsAuth, NatsBus, NatsConnect, OutgoingMessage, QueueConfig,
+    Bus, Delivery, MemoryBus, Names, NatsBus, NatsConnect, OutgoingMessage, QueueConfig,
     QueueDepth, Settle, StreamKind, WorkQueue,
 };
 use influx2td_proto::batch::{BatchEncoder, WindowRef};
@@ -253,12 +253,7 @@ async fn nats_writes_batches_and_reports() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let connect = NatsConnect {
-        url: nats.url(),
-        auth: NatsAuth::None,
-        ca_file: None,
-        client_name: "writer-test".into(),
-    };
+    let connect = NatsConnect::plain(nats.url(), "writer-test");
     writes_batches_and_reports(NatsBus::connect(&connect, names()).await.unwrap()).await;
 }
 
