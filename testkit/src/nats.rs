@@ -114,6 +114,11 @@ impl NatsServer {
         .unwrap_or_else(|e| panic!("cannot read /jsz: {e}"))
     }
 
+    /// What the server logged so far (permission violations, auth failures).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.directory.path().join("nats.log")).unwrap_or_default()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().and_then(ServerProcess::pid)
     }

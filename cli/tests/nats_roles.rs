@@ -1,0 +1,223 @@
+//! The least-privilege NATS users of `deploy/nats-roles.conf`, used for real: a job runs to the
+//! end with coordinator, reader and writer each logged in as its own user; the server logs no
+//! permission violation (the file lists all that the roles need), each user is refused what
+//! another role does and another job's subjects; and no secret (the NATS passwords, InfluxDB's
+//! password) travels in any message, subject or header the job sends.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop, NatsServer};
+use influx2td_writer::replay::replay_directory;
+
+mod common;
+use common::{terminate, wait_for_exit};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+const T0: i64 = 1_700_000_000_000_000_000;
+const SECOND: i64 = 1_000_000_000;
+const INFLUX_PASSWORD: &str = "Sentinel-Influx-Pw-7391";
+
+fn password(role: &str) -> String {
+    format!("Sentinel-{role}-Pw-5521")
+}
+
+/// deploy/nats-roles.conf with the roles' passwords, and an observer allowed everything.
+fn server_config() -> String {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nats-roles.conf");
+    let mut config = std::fs::read_to_string(file).unwrap();
+    for role in ["reader", "writer", "coordinator"] {
+        let variable = format!("$INFLUX2TD_{}_PASSWORD", role.to_uppercase());
+        assert!(config.contains(&variable), "{variable} is not in {file}");
+        config = config.replace(&variable, &format!("\"{}\"", password(role)));
+    }
+    config.replacen(
+        "  users: [\n",
+        "  users: [\n    { user: observer, password: observer }\n",
+        1,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
+    let Some(influxd) = Influxd::start_with(InfluxdOptions {
+        admin: Some(("admin".into(), "admin-secret".into())),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let Some(nats) = NatsServer::start_with_config(Some(&server_config())) else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    influxd.query(&format!(
+        "CREATE USER copier WITH PASSWORD '{INFLUX_PASSWORD}'"
+    ));
+    influxd.query("GRANT READ ON db TO copier");
+    let lines: String = (0..60)
+        .map(|n| format!("cpu,region=r{} usage={n}i {}\n", n % 3, T0 + n * SECOND))
+        .collect();
+    influxd.write("db", &lines);
+
+    // Everything the job sends, as the server delivers it.
+    let observer =
+        async_nats::ConnectOptions::with_user_and_password("observer".into(), "observer".into())
+            .connect(nats.url())
+            .await
+            .unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut everything = observer.subscribe(">").await.unwrap();
+    let kept = seen.clone();
+    tokio::spawn(async move {
+        while let Some(message) = everything.next().await {
+            let mut text = format!("{} {:?} ", message.subject, message.headers);
+            text.push_str(&String::from_utf8_lossy(&message.payload));
+            kept.lock().unwrap().push(text);
+        }
+    });
+
+    let directory = tempfile::tempdir().unwrap();
+    let target = directory.path().join("target");
+    let env: Vec<(&str, String)> = vec![
+        ("INFLUX2TD_SOURCE_URL", influxd.url()),
+        ("INFLUX2TD_SOURCE_USERNAME", "copier".into()),
+        ("INFLUX2TD_SOURCE_PASSWORD", INFLUX_PASSWORD.into()),
+        ("INFLUX2TD_BUCKET", "db".into()),
+        ("INFLUX2TD_JOB", "demo".into()),
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+        (
+            "INFLUX2TD_END",
+            influx2td_config::format_time(T0 + 60 * SECOND),
+        ),
+        ("INFLUX2TD_WINDOW", "10s".into()),
+        ("INFLUX2TD_NATS_URL", nats.url()),
+        (
+            "INFLUX2TD_TARGET_DSN",
+            format!("file://{}", target.display()),
+        ),
+        ("INFLUX2TD_TARGET_DATABASE", "metrics".into()),
+    ];
+    let logs = directory.path().to_owned();
+    let spawn = |role: &str| {
+        let log = std::fs::File::create(logs.join(format!("{role}.log"))).unwrap();
+        Command::new(BINARY)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("INFLUX2TD_NATS_USER", format!("influx2td-{role}"))
+            .env("INFLUX2TD_NATS_PASSWORD", password(role))
+            .arg(role)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map(KillOnDrop)
+            .unwrap()
+    };
+    let log = || {
+        let mut text = nats.log();
+        for role in ["coordinator", "reader", "writer"] {
+            let role_log = std::fs::read_to_string(logs.join(format!("{role}.log")));
+            text.push_str(&format!("--- {role}\n{}", role_log.unwrap_or_default()));
+        }
+        text
+    };
+    // Readers and writers first: they create the streams they need with their own users.
+    let mut reader = spawn("reader");
+    let mut writer = spawn("writer");
+    let mut coordinator = spawn("coordinator");
+    let status = wait_for_exit(&mut coordinator.0, Duration::from_secs(60), log);
+    assert_eq!(status.code(), Some(0), "{}", log());
+    terminate(&mut reader.0);
+    terminate(&mut writer.0);
+    // The operator's commands, with the coordinator's user.
+    for args in [["status", "--json"], ["dead-letters", "list"]] {
+        let output = Command::new(BINARY)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("INFLUX2TD_NATS_USER", "influx2td-coordinator")
+            .env("INFLUX2TD_NATS_PASSWORD", password("coordinator"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let model = replay_directory(&target).unwrap();
+    let rows: usize = model.tables.values().map(|t| t.rows.len()).sum();
+    assert_eq!(rows, 60, "{}", log());
+    assert!(
+        !nats.log().contains("Violation"),
+        "a role needed a permission deploy/nats-roles.conf does not give:\n{}",
+        nats.log()
+    );
+
+    // What each role must not do: another role's work, the checkpoints, another job.
+    let denied = [
+        (
+            "reader",
+            "$JS.API.CONSUMER.MSG.NEXT.INFLUX2TD_demo_DATA.writers",
+        ),
+        ("reader", "$KV.influx2td_demo.checkpoint=2Ecpu"),
+        ("reader", "influx2td.other.data.cpu"),
+        ("writer", "influx2td.demo.work.cpu"),
+        (
+            "writer",
+            "$JS.API.CONSUMER.MSG.NEXT.INFLUX2TD_demo_WORK.readers",
+        ),
+        ("writer", "$JS.API.STREAM.DELETE.INFLUX2TD_demo_WORK"),
+        ("coordinator", "influx2td.demo.data.cpu"),
+        ("coordinator", "$JS.API.STREAM.INFO.INFLUX2TD_other_WORK"),
+    ];
+    for (role, subject) in denied {
+        let client = async_nats::ConnectOptions::with_user_and_password(
+            format!("influx2td-{role}"),
+            password(role),
+        )
+        .name(format!("denied-{role}"))
+        .connect(nats.url())
+        .await
+        .unwrap();
+        client
+            .publish(subject.to_owned(), "x".into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server_log = nats.log();
+    for (role, subject) in denied {
+        let line = format!("Publish Violation - Subject \"{subject}\"");
+        assert!(
+            server_log
+                .lines()
+                .any(|l| l.contains(&line) && l.contains(&format!("denied-{role}"))),
+            "{role} was not refused {subject}:\n{server_log}"
+        );
+    }
+
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .any(|m| m.starts_with("influx2td.demo.data.cpu")),
+        "the observer saw the job's messages"
+    );
+    for secret in [
+        INFLUX_PASSWORD.to_owned(),
+        password("reader"),
+        password("writer"),
+        password("coordinator"),
+    ] {
+        for message in seen.iter() {
+            assert!(!message.contains(&secret), "{secret} travels in {message}");
+        }
+    }
+}
