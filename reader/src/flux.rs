@@ -68,7 +68,8 @@ enum Plan {
 /// Tags and typed field columns of the series open in the encoder.
 type SeriesKey = (Vec<Tag>, Vec<(String, ColumnType)>);
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+/// The body of an answer, as it arrives.
+pub type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// Streams the row batches of one window read with Flux.
 pub struct FluxWindowReader {
@@ -116,10 +117,27 @@ impl FluxWindowReader {
             window.window_end_ns,
         );
         let response = client.query_flux(&query).await?;
-        Ok(Self {
+        Ok(Self::from_body(
+            client,
+            query,
+            window,
+            batch_limit,
+            Box::pin(response.bytes_stream()),
+        ))
+    }
+
+    /// A reader of an answer already under way (or recorded): `body` is its bytes as they come.
+    pub fn from_body(
+        client: &InfluxClient,
+        query: String,
+        window: WindowRef,
+        batch_limit: usize,
+        body: ByteStream,
+    ) -> Self {
+        Self {
             client: client.clone(),
             query,
-            body: Box::pin(response.bytes_stream()),
+            body,
             input: Bytes::new(),
             input_offset: 0,
             at_end: false,
@@ -134,7 +152,7 @@ impl FluxWindowReader {
             ready: VecDeque::new(),
             open_series: None,
             stats: ReadStats::default(),
-        })
+        }
     }
 
     pub fn stats(&self) -> ReadStats {

@@ -3,11 +3,9 @@
 //! the next chunk is read only when the caller asks for the next batch.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use influx2td_proto::batch::WindowRef;
 use influx2td_proto::pb::Tag;
 use influx2td_proto::{BatchEncoder, ColumnType, EncodedBatch, Value};
@@ -35,7 +33,7 @@ pub fn window_statement(
     )
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+pub use crate::flux::ByteStream;
 
 /// What the read of a window found, for logs and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,18 +83,37 @@ impl WindowReader {
             window.window_end_ns,
         );
         let response = client.query_msgpack(&statement, CHUNK_ROWS).await?;
-        Ok(Self {
+        Ok(Self::from_body(
+            client,
+            statement,
+            schema,
+            window,
+            batch_limit,
+            Box::pin(response.bytes_stream()),
+        ))
+    }
+
+    /// A reader of an answer already under way (or recorded): `body` is its bytes as they come.
+    pub fn from_body(
+        client: &InfluxClient,
+        statement: String,
+        schema: Arc<MeasurementSchema>,
+        window: WindowRef,
+        batch_limit: usize,
+        body: ByteStream,
+    ) -> Self {
+        Self {
             client: client.clone(),
             statement,
             schema,
-            body: Box::pin(response.bytes_stream()),
+            body,
             buffer: Vec::new(),
             framer: Framer::new(MAX_CHUNK_BYTES),
             encoder: Some(BatchEncoder::with_limit(window, batch_limit)),
             ready: VecDeque::new(),
             open_series: None,
             stats: ReadStats::default(),
-        })
+        }
     }
 
     pub fn stats(&self) -> ReadStats {

@@ -9,6 +9,7 @@
 //! - [`msgpack`]: the incremental MessagePack framer and decoder.
 //! - [`check`]: the connectivity check behind `influx2td check`.
 //! - [`source`]: one window's batches, whichever language reads it.
+//! - [`recorded`]: an answer held in memory decoded as a live one (fuzzing, hostile data).
 //! - [`service`]: the reader role: work items in, row batches out.
 
 pub mod check;
@@ -18,6 +19,7 @@ pub mod flux;
 pub mod influxql;
 pub mod limit;
 pub mod msgpack;
+pub mod recorded;
 pub mod schema;
 pub mod service;
 pub mod source;
