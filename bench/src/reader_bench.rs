@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         query_language: QueryLanguage::Influxql,
         auth: SourceAuth::None,
         tls: Default::default(),
+        read_timeout: std::time::Duration::from_secs(300),
     };
     let client = InfluxClient::new(&config, &args.database)?;
     let mut windows = Vec::new();

@@ -194,6 +194,12 @@ pub const KEYS: &[Key] = &[
         "InfluxDB URL, `http://host:port` or `https://...`; port 8086 for http when not given, 443 for https",
     ),
     key(
+        "source.read_timeout",
+        Kind::String,
+        "5m",
+        "the longest InfluxDB may fall silent in the middle of an answer before the read is abandoned and retried",
+    ),
+    key(
         "source.version",
         Kind::Integer,
         "detect",

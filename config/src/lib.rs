@@ -115,6 +115,9 @@ pub struct SourceConfig {
     pub query_language: QueryLanguage,
     pub auth: SourceAuth,
     pub tls: TlsConfig,
+    /// The longest silence inside an answer before the read is abandoned (and retried).
+    #[serde(serialize_with = "validate::serialize_duration")]
+    pub read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -432,12 +432,17 @@ fn source(checker: &mut Checker) -> Option<SourceConfig> {
             "source.tls.cert_file and source.tls.key_file go together",
         );
     }
+    let read_timeout = checker.duration("source.read_timeout", Duration::from_secs(300));
+    if read_timeout < Duration::from_secs(1) {
+        checker.problem("source.read_timeout", "must be at least 1s");
+    }
     Some(SourceConfig {
         url: url?,
         version,
         query_language,
         auth,
         tls,
+        read_timeout,
     })
 }
 

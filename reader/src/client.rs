@@ -28,6 +28,7 @@ pub struct InfluxClient {
     auth: SourceAuth,
     database: String,
     retention_policy: Option<String>,
+    read_timeout: Duration,
 }
 
 /// The JSON answer of `/query`.
@@ -65,6 +66,9 @@ impl InfluxClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // A server gone silent mid-answer (stalled, or a link dropped without a reset)
+            // must end the read, not hold the window forever while heartbeats keep it alive.
+            .read_timeout(config.read_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("influx2td/", env!("CARGO_PKG_VERSION")));
         let config_error = |detail: String| SourceError::Config { detail };
@@ -118,6 +122,7 @@ impl InfluxClient {
             auth: config.auth.clone(),
             database,
             retention_policy,
+            read_timeout: config.read_timeout,
         })
     }
 
@@ -390,6 +395,14 @@ impl InfluxClient {
     }
 
     pub(crate) fn stream_error(&self, error: &reqwest::Error) -> SourceError {
+        if error.is_timeout() {
+            return SourceError::Truncated {
+                detail: format!(
+                    "InfluxDB fell silent for {} in the middle of the answer (source.read_timeout)",
+                    humantime::format_duration(self.read_timeout)
+                ),
+            };
+        }
         if error.is_decode() || error.is_body() {
             return SourceError::Truncated {
                 detail: error.to_string(),

@@ -52,6 +52,7 @@ fn client(server: &MockServer) -> InfluxClient {
             token: Secret::new("t0ken"),
         },
         tls: Default::default(),
+        read_timeout: std::time::Duration::from_secs(300),
     };
     InfluxClient::new(&config, "telegraf").unwrap()
 }

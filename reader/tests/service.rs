@@ -30,6 +30,7 @@ fn client(influxd: &Influxd, bucket: &str) -> InfluxClient {
         query_language: influx2td_config::QueryLanguage::Influxql,
         auth: SourceAuth::None,
         tls: Default::default(),
+        read_timeout: std::time::Duration::from_secs(300),
     };
     InfluxClient::new(&config, bucket).unwrap()
 }

@@ -18,6 +18,7 @@ fn client(server: &MockServer, version: u8) -> InfluxClient {
             token: Secret::new("t0ken"),
         },
         tls: Default::default(),
+        read_timeout: std::time::Duration::from_secs(300),
     };
     InfluxClient::new(&config, "my/bucket").unwrap()
 }
