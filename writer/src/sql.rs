@@ -23,27 +23,35 @@ pub fn create_database(database: &str) -> String {
 /// character ends a string in its C client). Mirrors the parser's `trimString`: backslash,
 /// quote, newline, carriage return and tab are escaped; everything else is literal.
 pub fn escape_string(text: &str) -> Option<String> {
-    if text.contains('\0') {
-        return None;
-    }
     let mut literal = String::with_capacity(text.len() + 2);
-    literal.push('\'');
-    for character in text.chars() {
-        match character {
-            '\\' => literal.push_str("\\\\"),
-            '\'' => literal.push_str("\\'"),
-            '\n' => literal.push_str("\\n"),
-            '\r' => literal.push_str("\\r"),
-            '\t' => literal.push_str("\\t"),
-            other => literal.push(other),
-        }
-    }
-    literal.push('\'');
-    Some(literal)
+    push_escaped(&mut literal, text).then_some(literal)
 }
 
-/// One row's cells, already rendered as SQL literals (`NULL`, numbers, quoted strings).
-pub type RenderedRow = Vec<String>;
+/// Appends `text` as a quoted SQL string literal (as [`escape_string`]); `false`, leaving `out`
+/// as it was, when it holds a NUL character.
+pub fn push_escaped(out: &mut String, text: &str) -> bool {
+    if text.contains('\0') {
+        return false;
+    }
+    out.reserve(text.len() + 2);
+    out.push('\'');
+    for character in text.chars() {
+        match character {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            other => out.push(other),
+        }
+    }
+    out.push('\'');
+    true
+}
+
+/// One row's cells as SQL literals (`NULL`, numbers, quoted strings), each after a comma:
+/// `,1.5,NULL,'x'` — rendered once into one string, so a row costs one allocation.
+pub type RenderedRow = String;
 
 /// The rows of one child table.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +63,15 @@ pub struct TableRows {
     pub columns: Vec<String>,
     /// (timestamp, cells in `columns` order).
     pub rows: Vec<(i64, RenderedRow)>,
+}
+
+/// How many characters `number` takes in decimal.
+fn decimal_len(number: i64) -> usize {
+    let digits = number
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |log| log as usize + 1);
+    digits + usize::from(number < 0)
 }
 
 /// Builds INSERT statements of at most `batch_size` rows and [`MAX_SQL_BYTES`] bytes.
@@ -138,16 +155,10 @@ impl<'a> InsertBuilder<'a> {
         let mut clause_open = false;
         for row in rows {
             let (timestamp, cells) = &table.rows[row];
-            let mut tuple = String::with_capacity(
-                16 + cells.iter().map(String::len).sum::<usize>() + cells.len(),
-            );
-            let _ = write!(tuple, "({timestamp}");
-            for cell in cells {
-                tuple.push(',');
-                tuple.push_str(cell);
-            }
-            tuple.push(')');
-            let needed = tuple.len() + if clause_open { 0 } else { clause.len() };
+            let needed = decimal_len(*timestamp)
+                + cells.len()
+                + 2
+                + if clause_open { 0 } else { clause.len() };
             let full = self.current_rows >= self.batch_size
                 || (self.current_rows > 0 && self.current.len() + needed > self.max_bytes);
             if full {
@@ -162,7 +173,9 @@ impl<'a> InsertBuilder<'a> {
                 clause_open = true;
                 self.current_segments.push((index, row..row));
             }
-            self.current.push_str(&tuple);
+            let _ = write!(self.current, "({timestamp}");
+            self.current.push_str(cells);
+            self.current.push(')');
             self.current_rows += 1;
             if let Some((_, range)) = self.current_segments.last_mut() {
                 range.end = row + 1;
@@ -277,9 +290,25 @@ mod tests {
             child_table: child.into(),
             tags: vec![("host".into(), "'a'".into())],
             columns: vec!["value".into()],
-            rows: (0..rows)
-                .map(|i| (i as i64, vec![format!("{i}e0")]))
-                .collect(),
+            rows: (0..rows).map(|i| (i as i64, format!(",{i}e0"))).collect(),
+        }
+    }
+
+    #[test]
+    fn decimal_lengths_match_the_printed_numbers() {
+        for number in [
+            0,
+            1,
+            9,
+            10,
+            -1,
+            -10,
+            99_999,
+            i64::MAX,
+            i64::MIN,
+            1_700_000_000_123,
+        ] {
+            assert_eq!(decimal_len(number), number.to_string().len(), "{number}");
         }
     }
 
@@ -294,7 +323,7 @@ mod tests {
                 ("state".into(), "NULL".into()),
             ],
             columns: vec!["value".into(), "current".into()],
-            rows: vec![(-5, vec!["NULL".into(), "'x'".into()])],
+            rows: vec![(-5, ",NULL,'x'".into())],
         });
         let statements = builder.finish();
         assert_eq!(
