@@ -120,15 +120,7 @@ pub fn convert(
     let tags = tag_keys(batch, Some(schema));
     let mut converted = Converted::default();
     for block in &batch.series {
-        let pairs: Vec<(&str, &str)> = block
-            .tags
-            .iter()
-            .map(|t| (t.key.as_str(), t.value.as_str()))
-            .collect();
-        let child_table = crate::mapping::fit_name(
-            &child_table_name(super_table, &pairs),
-            crate::mapping::MAX_TABLE_NAME,
-        );
+        let child_table = child_table_of(super_table, block);
         let reject_all = |reason: String, converted: &mut Converted| {
             for timestamp in &block.timestamps_ns {
                 converted.rejected.push(Rejected {
@@ -208,6 +200,35 @@ pub fn convert(
         }
     }
     converted
+}
+
+/// The child table a series goes into.
+fn child_table_of(super_table: &str, block: &pb::SeriesBlock) -> String {
+    let pairs: Vec<(&str, &str)> = block
+        .tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    crate::mapping::fit_name(
+        &child_table_name(super_table, &pairs),
+        crate::mapping::MAX_TABLE_NAME,
+    )
+}
+
+/// Every row of `batch`, refused for `reason` (TDengine refuses the table they need).
+pub fn refuse_batch(batch: &pb::RowBatch, super_table: &str, reason: &str) -> Vec<Rejected> {
+    let mut rejected = Vec::with_capacity(usize::try_from(batch.row_count()).unwrap_or(0));
+    for block in &batch.series {
+        let child_table = child_table_of(super_table, block);
+        for timestamp in &block.timestamps_ns {
+            rejected.push(Rejected {
+                child_table: child_table.clone(),
+                timestamp_ns: *timestamp,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+    rejected
 }
 
 /// Appends one cell as a SQL literal for a column of `spec`; the reason when it cannot be

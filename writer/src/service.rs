@@ -18,7 +18,7 @@ use influx2td_proto::{Message, pb};
 use thiserror::Error;
 use tracing::Instrument;
 
-use crate::convert::{Precision, Rejected, convert, needs};
+use crate::convert::{Precision, Rejected, convert, needs, refuse_batch};
 use crate::mapping::super_table_name;
 use crate::schema::{TableSchema, plan};
 use crate::sink::{DatabaseInfo, Sink, SinkError, SinkErrorKind};
@@ -314,7 +314,19 @@ async fn write_batch<B: Bus, S: Sink>(
         return Ok(Written::default());
     }
     let super_table = super_table_name(&batch.measurement);
-    let schema = ensure_schema(context, batch, &super_table).await?;
+    let schema = match ensure_schema(context, batch, &super_table).await {
+        Ok(schema) => schema,
+        // TDengine refuses the table these rows need (more columns than it allows, say):
+        // retrying cannot help; the rows are parked with its reason, to replay once fixed.
+        Err(error) if error.kind == SinkErrorKind::Rejected => {
+            let reason = format!("TDengine refuses the super table: {error}");
+            return Ok(Written {
+                rows: 0,
+                rejected: refuse_batch(batch, &super_table, &reason),
+            });
+        }
+        Err(error) => return Err(error),
+    };
     let converted = convert(batch, &super_table, &schema, context.settings.precision);
     let mut written = Written {
         rows: 0,

@@ -472,3 +472,56 @@ async fn live_wrong_password_is_a_clear_fatal_error() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_a_measurement_wider_than_tdengine_allows_is_dead_lettered_not_retried() {
+    let Some(dsn) = dsn() else { return };
+    let sink = TdengineSink::connect(&dsn, "TDENGINE_DSN", 2)
+        .await
+        .unwrap();
+    let database = database("wide");
+    let info = service::prepare_target(&sink, &database, true, false, false)
+        .await
+        .unwrap();
+    // TDengine 3 allows 4,096 columns in a super table; InfluxDB allows a point 5,000 fields.
+    let mut encoder = BatchEncoder::new(window());
+    let columns: Vec<(String, ColumnType)> = (0..5000)
+        .map(|i| (format!("f{i:05}"), ColumnType::Double))
+        .collect();
+    encoder.begin_series(
+        vec![pb::Tag {
+            key: "host".into(),
+            value: "a".into(),
+        }],
+        columns,
+    );
+    let values: Vec<Option<Value<'_>>> = (0..5000)
+        .map(|i| Some(Value::Double(f64::from(i))))
+        .collect();
+    for time in [1_700_000_000_000_000_000, 1_700_000_001_000_000_000] {
+        assert!(encoder.push_row(time, &values).unwrap().is_none());
+    }
+    let (reports, letters) = tokio::time::timeout(
+        Duration::from_secs(60),
+        write_reporting(&sink, &database, info.precision, 1, vec![encoder.finish()]),
+    )
+    .await
+    .expect("the batch was retried instead of reported");
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].outcome(), pb::Outcome::DeadLettered);
+    assert_eq!(reports[0].rows_written, 0);
+    assert_eq!(reports[0].rows_dead_lettered, 2);
+    assert!(
+        reports[0]
+            .reason
+            .starts_with("TDengine refuses the super table")
+            && reports[0].reason.contains("Too many columns"),
+        "{}",
+        reports[0].reason
+    );
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].rows.len(), 2);
+    sink.execute(&format!("DROP DATABASE `{database}`"))
+        .await
+        .unwrap();
+}

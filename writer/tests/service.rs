@@ -273,6 +273,12 @@ impl Sink for Faulty {
             self.transient.fetch_sub(1, Ordering::SeqCst);
             return Err(SinkError::new(SinkErrorKind::Retryable, "connection reset"));
         }
+        if sql.starts_with("CREATE STABLE") && sql.contains("`mem`") {
+            return Err(SinkError::new(
+                SinkErrorKind::Rejected,
+                "TDengine error [0x2640] running CREATE STABLE: Internal error: `Too many columns`",
+            ));
+        }
         if sql.contains("'poison'") {
             return Err(SinkError::new(
                 SinkErrorKind::Rejected,
@@ -362,6 +368,47 @@ async fn rejected_rows_are_bisected_out_dead_lettered_and_the_rest_written() {
             .any(|s| s.contains("(-1000000000,-2.0,NULL)")),
         "{written:#?}"
     );
+    stop.send(()).unwrap();
+    writer.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_tdengine_refuses_dead_letters_the_batch_instead_of_retrying_it() {
+    let state = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::new(names(), state.path());
+    let directory = tempfile::tempdir().unwrap();
+    // Refuses the DDL of `mem` the way TDengine refuses a super table of too many columns.
+    let sink = Faulty {
+        inner: FileSink::create(directory.path(), "w").unwrap(),
+        transient: Arc::default(),
+        executed: Arc::default(),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
+        let _ = stopped.await;
+    }));
+    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
+    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
+    let dead = bus
+        .queue(QueueConfig::new(StreamKind::DeadLetter))
+        .await
+        .unwrap();
+    let mem = &batches()[1];
+    data.publish(message(mem)).await.unwrap();
+    let reports = collect_done(&done, 1).await;
+    assert_eq!(reports[0].outcome(), pb::Outcome::DeadLettered);
+    assert_eq!(reports[0].rows_written, 0);
+    assert_eq!(reports[0].rows_dead_lettered, mem.rows);
+    assert_eq!(
+        reports[0].reason,
+        "TDengine refuses the super table: TDengine error [0x2640] running CREATE STABLE: Internal error: `Too many columns`"
+    );
+    let letters = dead.pull(10, Duration::from_secs(5)).await.unwrap();
+    let letter = pb::DeadLetter::decode(letters[0].payload().clone()).unwrap();
+    assert_eq!(letter.rows.len() as u64, mem.rows);
+    assert!(letter.rows.iter().all(|row| row.child_table == MEM));
+    // Tried once, not again and again.
+    assert_eq!(sink.executed.load(Ordering::SeqCst), 1);
     stop.send(()).unwrap();
     writer.await.unwrap().unwrap();
 }
