@@ -41,6 +41,24 @@ pub fn classify(code: i32) -> SinkErrorKind {
     }
 }
 
+/// What to check when a `wss://` connection fails in TLS (the WebSocket client's own words are
+/// terse: `presented server name type wasn't supported` means an IP address as the host).
+fn with_tls_hint(mut error: SinkError, dsn: &str) -> SinkError {
+    if !dsn.starts_with("wss://") {
+        return error;
+    }
+    if error.message.contains("server name type wasn't supported") {
+        error
+            .message
+            .push_str(" (wss:// needs the host name its certificate is for, not an IP address)");
+    } else if error.message.contains("invalid peer certificate") {
+        error.message.push_str(
+            " (the server's certificate is not trusted: its CA must be among the system's roots)",
+        );
+    }
+    error
+}
+
 fn sink_error(error: &taos::Error, doing: &str) -> SinkError {
     let code = i32::from(error.code());
     SinkError::new(
@@ -89,11 +107,15 @@ impl TdengineSink {
             redacted: redacted.to_owned(),
         };
         // One round trip now, so a wrong address or password shows at start, not mid-job.
-        sink.connection()
-            .await?
+        let connection = sink
+            .connection()
+            .await
+            .map_err(|error| with_tls_hint(error, dsn))?;
+        connection
             .server_version()
             .await
-            .map_err(|e| sink_error(&e, "at connect"))?;
+            .map_err(|e| with_tls_hint(sink_error(&e, "at connect"), dsn))?;
+        drop(connection);
         Ok(sink)
     }
 
