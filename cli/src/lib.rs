@@ -2,6 +2,7 @@
 //! subcommand arrives with the capability behind it; none pretends to work.
 
 mod backfill;
+mod console;
 mod inspect;
 pub mod plan;
 mod progress;
@@ -150,6 +151,19 @@ pub enum Command {
         #[arg(long, conflicts_with = "seq")]
         measurement: Option<String>,
     },
+    /// The web console: add a data source, check connectivity, configure and start jobs, watch
+    /// them run, in the browser (and the JSON API behind it). Needs no job file.
+    Console {
+        /// Where to serve it; other than loopback only with --token-file.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Where the console keeps its jobs (job files) and their checkpoints.
+        #[arg(long, default_value = ".influx2td")]
+        state_dir: PathBuf,
+        /// A file holding the token every API call must bring (`Authorization: Bearer`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// Check a job's configuration and print it as it will run (secrets redacted).
     Validate {
         /// Print JSON instead of TOML.
@@ -176,6 +190,34 @@ pub enum DeadLettersAction {
 
 /// Runs the command line; returns the process exit code.
 pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> ExitCode {
+    if let Command::Console {
+        listen,
+        state_dir,
+        token_file,
+    } = &cli.command
+    {
+        init_tracing(LogLevel::Info, cli.global.log_format, None);
+        let token = match token_file
+            .as_deref()
+            .map(std::fs::read_to_string)
+            .transpose()
+        {
+            Ok(token) => token.map(|t| t.trim().to_owned()),
+            Err(error) => {
+                eprintln!("error: --token-file: {error}");
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+        let served = runtime()
+            .and_then(|runtime| runtime.block_on(console::serve(listen, state_dir, token)));
+        return match served {
+            Ok(()) => ExitCode::from(exit::SUCCESS),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::from(exit::FAILURE)
+            }
+        };
+    }
     let job = match load_job(&cli.global, env) {
         Ok(job) => job,
         Err(error) => {
@@ -235,6 +277,7 @@ fn traced_service(command: &Command) -> Option<&'static str> {
 
 fn run_command(command: Command, job: &JobConfig) -> anyhow::Result<()> {
     match command {
+        Command::Console { .. } => anyhow::bail!("the console runs without a job"),
         Command::Validate { json } => validate(job, json),
         Command::Check { json } => runtime().and_then(|runtime| runtime.block_on(check(job, json))),
         Command::Run => runtime().and_then(|runtime| runtime.block_on(run(job))),
@@ -562,15 +605,38 @@ async fn run(job: &JobConfig) -> anyhow::Result<()> {
 /// Every role of `job` in this process over the in-process bus, until the job is complete or
 /// a signal stops it, with a progress bar on a terminal.
 async fn pipeline(job: &JobConfig) -> anyhow::Result<influx2td_coordinator::JobSummary> {
+    pipeline_of(job, None, shutdown_signal()).await
+}
+
+/// A whole job in this process for the console: its status on `board`, until `shutdown`.
+async fn pipeline_with(
+    job: &JobConfig,
+    board: influx2td_coordinator::StatusBoard,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<influx2td_coordinator::JobSummary> {
+    pipeline_of(job, Some(board), shutdown).await
+}
+
+/// `board`: `None` for `run` (its own endpoints and progress bar), or the console's.
+async fn pipeline_of(
+    job: &JobConfig,
+    board: Option<influx2td_coordinator::StatusBoard>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<influx2td_coordinator::JobSummary> {
     let bus = embedded_bus(job)?;
     let sink =
         influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
             .await?;
     let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
-    let coordinator_settings = coordinator_settings(job);
-    let endpoints = influxdb_probe(influx2td_telemetry::Endpoints::new(), &client);
-    let endpoints = tdengine_probe(endpoints, &sink, &job.target.database);
-    serve_http(job, status_source(endpoints, &coordinator_settings.status)).await?;
+    let mut coordinator_settings = coordinator_settings(job);
+    let interactive = board.is_none();
+    if let Some(board) = board {
+        coordinator_settings.status = board;
+    } else {
+        let endpoints = influxdb_probe(influx2td_telemetry::Endpoints::new(), &client);
+        let endpoints = tdengine_probe(endpoints, &sink, &job.target.database);
+        serve_http(job, status_source(endpoints, &coordinator_settings.status)).await?;
+    }
     let planned = prepare_job(job, &bus, &sink).await?;
     let settings = writer_settings(job, &sink).await?;
 
@@ -598,10 +664,9 @@ async fn pipeline(job: &JobConfig) -> anyhow::Result<influx2td_coordinator::JobS
         target = job.target.dsn.redacted(),
         "run started"
     );
-    let bar = progress::show(coordinator_settings.status.clone());
+    let bar = interactive.then(|| progress::show(coordinator_settings.status.clone()));
     let summary =
-        influx2td_coordinator::service::run(bus, planned, coordinator_settings, shutdown_signal())
-            .await;
+        influx2td_coordinator::service::run(bus, planned, coordinator_settings, shutdown).await;
     drop(bar);
     // Readers stop first; writers then drain what was read.
     let _ = stop_reader.send(());
