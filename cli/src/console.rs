@@ -128,6 +128,11 @@ impl Console {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Where the console's jobs keep their checkpoints (one state file per job).
+    fn state_dir(&self) -> PathBuf {
+        self.directory.join("state")
+    }
+
     fn file(&self, job: &str) -> PathBuf {
         self.directory.join(format!("{job}.toml"))
     }
@@ -199,19 +204,26 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// A job from the JSON the console sends (the TOML file's shape): the job, its TOML text,
 /// or the problems as a `400` answer.
-fn job_from_json(body: &Value) -> Result<(JobConfig, String), Response> {
-    let text = toml::to_string(&without_empty(body.clone())).map_err(|e| {
-        error(
+fn job_from_json(body: &Value, state_dir: &Path) -> Result<(JobConfig, String), Box<Response>> {
+    let mut body = without_empty(body.clone());
+    // Checkpoints go under the console's state directory unless the job says otherwise.
+    if let Value::Object(map) = &mut body {
+        map.entry("state_dir")
+            .or_insert_with(|| Value::String(state_dir.display().to_string()));
+    }
+    let text = toml::to_string(&body).map_err(|e| {
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("the job is not a table of keys: {e}"),
-        )
+        ))
     })?;
     let mut layers = influx2td_config::Layers::default();
     let parsed = layers
         .toml_text(&text, "console")
-        .map_err(|e| problems(&e))
-        .and_then(|()| influx2td_config::validate(layers).map_err(|e| problems(&e)));
-    parsed.map(|job| (job, text))
+        .and_then(|()| influx2td_config::validate(layers));
+    parsed
+        .map(|job| (job, text))
+        .map_err(|e| Box::new(problems(&e)))
 }
 
 fn job_from_file(path: &Path) -> Result<JobConfig, ConfigError> {
@@ -252,10 +264,10 @@ fn problems(error: &ConfigError) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "problems": list }))).into_response()
 }
 
-async fn check(Json(body): Json<Value>) -> Response {
-    let (job, _) = match job_from_json(&body) {
+async fn check(State(console): State<Console>, Json(body): Json<Value>) -> Response {
+    let (job, _) = match job_from_json(&body, &console.state_dir()) {
         Ok(parsed) => parsed,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let (source, target) = tokio::join!(
         influx2td_reader::check::check_source(&job),
@@ -265,10 +277,10 @@ async fn check(Json(body): Json<Value>) -> Response {
     Json(json!({ "passed": passed, "ends": [source, target] })).into_response()
 }
 
-async fn discover(Json(body): Json<Value>) -> Response {
-    let (job, _) = match job_from_json(&body) {
+async fn discover(State(console): State<Console>, Json(body): Json<Value>) -> Response {
+    let (job, _) = match job_from_json(&body, &console.state_dir()) {
         Ok(parsed) => parsed,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let found = match influx2td_reader::InfluxClient::new(&job.source, &job.bucket) {
         Ok(client) => influx2td_reader::schema::measurements(&client, &[]).await,
@@ -301,9 +313,9 @@ async fn list(State(console): State<Console>) -> Json<Value> {
 }
 
 async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Response {
-    let (job, text) = match job_from_json(&body) {
+    let (job, text) = match job_from_json(&body, &console.state_dir()) {
         Ok(parsed) => parsed,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let name = job.job.clone();
     if console.lock().contains_key(&name) {
@@ -377,8 +389,12 @@ async fn remove(State(console): State<Console>, UrlPath(job): UrlPath<String>) -
     if response.status() != StatusCode::OK {
         return response;
     }
-    console.lock().remove(&job);
+    let removed = console.lock().remove(&job);
     let _ = std::fs::remove_file(console.file(&job));
+    // Its checkpoints go too: a new job of the same name starts from its own begin.
+    if let Some(entry) = removed {
+        let _ = std::fs::remove_dir_all(entry.config.state_dir.join(&entry.config.job));
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 

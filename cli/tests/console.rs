@@ -196,11 +196,15 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         assert_eq!(mode & 0o077, 0, "{mode:o}");
     }
 
+    // Its checkpoints live in the console's state directory, nowhere else.
+    let checkpoints = state.join("console").join("state").join("console-job");
+    assert!(checkpoints.exists());
+    assert!(!std::path::Path::new(".influx2td").exists());
     let (status, _) = call(port, "DELETE", "/api/jobs/console-job", None);
     assert_eq!(status, 204);
     let (status, _) = call(port, "GET", "/api/jobs/console-job", None);
     assert_eq!(status, 404);
-    assert!(!stored.exists());
+    assert!(!stored.exists() && !checkpoints.exists());
     terminate(&mut process.0);
 }
 
