@@ -1,0 +1,75 @@
+// Drives the console as a person would, in headless chromium: fills the data-source form against
+// a real influxd, runs the connectivity check with a wrong password (sees the failure) and the
+// right one (sees both ends reachable and the measurements listed), adds the task and waits
+// until its page says complete with every row. Saves a screenshot of the task page.
+// Environment: CONSOLE_URL, INFLUX_PORT, INFLUX_PASSWORD, TARGET_DIR, BEGIN, END, ROWS,
+// SCREENSHOT, CHROMIUM (the browser binary).
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const fail = (message) => { console.error(message); process.exit(1); };
+
+const browser = await chromium.launch({ executablePath: env("CHROMIUM"), args: ["--no-sandbox"] });
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page.on("pageerror", (error) => fail(`page error: ${error}`));
+  await page.goto(env("CONSOLE_URL"));
+
+  await page.fill('input[name="job"]', "browser-task");
+  await page.selectOption('select[name="version"]', "1");
+  await page.selectOption('select[name="protocol"]', "http");
+  await page.fill('input[name="host"]', "127.0.0.1");
+  await page.fill('input[name="port"]', env("INFLUX_PORT"));
+  await page.fill('input[name="username"]', "copier");
+  await page.fill('input[name="bucket"]', "db");
+  await page.fill('input[name="dsn"]', `file://${env("TARGET_DIR")}`);
+  await page.fill('input[name="database"]', "metrics");
+  // datetime-local takes the UTC time without its zone.
+  await page.fill('input[name="begin"]', env("BEGIN"));
+  await page.fill('input[name="end"]', env("END"));
+  await page.fill('input[name="window"]', "1");
+
+  // A wrong password: the check says InfluxDB failed, and why.
+  await page.fill('input[name="password"]', "wrong-password");
+  await page.click("#check");
+  await page.waitForSelector('#checked[data-passed="false"]', { timeout: 20000 });
+  const failure = await page.textContent("#checked");
+  if (!/InfluxDB: failed/i.test(failure) || !/auth/i.test(failure)) fail(`wrong password not shown: ${failure}`);
+
+  // The right one: both ends reachable, the measurements listed to pick from.
+  await page.fill('input[name="password"]', env("INFLUX_PASSWORD"));
+  await page.click("#check");
+  await page.waitForSelector('#checked[data-passed="true"]', { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelectorAll("#measurements option").length === 2, null, { timeout: 20000 });
+  const options = await page.$$eval("#measurements option", (all) => all.map((o) => o.value));
+  if (options.join(",") !== "cpu,mem") fail(`measurements listed: ${options}`);
+  await page.click("#all");
+
+  // A bad value is shown next to its field.
+  await page.fill('input[name="batch_size"]', "0");
+  await page.click("#add");
+  await page.waitForSelector('input[name="batch_size"].invalid', { timeout: 10000 });
+  await page.fill('input[name="batch_size"]', "5000");
+
+  await page.click("#add");
+  const rows = env("ROWS");
+  await page.waitForFunction(
+    (rows) => {
+      const job = document.querySelector('.job[data-job="browser-task"]');
+      return job && job.querySelector(".state").textContent.includes("complete")
+        && job.querySelector(".rows").textContent === rows;
+    },
+    rows,
+    { timeout: 60000 },
+  );
+  const bars = await page.$$eval('.job[data-job="browser-task"] .bar > div', (all) => all.map((b) => b.style.width));
+  if (bars.length !== 2 || bars.some((width) => width !== "100%")) fail(`progress bars: ${bars}`);
+  await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+  console.log("ok");
+} finally {
+  await browser.close();
+}

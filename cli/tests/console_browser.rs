@@ -1,0 +1,133 @@
+//! The console in a real browser: headless Debian chromium driven by playwright-core
+//! (`cli/tests/browser/console.mjs`) against a real influxd — the form, a wrong and a right
+//! connectivity check, a bad value shown at its field, the task added and watched to 100%.
+//! Afterwards the target holds every row. The screenshot of the task page is kept in
+//! `target/console-screenshot.png`. Needs `chromium` and `npm ci` in cli/tests/browser
+//! (`.ci/run` installs both); without them the test says it was skipped (and fails under CI).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop, http_request};
+use influx2td_writer::replay::replay_directory;
+
+mod common;
+use common::{free_port, terminate};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+const PASSWORD: &str = "Browser-Sentinel-Pw-2231";
+const T0: i64 = 1_700_000_000_000_000_000;
+const ROWS: i64 = 240;
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// The browser and the driver, or why not.
+fn tools() -> Result<PathBuf, String> {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .ok_or("chromium is not installed (apt-get install chromium)")?;
+    if !browser_dir().join("node_modules/playwright-core").exists() {
+        return Err("playwright-core is not installed (npm ci in cli/tests/browser)".into());
+    }
+    Ok(chromium)
+}
+
+#[test]
+fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
+    let chromium = match tools() {
+        Ok(chromium) => chromium,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "browser test cannot run: {why}"
+            );
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let Some(influxd) = Influxd::start_with(InfluxdOptions {
+        admin: Some(("admin".into(), "admin-secret".into())),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    influxd.query(&format!("CREATE USER copier WITH PASSWORD '{PASSWORD}'"));
+    influxd.query("GRANT READ ON db TO copier");
+    let lines: String = (0..ROWS)
+        .map(|n| {
+            let measurement = if n % 2 == 0 { "mem" } else { "cpu" };
+            format!(
+                "{measurement},host=h{} value={n}i {}\n",
+                n % 3,
+                T0 + n * 1_000_000_000
+            )
+        })
+        .collect();
+    influxd.write("db", &lines);
+
+    let directory = tempfile::tempdir().unwrap();
+    let target = directory.path().join("target");
+    let port = free_port();
+    let mut console = KillOnDrop(
+        Command::new(BINARY)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args([
+                "console",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--state-dir",
+            ])
+            .arg(directory.path().join("state"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_request(port, "GET", "/", &[], b"").is_err() {
+        assert!(Instant::now() < deadline, "the console did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // datetime-local wants `YYYY-MM-DDTHH:MM:SS`, taken as UTC by the page.
+    let local = |ns: i64| {
+        influx2td_config::format_time(ns)
+            .trim_end_matches('Z')
+            .to_owned()
+    };
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshot.png");
+    let output = Command::new("node")
+        .arg(browser_dir().join("console.mjs"))
+        .env("CONSOLE_URL", format!("http://127.0.0.1:{port}/"))
+        .env("INFLUX_PORT", influxd.http_port().to_string())
+        .env("INFLUX_PASSWORD", PASSWORD)
+        .env("TARGET_DIR", &target)
+        .env("BEGIN", local(T0))
+        .env("END", local(T0 + ROWS * 1_000_000_000))
+        .env("ROWS", ROWS.to_string())
+        .env("SCREENSHOT", &screenshot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let model = replay_directory(&target).unwrap();
+    assert_eq!(
+        model.tables.values().map(|t| t.rows.len()).sum::<usize>(),
+        ROWS as usize
+    );
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+    terminate(&mut console.0);
+}
