@@ -10,7 +10,8 @@
 //!   `POST /api/jobs/{job}/stop`, `POST /api/jobs/{job}/start` (resumes from its
 //!   checkpoints), `DELETE /api/jobs/{job}`, `GET /api/jobs/{job}/toml` (secrets redacted).
 //!
-//! It listens on loopback unless given a token; with a token every API call needs
+//! `GET /api/openapi.json` describes it all (OpenAPI 3.1, `console-openapi.json`; the tests
+//! validate every answer against it). It listens on loopback unless given a token; with a token every API call needs
 //! `Authorization: Bearer <token>`. Secrets are never sent back: the job shows `[redacted]`.
 
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ use influx2td_coordinator::StatusBoard;
 use serde_json::{Value, json};
 
 const PAGE: &str = include_str!("console.html");
+/// The API, described (OpenAPI 3.1); served at `/api/openapi.json`.
+pub const OPENAPI: &str = include_str!("console-openapi.json");
 
 /// One job of the console.
 struct Entry {
@@ -89,6 +92,10 @@ pub async fn serve(listen: &str, state_dir: &Path, token: Option<String>) -> any
     }
     let app = axum::Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/api/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route("/api/check", post(check))
         .route("/api/discover", post(discover))
         .route("/api/jobs", get(list).post(create))
@@ -317,6 +324,12 @@ async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Resp
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
+    if job.nats.url.is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the console runs jobs in its own process (the embedded bus); leave nats.url out, or run `influx2td coordinator` with the job file for NATS",
+        );
+    }
     let name = job.job.clone();
     if console.lock().contains_key(&name) {
         return error(

@@ -19,7 +19,11 @@ const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const PASSWORD: &str = "Console-Sentinel-Pw-4417";
 const T0: i64 = 1_700_000_000_000_000_000;
 
-fn call(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+const OPENAPI: &str = include_str!("../src/console-openapi.json");
+
+/// Calls the API and checks the answer against the OpenAPI document: the path (`template`,
+/// as documented), method and status must be there, and the body must match its schema.
+fn call(port: u16, method: &str, template: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let bytes = body.map(Value::to_string).unwrap_or_default();
     let response = http_request(
         port,
@@ -30,6 +34,32 @@ fn call(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Valu
     )
     .unwrap();
     let value = serde_json::from_str(&response.body).unwrap_or(Value::String(response.body));
+    if template.starts_with("/api/") {
+        let document: Value = serde_json::from_str(OPENAPI).unwrap();
+        let operation = &document["paths"][template][method.to_lowercase()];
+        let documented = &operation["responses"][response.status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{method} {template} answered {} which the OpenAPI document does not list",
+            response.status
+        );
+        if let Some(schema) = documented["content"]["application/json"]["schema"].as_object() {
+            let mut root = document.clone();
+            root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+            for (key, value) in schema {
+                root[key] = value.clone();
+            }
+            let validator = jsonschema::validator_for(&root).unwrap();
+            let problems: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| format!("{e} at {}", e.instance_path()))
+                .collect();
+            assert!(
+                problems.is_empty(),
+                "{method} {path}: {problems:#?}\n{value:#}"
+            );
+        }
+    }
     (response.status, value)
 }
 
@@ -82,7 +112,7 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         assert!(Instant::now() < deadline, "the console did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, page) = call(port, "GET", "/", None);
+    let (status, page) = call(port, "GET", "/", "/", None);
     assert_eq!(status, 200);
     assert!(page.as_str().unwrap().contains("Connectivity Check"));
 
@@ -102,10 +132,22 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     };
 
     // Connectivity: good credentials, then a wrong password (reported, with the reason).
-    let (status, checked) = call(port, "POST", "/api/check", Some(&job(PASSWORD)));
+    let (status, checked) = call(
+        port,
+        "POST",
+        "/api/check",
+        "/api/check",
+        Some(&job(PASSWORD)),
+    );
     assert_eq!(status, 200, "{checked}");
     assert_eq!(checked["passed"], true, "{checked:#}");
-    let (status, checked) = call(port, "POST", "/api/check", Some(&job("wrong")));
+    let (status, checked) = call(
+        port,
+        "POST",
+        "/api/check",
+        "/api/check",
+        Some(&job("wrong")),
+    );
     assert_eq!(status, 200);
     assert_eq!(checked["passed"], false);
     let failed: Vec<&Value> = checked["ends"][0]["steps"]
@@ -128,7 +170,7 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     let mut bad = job(PASSWORD);
     bad["begin"] = json!("yesterday-ish");
     bad["batch_size"] = json!(0);
-    let (status, answer) = call(port, "POST", "/api/check", Some(&bad));
+    let (status, answer) = call(port, "POST", "/api/check", "/api/check", Some(&bad));
     assert_eq!(status, 400);
     let keys: Vec<&str> = answer["problems"]
         .as_array()
@@ -138,18 +180,39 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         .collect();
     assert_eq!(keys, ["begin", "batch_size"], "{answer:#}");
 
-    let (status, found) = call(port, "POST", "/api/discover", Some(&job(PASSWORD)));
+    let (status, found) = call(
+        port,
+        "POST",
+        "/api/discover",
+        "/api/discover",
+        Some(&job(PASSWORD)),
+    );
     assert_eq!(status, 200);
     assert_eq!(found["measurements"], json!(["cpu", "mem"]));
 
     // Add: the job starts, runs to its end, and says so.
-    let (status, created) = call(port, "POST", "/api/jobs", Some(&job(PASSWORD)));
+    let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job(PASSWORD)));
     assert_eq!(status, 201, "{created:#}");
-    let (status, again) = call(port, "POST", "/api/jobs", Some(&job(PASSWORD)));
+    let mut over_nats = job(PASSWORD);
+    over_nats["job"] = json!("nats-job");
+    over_nats["nats"] = json!({ "url": "nats://127.0.0.1:4222" });
+    let (status, refused) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&over_nats));
+    assert_eq!(status, 400);
+    assert!(
+        refused["error"].as_str().unwrap().contains("nats.url"),
+        "{refused:#}"
+    );
+    let (status, again) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job(PASSWORD)));
     assert_eq!(status, 409, "{again:#}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let shown = loop {
-        let (_, shown) = call(port, "GET", "/api/jobs/console-job", None);
+        let (_, shown) = call(
+            port,
+            "GET",
+            "/api/jobs/{job}",
+            "/api/jobs/console-job",
+            None,
+        );
         if shown["state"] == "finished" {
             break shown;
         }
@@ -170,8 +233,52 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         300
     );
 
+    // Pause and resume: stopped, then run again from its checkpoints (nothing left to do).
+    let (status, paused) = call(
+        port,
+        "POST",
+        "/api/jobs/{job}/stop",
+        "/api/jobs/console-job/stop",
+        None,
+    );
+    assert_eq!((status, paused["state"].as_str()), (200, Some("stopped")));
+    let (status, _) = call(
+        port,
+        "POST",
+        "/api/jobs/{job}/start",
+        "/api/jobs/console-job/start",
+        None,
+    );
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, shown) = call(
+            port,
+            "GET",
+            "/api/jobs/{job}",
+            "/api/jobs/console-job",
+            None,
+        );
+        if shown["state"] == "finished" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{shown:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = call(
+        port,
+        "POST",
+        "/api/jobs/{job}/stop",
+        "/api/jobs/nope/stop",
+        None,
+    );
+    assert_eq!(status, 404);
+    // The document the tests check against is the one served.
+    let served = http_request(port, "GET", "/api/openapi.json", &[], b"").unwrap();
+    assert_eq!(served.body, OPENAPI);
+
     // Secrets never come back: not in the job, the list, or the download.
-    let (_, listed) = call(port, "GET", "/api/jobs", None);
+    let (_, listed) = call(port, "GET", "/api/jobs", "/api/jobs", None);
     let download = http_request(port, "GET", "/api/jobs/console-job/toml", &[], b"").unwrap();
     for text in [shown.to_string(), listed.to_string(), download.body.clone()] {
         assert!(!text.contains(PASSWORD), "{text}");
@@ -200,9 +307,21 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     let checkpoints = state.join("console").join("state").join("console-job");
     assert!(checkpoints.exists());
     assert!(!std::path::Path::new(".influx2td").exists());
-    let (status, _) = call(port, "DELETE", "/api/jobs/console-job", None);
+    let (status, _) = call(
+        port,
+        "DELETE",
+        "/api/jobs/{job}",
+        "/api/jobs/console-job",
+        None,
+    );
     assert_eq!(status, 204);
-    let (status, _) = call(port, "GET", "/api/jobs/console-job", None);
+    let (status, _) = call(
+        port,
+        "GET",
+        "/api/jobs/{job}",
+        "/api/jobs/console-job",
+        None,
+    );
     assert_eq!(status, 404);
     assert!(!stored.exists() && !checkpoints.exists());
     terminate(&mut process.0);
