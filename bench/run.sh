@@ -24,39 +24,14 @@ done
 command -v influxd >/dev/null || { echo "influxd not found: bash .ci/run installs it" >&2; exit 1; }
 cargo build --release -q -p influx2td-bench -p influx2td
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 work=$(mktemp -d)
-http_port=$(free_port); rpc_port=$(free_port)
-cat > "$work/influxdb.conf" <<CONF
-reporting-disabled = true
-bind-address = "127.0.0.1:$rpc_port"
-[meta]
-  dir = "$work/meta"
-[data]
-  dir = "$work/data"
-  wal-dir = "$work/wal"
-  query-log-enabled = false
-[coordinator]
-  query-timeout = "0s"
-[http]
-  bind-address = "127.0.0.1:$http_port"
-  log-enabled = false
-  max-body-size = 0
-[monitor]
-  store-enabled = false
-[logging]
-  level = "warn"
-CONF
-influxd run -config "$work/influxdb.conf" > "$work/influxd.log" 2>&1 &
-influxd_pid=$!
+start_influxd "$work"
 trap 'kill $influxd_pid 2>/dev/null; wait $influxd_pid 2>/dev/null; rm -rf "$work"' EXIT
-url="http://127.0.0.1:$http_port"
-for _ in $(seq 100); do curl -sf "$url/ping" >/dev/null && break; sleep 0.1; done
 
 start_ns=1700000000000000000
 echo "loading $rows rows ..."
-curl -sf -XPOST "$url/query" --data-urlencode "q=CREATE DATABASE bench" >/dev/null
-python3 bench/generate.py "$rows" "$start_ns" | split -l 100000 --filter "curl -sf -XPOST '$url/write?db=bench&precision=ns' --data-binary @- " -
+load_rows bench "$rows" "$start_ns"
 points_per_series=$((rows / 128))
 end_ns=$((start_ns + points_per_series * 10000000000))
 window_ns=3600000000000
@@ -119,13 +94,9 @@ t0=$(date +%s.%N)
 embedded_seconds=$(python3 -c "print($(date +%s.%N) - $t0)")
 embedded_rss=$(rss_of "$work/embedded.time")
 
-nats_port=$(free_port); nats_monitor=$(free_port)
 if command -v nats-server >/dev/null; then
-    nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor" -sd "$work/nats" > "$work/nats.log" 2>&1 &
-    nats_pid=$!
+    start_nats "$work"
     trap 'kill $influxd_pid $nats_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nats_monitor/healthz" >/dev/null && break; sleep 0.1; done
-    nats_url="nats://127.0.0.1:$nats_port"
     # Roles started directly (no wrapper) so that their pids take the signal; peak RSS from
     # /proc (VmHWM) just before they stop. One reader and one writer, then two of each (a job
     # of its own, so its own streams).

@@ -29,7 +29,7 @@ if [ -z "${SOAK_BINARY:-}" ]; then
 fi
 bin=$(realpath "$SOAK_BINARY")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 work=$(mktemp -d)
 pids_to_kill=()
 cleanup() {
@@ -38,45 +38,20 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-http_port=$(free_port); rpc_port=$(free_port)
-cat > "$work/influxdb.conf" <<CONF
-reporting-disabled = true
-bind-address = "127.0.0.1:$rpc_port"
-[meta]
-  dir = "$work/meta"
-[data]
-  dir = "$work/data"
-  wal-dir = "$work/wal"
-  query-log-enabled = false
-[http]
-  bind-address = "127.0.0.1:$http_port"
-  log-enabled = false
-  max-body-size = 0
-[monitor]
-  store-enabled = false
-[logging]
-  level = "warn"
-CONF
-influxd run -config "$work/influxdb.conf" > "$work/influxd.log" 2>&1 &
-pids_to_kill+=($!)
-url="http://127.0.0.1:$http_port"
-for _ in $(seq 100); do curl -sf "$url/ping" >/dev/null && break; sleep 0.1; done
-nats_port=$(free_port); nats_monitor=$(free_port)
-nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor" -sd "$work/nats" > "$work/nats.log" 2>&1 &
-pids_to_kill+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nats_monitor/healthz" >/dev/null && break; sleep 0.1; done
+start_influxd "$work"
+pids_to_kill+=("$influxd_pid")
+start_nats "$work"
+pids_to_kill+=("$nats_pid")
 
 start_ns=1700000000000000000
 echo "loading $rows rows ..."
-curl -sf -XPOST "$url/query" --data-urlencode "q=CREATE DATABASE soak" >/dev/null
-python3 bench/generate.py "$rows" "$start_ns" | split -l 100000 --filter "curl -sf -XPOST '$url/write?db=soak&precision=ns' --data-binary @- " -
+load_rows soak "$rows" "$start_ns"
 end_ns=$((start_ns + rows / 128 * 10000000000))
 iso() { python3 -c "import datetime; print(datetime.datetime.fromtimestamp($1/1e9, datetime.timezone.utc).isoformat())"; }
 
 export INFLUX2TD_SOURCE_URL="$url" INFLUX2TD_BUCKET=soak INFLUX2TD_JOB=soak \
     INFLUX2TD_BEGIN="$(iso $start_ns)" INFLUX2TD_END="$(iso $end_ns)" INFLUX2TD_WINDOW=1h \
-    INFLUX2TD_NATS_URL="nats://127.0.0.1:$nats_port" INFLUX2TD_ACK_WAIT=3s INFLUX2TD_LEASE_TTL=3s \
+    INFLUX2TD_NATS_URL="$nats_url" INFLUX2TD_ACK_WAIT=3s INFLUX2TD_LEASE_TTL=3s \
     INFLUX2TD_TARGET_DSN="file://$work/target" INFLUX2TD_TARGET_DATABASE=soak \
     INFLUX2TD_LOG_LEVEL=warn
 
