@@ -5,7 +5,7 @@
 //!
 //! - `POST /api/check` — the connectivity check of both ends (`{passed, ends}`), or `400`
 //!   `{problems: [{key, message}]}` naming each bad key;
-//! - `POST /api/discover` — the bucket's measurements;
+//! - `POST /api/discover` — the buckets to pick from, and the chosen bucket's measurements;
 //! - `GET /api/jobs`, `POST /api/jobs` (creates and starts), `GET /api/jobs/{job}` (status),
 //!   `POST /api/jobs/{job}/stop`, `POST /api/jobs/{job}/start` (resumes from its
 //!   checkpoints), `DELETE /api/jobs/{job}`, `GET /api/jobs/{job}/toml` (secrets redacted).
@@ -284,19 +284,35 @@ async fn check(State(console): State<Console>, Json(body): Json<Value>) -> Respo
     Json(json!({ "passed": passed, "ends": [source, target] })).into_response()
 }
 
-async fn discover(State(console): State<Console>, Json(body): Json<Value>) -> Response {
+/// The buckets the credentials may read and, when the job names one, its measurements. The
+/// bucket may be left blank: the page lists buckets to pick from.
+async fn discover(State(console): State<Console>, Json(mut body): Json<Value>) -> Response {
+    let blank = body["bucket"].as_str().is_none_or(|b| b.trim().is_empty());
+    if blank {
+        // Any name passes validation; only the buckets are asked for then.
+        body["bucket"] = json!("-");
+    }
     let (job, _) = match job_from_json(&body, &console.state_dir()) {
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
-    let found = match influx2td_reader::InfluxClient::new(&job.source, &job.bucket) {
-        Ok(client) => influx2td_reader::schema::measurements(&client, &[]).await,
-        Err(e) => Err(e),
+    let client = match influx2td_reader::InfluxClient::new(&job.source, &job.bucket) {
+        Ok(client) => client,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
     };
-    match found {
-        Ok(measurements) => Json(json!({ "measurements": measurements })).into_response(),
-        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
-    }
+    let buckets = match influx2td_reader::schema::buckets(&client).await {
+        Ok(buckets) => buckets,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+    let measurements = if blank {
+        Vec::new()
+    } else {
+        match influx2td_reader::schema::measurements(&client, &[]).await {
+            Ok(measurements) => measurements,
+            Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
+        }
+    };
+    Json(json!({ "buckets": buckets, "measurements": measurements })).into_response()
 }
 
 /// A job as the API shows it: its settings (secrets redacted), state and live status.

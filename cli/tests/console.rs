@@ -189,6 +189,19 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     );
     assert_eq!(status, 200);
     assert_eq!(found["measurements"], json!(["cpu", "mem"]));
+    assert_eq!(found["buckets"], json!(["db"]));
+    // Before a bucket is chosen: the buckets to pick from.
+    let mut unnamed = job(PASSWORD);
+    unnamed["bucket"] = json!("");
+    let (status, found) = call(
+        port,
+        "POST",
+        "/api/discover",
+        "/api/discover",
+        Some(&unnamed),
+    );
+    assert_eq!(status, 200, "{found:#}");
+    assert_eq!(found, json!({ "buckets": ["db"], "measurements": [] }));
 
     // Add: the job starts, runs to its end, and says so.
     let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job(PASSWORD)));

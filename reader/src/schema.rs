@@ -100,6 +100,22 @@ fn string_cell(value: Option<&serde_json::Value>) -> Option<&str> {
     value.and_then(serde_json::Value::as_str)
 }
 
+/// The buckets (1.x databases; 2.x/3.x buckets mapped for InfluxQL) these credentials may
+/// read, sorted, without InfluxDB's own `_internal`.
+pub async fn buckets(client: &InfluxClient) -> Result<Vec<String>, SourceError> {
+    let databases = client.query("SHOW DATABASES").await?;
+    let mut names: Vec<String> = databases
+        .iter()
+        .flat_map(|series| series.values.iter())
+        .filter_map(|row| string_cell(row.first()))
+        .filter(|name| !name.starts_with('_'))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 /// Fails with [`SourceError::BucketNotFound`] unless the database (and retention policy) exist
 /// and the credentials may read them. InfluxDB 1.x answers `SHOW MEASUREMENTS` on a missing
 /// database with an empty list, which would look like an empty bucket.

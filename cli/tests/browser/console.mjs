@@ -25,7 +25,7 @@ try {
   await page.fill('input[name="host"]', "127.0.0.1");
   await page.fill('input[name="port"]', env("INFLUX_PORT"));
   await page.fill('input[name="username"]', "copier");
-  await page.fill('input[name="bucket"]', "db");
+  await page.fill('input[name="bucket"]', "no-such-bucket");
   await page.fill('input[name="dsn"]', `file://${env("TARGET_DIR")}`);
   await page.fill('input[name="database"]', "metrics");
   // datetime-local takes the UTC time without its zone.
@@ -40,8 +40,19 @@ try {
   const failure = await page.textContent("#checked");
   if (!/InfluxDB: failed/i.test(failure) || !/auth/i.test(failure)) fail(`wrong password not shown: ${failure}`);
 
-  // The right one: both ends reachable, the measurements listed to pick from.
+  // The right password but a bucket that is not there: the check says so, and lists the
+  // buckets there are to pick from.
   await page.fill('input[name="password"]', env("INFLUX_PASSWORD"));
+  await page.click("#check");
+  await page.waitForSelector('#checked[data-passed="false"]', { timeout: 20000 });
+  const missing = await page.textContent("#checked");
+  if (!/no-such-bucket/.test(missing)) fail(`missing bucket not shown: ${missing}`);
+  await page.waitForSelector('#buckets[data-count="1"]', { state: "attached", timeout: 20000 });
+  const buckets = await page.$$eval("#buckets option", (all) => all.map((o) => o.value));
+  if (buckets.join(",") !== "db") fail(`buckets listed: ${buckets}`);
+  await page.fill('input[name="bucket"]', buckets[0]);
+
+  // Now both ends are reachable and the measurements are listed to pick from.
   await page.click("#check");
   await page.waitForSelector('#checked[data-passed="true"]', { timeout: 20000 });
   await page.waitForFunction(() => document.querySelectorAll("#measurements option").length === 2, null, { timeout: 20000 });
