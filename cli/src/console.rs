@@ -327,6 +327,7 @@ fn describe(entry: &Entry) -> Value {
         "state": state,
         "config": entry.config,
         "status": entry.board.get(),
+        "retries": influx2td_telemetry::metrics().retries_of(&entry.config.job),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The process's Prometheus metrics: one registry for every role in the process (the embedded
 //! `run` holds all three), labelled by job so several jobs never mix.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -68,6 +69,9 @@ pub struct Metrics {
     pub batch_rows: Family<JobLabels, Histogram>,
     pub bus_pending: Family<StreamLabels, Gauge>,
     pub lag_seconds: Family<JobLabels, Gauge<f64, AtomicU64>>,
+    /// The retries again, per job and `role/cause`, for the console's task page (a Family
+    /// cannot be listed).
+    retries_by_job: std::sync::Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,6 +101,7 @@ impl Metrics {
             batch_rows: Family::new_with_constructor(rows_histogram),
             bus_pending: Family::default(),
             lag_seconds: Family::default(),
+            retries_by_job: std::sync::Mutex::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -225,6 +230,25 @@ impl Metrics {
                 cause: cause.to_owned(),
             })
             .inc();
+        let mut by_job = self
+            .retries_by_job
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *by_job
+            .entry(job.to_owned())
+            .or_default()
+            .entry(format!("{role}/{cause}"))
+            .or_default() += 1;
+    }
+
+    /// A job's retries in this process so far, by `role/cause` (`reader/unavailable`, ...).
+    pub fn retries_of(&self, job: &str) -> BTreeMap<String, u64> {
+        self.retries_by_job
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(job)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn window(&self, job: &str, event: &str) {
@@ -281,6 +305,24 @@ pub fn metrics() -> &'static Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_are_listed_per_job_by_role_and_cause() {
+        let metrics = Metrics::new();
+        metrics.retry("j", "reader", "unavailable");
+        metrics.retry("j", "reader", "unavailable");
+        metrics.retry("j", "writer", "retryable");
+        metrics.retry("other", "writer", "fatal");
+        let listed: Vec<(String, u64)> = metrics.retries_of("j").into_iter().collect();
+        assert_eq!(
+            listed,
+            [
+                ("reader/unavailable".to_owned(), 2),
+                ("writer/retryable".to_owned(), 1)
+            ]
+        );
+        assert!(metrics.retries_of("none").is_empty());
+    }
 
     #[test]
     fn counts_appear_in_the_exposition_with_their_labels() {
