@@ -484,15 +484,19 @@ impl WorkQueue for NatsQueue {
             }
             Ok(())
         };
-        // Take what is there without waiting; only when nothing is, wait for the first message.
-        let mut batch = self
-            .consumer
-            .fetch()
-            .max_messages(max)
-            .expires(request_limit.min(Duration::from_millis(200)))
-            .messages()
-            .await
-            .map_err(|e| pull_error(e.to_string()))?;
+        // Take what is there without waiting (a no-wait request ends at once, so nothing can
+        // be delivered to it later); only when nothing is, wait for one message, then take
+        // what came with it the same way. A waiting request for more than one message must not
+        // be used: dropped after its first message, it would go on receiving until it expires,
+        // and what it received would sit unacknowledged until ack_wait.
+        let fetch = |max: usize| {
+            self.consumer
+                .fetch()
+                .max_messages(max)
+                .expires(request_limit.min(Duration::from_millis(200)))
+                .messages()
+        };
+        let mut batch = fetch(max).await.map_err(|e| pull_error(e.to_string()))?;
         while let Some(message) = batch.next().await {
             keep(message, &mut deliveries)?;
         }
@@ -505,22 +509,23 @@ impl WorkQueue for NatsQueue {
             if remaining.is_zero() {
                 break;
             }
-            let mut batch = self
+            let mut waiting = self
                 .consumer
                 .batch()
-                .max_messages(max)
+                .max_messages(1)
                 .expires(remaining.min(request_limit).max(Duration::from_millis(10)))
                 .messages()
                 .await
                 .map_err(|e| pull_error(e.to_string()))?;
-            // The first message ends the wait; the rest of the batch is what arrived with it.
-            let Some(first) = batch.next().await else {
-                continue;
-            };
-            keep(first, &mut deliveries)?;
-            while let Ok(Some(message)) =
-                tokio::time::timeout(Duration::from_millis(1), batch.next()).await
-            {
+            while let Some(message) = waiting.next().await {
+                keep(message, &mut deliveries)?;
+            }
+        }
+        if !deliveries.is_empty() && max > 1 {
+            let mut batch = fetch(max - 1)
+                .await
+                .map_err(|e| pull_error(e.to_string()))?;
+            while let Some(message) = batch.next().await {
                 keep(message, &mut deliveries)?;
             }
         }

@@ -585,6 +585,51 @@ async fn checkpoints_survive_a_restart<F: Fixture>(fixture: &mut F) {
     assert!(next > revision);
 }
 
+/// A consumer waiting for work gets the first message, returns, and pulls again: messages
+/// published between its two pulls must reach the second, not an abandoned request of the
+/// first (NATS would deliver them there and hold them until ack_wait; this stalled writers).
+async fn messages_arriving_between_pulls_are_not_lost<F: Fixture>(fixture: &mut F) {
+    let queue = fixture
+        .bus()
+        .await
+        .queue(QueueConfig {
+            ack_wait: Duration::from_secs(30),
+            ..QueueConfig::new(StreamKind::Data)
+        })
+        .await
+        .unwrap();
+    let publisher = queue.clone();
+    let publishing = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for index in 0..5 {
+            publisher
+                .publish(message(
+                    StreamKind::Data,
+                    "cpu",
+                    &format!("m{index}"),
+                    &format!("{index}"),
+                ))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while got.len() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {got:?} arrived; the rest are held by an abandoned pull"
+        );
+        let deliveries = queue.pull(10, Duration::from_secs(2)).await.unwrap();
+        got.extend(payloads(&deliveries));
+        ack_all(deliveries).await;
+    }
+    publishing.await.unwrap();
+    got.sort();
+    assert_eq!(got, ["0", "1", "2", "3", "4"]);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -622,6 +667,7 @@ conformance!(
     checkpoint_compare_and_set,
     many_compare_and_sets_at_once,
     checkpoints_survive_a_restart,
+    messages_arriving_between_pulls_are_not_lost,
 );
 
 #[tokio::test]
