@@ -316,6 +316,29 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         assert_eq!(mode & 0o077, 0, "{mode:o}");
     }
 
+    // The CLI works on the console's job file: `status` reads the same checkpoints.
+    let status = Command::new(BINARY)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["status", "--json", "--config"])
+        .arg(&stored)
+        .output()
+        .unwrap();
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let report: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        report["measurements"]["cpu"]["rows_written"], 200,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["measurements"]["mem"]["rows_written"], 100,
+        "{report:#}"
+    );
     // Its checkpoints live in the console's state directory, nowhere else.
     let checkpoints = state.join("console").join("state").join("console-job");
     assert!(checkpoints.exists());
