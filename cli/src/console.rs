@@ -1,7 +1,8 @@
 //! `influx2td console`: the web console and the JSON API behind it. Jobs are job files
 //! (`<state dir>/console/<job>.toml`, the same keys the CLI reads, owner-only permissions since
-//! they hold secrets) run in this process over the embedded bus, each with its own checkpoints
-//! and status. The API takes a job as JSON shaped like the TOML file:
+//! they hold secrets), each with its own checkpoints and status: run whole in this process over
+//! the embedded bus, or, with `nats.url`, coordinated from here (its lease and checkpoints in
+//! the NATS KV bucket) while readers and writers run as their own processes. The API takes a job as JSON shaped like the TOML file:
 //!
 //! - `POST /api/check` — the connectivity check of both ends (`{passed, ends}`), or `400`
 //!   `{problems: [{key, message}]}` naming each bad key;
@@ -159,10 +160,15 @@ impl Console {
         let console = self.clone();
         let job = name.to_owned();
         let task = tokio::spawn(async move {
-            let outcome = crate::pipeline_with(&config, board, async {
+            let stopped = async {
                 let _ = stopped.await;
-            })
-            .await;
+            };
+            // Over NATS the console coordinates; readers and writers run as their own processes.
+            let outcome = if config.nats.url.is_some() {
+                crate::coordinator_with(&config, board, stopped).await
+            } else {
+                crate::pipeline_with(&config, board, stopped).await
+            };
             let ended = match outcome {
                 Ok(summary) if summary.complete => "finished".to_owned(),
                 Ok(_) => "stopped".to_owned(),
@@ -341,12 +347,6 @@ async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Resp
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
-    if job.nats.url.is_some() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the console runs jobs in its own process (the embedded bus); leave nats.url out, or run `influx2td coordinator` with the job file for NATS",
-        );
-    }
     let name = job.job.clone();
     if console.lock().contains_key(&name) {
         return error(

@@ -683,12 +683,33 @@ async fn coordinator(job: &JobConfig) -> anyhow::Result<()> {
     let settings = coordinator_settings(job);
     let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
     serve_http(job, status_source(endpoints, &settings.status)).await?;
+    conclude(&coordinate(job, bus, settings, shutdown_signal()).await?)
+}
+
+/// The console's coordinator of a job over NATS (its readers and writers run elsewhere): its
+/// status on `board`, until `shutdown`.
+async fn coordinator_with(
+    job: &JobConfig,
+    board: influx2td_coordinator::StatusBoard,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<influx2td_coordinator::JobSummary> {
+    let bus = nats_bus(job, "console").await?;
+    let mut settings = coordinator_settings(job);
+    settings.status = board;
+    coordinate(job, bus, settings, shutdown).await
+}
+
+/// Prepares the target, plans and coordinates the job over `bus` until it ends or `shutdown`.
+async fn coordinate(
+    job: &JobConfig,
+    bus: influx2td_bus::NatsBus,
+    settings: influx2td_coordinator::CoordinatorSettings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<influx2td_coordinator::JobSummary> {
     let sink = influx2td_writer::open_sink(&job.target.dsn, &format!("{}-coordinator", job.job), 1)
         .await?;
     let planned = prepare_job(job, &bus, &sink).await?;
-    let summary =
-        influx2td_coordinator::service::run(bus, planned, settings, shutdown_signal()).await?;
-    conclude(&summary)
+    Ok(influx2td_coordinator::service::run(bus, planned, settings, shutdown).await?)
 }
 
 /// Every measurement's checkpoint, from NATS KV or the embedded state file (read without its

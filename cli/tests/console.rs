@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop, http_request};
+use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop, NatsServer, http_request};
 use influx2td_writer::replay::replay_directory;
 use serde_json::{Value, json};
 
@@ -206,15 +206,6 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     // Add: the job starts, runs to its end, and says so.
     let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job(PASSWORD)));
     assert_eq!(status, 201, "{created:#}");
-    let mut over_nats = job(PASSWORD);
-    over_nats["job"] = json!("nats-job");
-    over_nats["nats"] = json!({ "url": "nats://127.0.0.1:4222" });
-    let (status, refused) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&over_nats));
-    assert_eq!(status, 400);
-    assert!(
-        refused["error"].as_str().unwrap().contains("nats.url"),
-        "{refused:#}"
-    );
     let (status, again) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job(PASSWORD)));
     assert_eq!(status, 409, "{again:#}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -408,5 +399,113 @@ fn only_loopback_goes_without_a_token_and_a_token_guards_the_api() {
     )
     .unwrap();
     assert_eq!(allowed.status, 200, "{}", allowed.body);
+    terminate(&mut process.0);
+}
+
+#[test]
+fn a_job_over_nats_is_coordinated_by_the_console_with_readers_and_writers_elsewhere() {
+    let (Some(influxd), Some(nats)) = (Influxd::start(), NatsServer::start()) else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    let lines: String = (0..200)
+        .map(|n| {
+            format!(
+                "cpu,host=h{} value={n}i {}\n",
+                n % 4,
+                T0 + n * 1_000_000_000
+            )
+        })
+        .collect();
+    influxd.write("db", &lines);
+    let directory = tempfile::tempdir().unwrap();
+    let target = directory.path().join("target");
+    let begin = influx2td_config::format_time(T0);
+    let end = influx2td_config::format_time(T0 + 200 * 1_000_000_000);
+    // The job's readers and writers, as their own processes (as on Kubernetes).
+    let role = |name: &str| {
+        KillOnDrop(
+            Command::new(BINARY)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("INFLUX2TD_JOB", "nats-job")
+                .env("INFLUX2TD_BUCKET", "db")
+                .env("INFLUX2TD_BEGIN", &begin)
+                .env("INFLUX2TD_SOURCE_URL", influxd.url())
+                .env("INFLUX2TD_NATS_URL", nats.url())
+                .env(
+                    "INFLUX2TD_TARGET_DSN",
+                    format!("file://{}", target.display()),
+                )
+                .env("INFLUX2TD_TARGET_DATABASE", "metrics")
+                .arg(name)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut reader = role("reader");
+    let mut writer = role("writer");
+    let port = free_port();
+    let mut process = KillOnDrop(
+        console(
+            &directory.path().join("state"),
+            &format!("127.0.0.1:{port}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_request(port, "GET", "/", &[], b"").is_err() {
+        assert!(Instant::now() < deadline, "the console did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let job = json!({
+        "job": "nats-job",
+        "bucket": "db",
+        "begin": begin,
+        "end": end,
+        "window": "1m",
+        "source": { "url": influxd.url() },
+        "target": { "dsn": format!("file://{}", target.display()), "database": "metrics", "create_database": true },
+        "nats": { "url": nats.url() },
+    });
+    let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job));
+    assert_eq!(status, 201, "{created:#}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shown = loop {
+        let (_, shown) = call(port, "GET", "/api/jobs/{job}", "/api/jobs/nats-job", None);
+        if shown["state"] == "finished" {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "{shown:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        shown["status"]["measurements"]["cpu"]["rows_written"], 200,
+        "{shown:#}"
+    );
+    let model = replay_directory(&target).unwrap();
+    assert_eq!(
+        model.tables.values().map(|t| t.rows.len()).sum::<usize>(),
+        200
+    );
+    // The checkpoints are in NATS (the job's KV bucket), not in the console's directory.
+    assert!(
+        !directory
+            .path()
+            .join("state/console/state/nats-job")
+            .exists()
+    );
+    assert!(
+        nats.jsz().contains("KV_influx2td_nats-job"),
+        "{}",
+        nats.jsz()
+    );
+    terminate(&mut reader.0);
+    terminate(&mut writer.0);
     terminate(&mut process.0);
 }
