@@ -21,6 +21,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const PASSWORD: &str = "Browser-Sentinel-Pw-2231";
 const T0: i64 = 1_700_000_000_000_000_000;
 const ROWS: i64 = 240;
+/// Two more rows, in a measurement named like an HTML element with a script.
+const HOSTILE: &str = "<img src=x onerror=window.hacked=1>";
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -72,6 +74,15 @@ fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
         })
         .collect();
     influxd.write("db", &lines);
+    // A measurement whose name is markup: the page must show it as text, never run it.
+    let escaped = HOSTILE.replace(' ', "\\ ");
+    influxd.write(
+        "db",
+        &format!(
+            "{escaped} value=1i {T0}\n{escaped} value=2i {}\n",
+            T0 + 1_000_000_000
+        ),
+    );
 
     let directory = tempfile::tempdir().unwrap();
     let target = directory.path().join("target");
@@ -112,7 +123,8 @@ fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
         .env("TARGET_DIR", &target)
         .env("BEGIN", local(T0))
         .env("END", local(T0 + ROWS * 1_000_000_000))
-        .env("ROWS", ROWS.to_string())
+        .env("ROWS", (ROWS + 2).to_string())
+        .env("HOSTILE", HOSTILE)
         .env("SCREENSHOT", &screenshot)
         .env("CHROMIUM", &chromium)
         .output()
@@ -126,7 +138,7 @@ fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
     let model = replay_directory(&target).unwrap();
     assert_eq!(
         model.tables.values().map(|t| t.rows.len()).sum::<usize>(),
-        ROWS as usize
+        ROWS as usize + 2
     );
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
     terminate(&mut console.0);

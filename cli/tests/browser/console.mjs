@@ -55,9 +55,9 @@ try {
   // Now both ends are reachable and the measurements are listed to pick from.
   await page.click("#check");
   await page.waitForSelector('#checked[data-passed="true"]', { timeout: 20000 });
-  await page.waitForFunction(() => document.querySelectorAll("#measurements option").length === 2, null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelectorAll("#measurements option").length === 3, null, { timeout: 20000 });
   const options = await page.$$eval("#measurements option", (all) => all.map((o) => o.value));
-  if (options.join(",") !== "cpu,mem") fail(`measurements listed: ${options}`);
+  if (options.join(",") !== [env("HOSTILE"), "cpu", "mem"].join(",")) fail(`measurements listed: ${options}`);
   await page.click("#all");
 
   // A bad value is shown next to its field.
@@ -78,7 +78,11 @@ try {
     { timeout: 60000 },
   );
   const bars = await page.$$eval('.job[data-job="browser-task"] .bar > div', (all) => all.map((b) => b.style.width));
-  if (bars.length !== 2 || bars.some((width) => width !== "100%")) fail(`progress bars: ${bars}`);
+  if (bars.length !== 3 || bars.some((width) => width !== "100%")) fail(`progress bars: ${bars}`);
+  // The measurement named like markup is shown as its text, and its script never ran.
+  const names = await page.$$eval('.job[data-job="browser-task"] td:first-child', (all) => all.map((td) => td.textContent));
+  if (!names.includes(env("HOSTILE"))) fail(`measurement names shown: ${names}`);
+  if (await page.evaluate(() => window.hacked)) fail("a measurement name ran as script");
   await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
   console.log("ok");
 } finally {
