@@ -40,6 +40,8 @@ struct Entry {
     run: Option<Running>,
     /// How the last run ended: `finished`, `stopped`, or `failed: <reason>`.
     ended: Option<String>,
+    /// Counts the runs, so that a run ending late never clears a newer one.
+    generation: u64,
 }
 
 struct Running {
@@ -84,6 +86,7 @@ pub async fn serve(listen: &str, state_dir: &Path, token: Option<String>) -> any
                             board: StatusBoard::new(),
                             run: None,
                             ended: Some("stopped".into()),
+                            generation: 0,
                         },
                     );
                 }
@@ -155,6 +158,8 @@ impl Console {
             return;
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        entry.generation += 1;
+        let generation = entry.generation;
         let config = entry.config.clone();
         let board = entry.board.clone();
         let console = self.clone();
@@ -175,7 +180,9 @@ impl Console {
                 Err(error) => format!("failed: {error:#}"),
             };
             tracing::info!(job, ended, "console job ended");
-            if let Some(entry) = console.lock().get_mut(&job) {
+            if let Some(entry) = console.lock().get_mut(&job)
+                && entry.generation == generation
+            {
                 entry.run = None;
                 entry.ended = Some(ended);
             }
@@ -348,27 +355,35 @@ async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Resp
         Err(response) => return *response,
     };
     let name = job.job.clone();
-    if console.lock().contains_key(&name) {
-        return error(
-            StatusCode::CONFLICT,
-            format!("job {name:?} exists: delete it first, or give this one another `job` name"),
+    {
+        // Checked and taken in one step: two requests for one name cannot both create it.
+        let mut jobs = console.lock();
+        if jobs.contains_key(&name) {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "job {name:?} exists: delete it first, or give this one another `job` name"
+                ),
+            );
+        }
+        jobs.insert(
+            name.clone(),
+            Entry {
+                config: job,
+                board: StatusBoard::new(),
+                run: None,
+                ended: None,
+                generation: 0,
+            },
         );
     }
     if let Err(e) = write_private(&console.file(&name), &text) {
+        console.lock().remove(&name);
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot store the job: {e}"),
         );
     }
-    console.lock().insert(
-        name.clone(),
-        Entry {
-            config: job,
-            board: StatusBoard::new(),
-            run: None,
-            ended: None,
-        },
-    );
     console.launch(&name);
     let shown = console.lock().get(&name).map(describe).unwrap_or_default();
     (StatusCode::CREATED, Json(shown)).into_response()
