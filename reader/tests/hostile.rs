@@ -3,7 +3,7 @@
 //! - a server that stalls mid-body, answers garbage, or sends an answer that never ends (a TCP
 //!   server in the test speaking HTTP);
 //! - from a real influxd: strings of 64 KiB, tag values near InfluxDB's own key limit, control
-//!   characters, 10,000 fields in one measurement, 100,000 series in one window;
+//!   characters, 10,000 fields in one measurement, 1,000,000 series in one window;
 //! - invalid UTF-8 inside an answer (InfluxDB itself refuses to store it: a recorded answer).
 
 #![allow(clippy::unwrap_used)]
@@ -302,15 +302,23 @@ async fn ten_thousand_fields_in_one_measurement_are_read() {
 }
 
 #[tokio::test]
-async fn a_hundred_thousand_series_in_one_window_stream_in_bounded_batches() {
+async fn a_million_series_in_one_window_stream_in_bounded_batches() {
     let Some(influxd) = Influxd::start() else {
         return;
     };
     influxd.query("CREATE DATABASE db");
-    const SERIES: i64 = 100_000;
+    const SERIES: i64 = 1_000_000;
     for part in 0..10 {
         let lines: String = (part * SERIES / 10..(part + 1) * SERIES / 10)
-            .map(|n| format!("many,id=s{n:06} value={n}i {}\n", T0 + n))
+            // Two tags of 1,000 values each: InfluxDB allows 100,000 values per tag by default.
+            .map(|n| {
+                format!(
+                    "many,a=a{:03},b=b{:03} value={n}i {}\n",
+                    n / 1000,
+                    n % 1000,
+                    T0 + n
+                )
+            })
             .collect();
         influxd.write("db", &lines);
     }
@@ -327,7 +335,7 @@ async fn a_hundred_thousand_series_in_one_window_stream_in_bounded_batches() {
         largest = largest.max(batch.payload.len());
         let decoded = pb::RowBatch::decode(batch.payload).unwrap();
         for block in &decoded.series {
-            ids.insert(block.tags[0].value.clone());
+            ids.insert((block.tags[0].value.clone(), block.tags[1].value.clone()));
             rows += block.timestamps_ns.len() as u64;
         }
     }
