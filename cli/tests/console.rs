@@ -13,7 +13,7 @@ use influx2td_writer::replay::replay_directory;
 use serde_json::{Value, json};
 
 mod common;
-use common::{free_port, terminate};
+use common::{free_port, terminate, wait_for_http};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const PASSWORD: &str = "Console-Sentinel-Pw-4417";
@@ -107,11 +107,7 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_request(port, "GET", "/", &[], b"").is_err() {
-        assert!(Instant::now() < deadline, "the console did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_http(port, "the console");
     let (status, page) = call(port, "GET", "/", "/", None);
     assert_eq!(status, 200);
     assert!(page.as_str().unwrap().contains("Connectivity Check"));
@@ -374,11 +370,7 @@ fn only_loopback_goes_without_a_token_and_a_token_guards_the_api() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_request(port, "GET", "/", &[], b"").is_err() {
-        assert!(Instant::now() < deadline, "the console did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_http(port, "the console");
     let refused = http_request(port, "GET", "/api/jobs", &[], b"").unwrap();
     assert_eq!(refused.status, 401);
     let wrong = http_request(
@@ -458,11 +450,7 @@ fn a_job_over_nats_is_coordinated_by_the_console_with_readers_and_writers_elsewh
         .spawn()
         .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_request(port, "GET", "/", &[], b"").is_err() {
-        assert!(Instant::now() < deadline, "the console did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_http(port, "the console");
     let job = json!({
         "job": "nats-job",
         "bucket": "db",

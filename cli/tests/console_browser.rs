@@ -9,13 +9,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop, http_request};
+use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop};
 use influx2td_writer::replay::replay_directory;
 
 mod common;
-use common::{free_port, terminate};
+use common::{free_port, terminate, wait_for_http};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const PASSWORD: &str = "Browser-Sentinel-Pw-2231";
@@ -103,11 +102,7 @@ fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_request(port, "GET", "/", &[], b"").is_err() {
-        assert!(Instant::now() < deadline, "the console did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_http(port, "the console");
     // datetime-local wants `YYYY-MM-DDTHH:MM:SS`, taken as UTC by the page.
     let local = |ns: i64| {
         influx2td_config::format_time(ns)

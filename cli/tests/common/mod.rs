@@ -45,3 +45,12 @@ pub fn wait_for_exit(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until something answers HTTP on `port` (a console, an endpoint just started).
+pub fn wait_for_http(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while influx2td_testkit::http_request(port, "GET", "/", &[], b"").is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
