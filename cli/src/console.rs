@@ -289,12 +289,8 @@ async fn check(State(console): State<Console>, Json(body): Json<Value>) -> Respo
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
-    let (source, target) = tokio::join!(
-        influx2td_reader::check::check_source(&job),
-        influx2td_writer::check_target(&job)
-    );
-    let passed = source.passed() && target.passed();
-    Json(json!({ "passed": passed, "ends": [source, target] })).into_response()
+    let (ends, passed) = crate::check_ends(&job).await;
+    Json(json!({ "passed": passed, "ends": ends })).into_response()
 }
 
 /// The buckets the credentials may read and, when the job names one, its measurements. The

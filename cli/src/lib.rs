@@ -1069,13 +1069,19 @@ async fn writer(job: &JobConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+/// The connectivity check of both ends, at once: InfluxDB's and TDengine's reports, and
+/// whether both passed.
+async fn check_ends(job: &JobConfig) -> ([influx2td_config::check::EndCheck; 2], bool) {
     let (source, target) = tokio::join!(
         influx2td_reader::check::check_source(job),
         influx2td_writer::check_target(job)
     );
-    let ends = [source, target];
-    let passed = ends.iter().all(|end| end.passed());
+    let passed = source.passed() && target.passed();
+    ([source, target], passed)
+}
+
+async fn check(job: &JobConfig, json: bool) -> anyhow::Result<()> {
+    let (ends, passed) = check_ends(job).await;
     let mut stdout = std::io::stdout().lock();
     if json {
         print_json(
