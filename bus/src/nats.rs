@@ -365,14 +365,50 @@ impl Bus for NatsBus {
     }
 
     async fn checkpoints(&self) -> Result<NatsCheckpoints, BusError> {
-        let bucket = self.names.kv_bucket();
-        let store = match self.jetstream.get_key_value(&bucket).await {
+        let description = format!("influx2td checkpoints of job {}", self.names.job());
+        self.key_value(&self.names.kv_bucket(), &description).await
+    }
+}
+
+impl NatsBus {
+    /// Deletes the job's streams and its KV bucket: its windows, rows, reports, dead letters,
+    /// checkpoints and lease. Streams already gone are no error.
+    pub async fn delete_job(&self) -> Result<(), BusError> {
+        let streams = StreamKind::ALL
+            .iter()
+            .map(|kind| self.names.stream(*kind))
+            .chain([format!("KV_{}", self.names.kv_bucket())]);
+        for stream in streams {
+            match self.jetstream.delete_stream(&stream).await {
+                Ok(_) => {}
+                Err(error)
+                    if matches!(error.kind(), jetstream::context::DeleteStreamErrorKind::JetStream(e)
+                        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) => {}
+                Err(error) => {
+                    return Err(BusError::Nats {
+                        operation: "delete stream",
+                        target: stream,
+                        detail: error.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The KV bucket `bucket` of this connection, created (file storage) when missing.
+    pub async fn key_value(
+        &self,
+        bucket: &str,
+        description: &str,
+    ) -> Result<NatsCheckpoints, BusError> {
+        let store = match self.jetstream.get_key_value(bucket).await {
             Ok(store) => store,
             Err(_) => self
                 .jetstream
                 .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: format!("influx2td checkpoints of job {}", self.names.job()),
+                    bucket: bucket.to_owned(),
+                    description: description.to_owned(),
                     history: 5,
                     storage: stream::StorageType::File,
                     ..Default::default()
@@ -380,11 +416,14 @@ impl Bus for NatsBus {
                 .await
                 .map_err(|e| BusError::Nats {
                     operation: "create KV bucket",
-                    target: bucket.clone(),
+                    target: bucket.to_owned(),
                     detail: e.to_string(),
                 })?,
         };
-        Ok(NatsCheckpoints { bucket, store })
+        Ok(NatsCheckpoints {
+            bucket: bucket.to_owned(),
+            store,
+        })
     }
 }
 
@@ -610,7 +649,7 @@ impl Delivery for NatsDelivery {
     }
 }
 
-/// Checkpoints in a JetStream KV bucket.
+/// Checkpoints (or any other keys) in a JetStream KV bucket.
 #[derive(Debug, Clone)]
 pub struct NatsCheckpoints {
     bucket: String,
@@ -618,6 +657,22 @@ pub struct NatsCheckpoints {
 }
 
 impl NatsCheckpoints {
+    /// Sets `key` whatever it held.
+    pub async fn put(&self, key: &str, value: String) -> Result<u64, BusError> {
+        self.store
+            .put(key, value.into())
+            .await
+            .map_err(|e| self.error("write", key, e.to_string()))
+    }
+
+    /// Deletes `key` (no error when it is not there).
+    pub async fn delete(&self, key: &str) -> Result<(), BusError> {
+        self.store
+            .purge(key)
+            .await
+            .map_err(|e| self.error("delete", key, e.to_string()))
+    }
+
     fn error(&self, operation: &'static str, key: &str, detail: String) -> BusError {
         BusError::Nats {
             operation,

@@ -1,19 +1,26 @@
-//! `influx2td console`: the web console and the JSON API behind it. Jobs are job files
-//! (`<state dir>/console/<job>.toml`, the same keys the CLI reads, owner-only permissions since
-//! they hold secrets), each with its own checkpoints and status: run whole in this process over
-//! the embedded bus, or, with `nats.url`, coordinated from here (its lease and checkpoints in
-//! the NATS KV bucket) while readers and writers run as their own processes. The API takes a job as JSON shaped like the TOML file:
+//! `influx2td console`: the web console and the JSON API behind it. Jobs are stored as job
+//! files (`<state dir>/console/<job>.toml`, the keys the CLI reads) or, with `--nats-url`, in the
+//! NATS KV bucket `<prefix>-console` ([`store`]); their secrets go to owner-only files under the
+//! state directory either way. Each job has its own checkpoints and status: it runs whole in
+//! this process over the embedded bus, or over NATS is coordinated from here (its lease and
+//! checkpoints in the job's KV bucket) while readers and writers run as their own processes.
+//! What a job should be doing (running, paused, stopped, finished) is stored with it, so a
+//! console started again resumes the jobs that were running. The API takes a job as JSON
+//! shaped like the TOML file:
 //!
 //! - `POST /api/check` — the connectivity check of both ends (`{passed, ends}`), or `400`
 //!   `{problems: [{key, message}]}` naming each bad key;
 //! - `POST /api/discover` — the buckets to pick from, and the chosen bucket's measurements;
 //! - `GET /api/jobs`, `POST /api/jobs` (creates and starts), `GET /api/jobs/{job}` (status),
-//!   `POST /api/jobs/{job}/stop`, `POST /api/jobs/{job}/start` (resumes from its
-//!   checkpoints), `DELETE /api/jobs/{job}`, `GET /api/jobs/{job}/toml` (secrets redacted).
+//!   `POST /api/jobs/{job}/pause`, `POST /api/jobs/{job}/resume` (goes on from its
+//!   checkpoints), `POST /api/jobs/{job}/stop` (ends it for good), `DELETE /api/jobs/{job}`
+//!   (with its checkpoints), `GET /api/jobs/{job}/toml`.
 //!
 //! `GET /api/openapi.json` describes it all (OpenAPI 3.1, `console-openapi.json`; the tests
-//! validate every answer against it). It listens on loopback unless given a token; with a token every API call needs
-//! `Authorization: Bearer <token>`. Secrets are never sent back: the job shows `[redacted]`.
+//! validate every answer against it). It listens on loopback unless given a token; with a token
+//! every API call needs `Authorization: Bearer <token>`. Secrets are never sent back.
+
+mod store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,23 +32,47 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use influx2td_config::{ConfigError, JobConfig};
+use influx2td_config::{ConfigError, JobConfig, NatsConfig};
 use influx2td_coordinator::StatusBoard;
 use serde_json::{Value, json};
+use store::{Desired, Store};
 
 const PAGE: &str = include_str!("console.html");
 /// The API, described (OpenAPI 3.1); served at `/api/openapi.json`.
 pub const OPENAPI: &str = include_str!("console-openapi.json");
+
+/// How `influx2td console` was started.
+pub struct Settings {
+    pub listen: String,
+    pub state_dir: PathBuf,
+    pub token: Option<String>,
+    /// Jobs in this NATS server's KV bucket, and run over it unless they name another.
+    pub nats: Option<NatsConfig>,
+}
 
 /// One job of the console.
 struct Entry {
     config: JobConfig,
     board: StatusBoard,
     run: Option<Running>,
-    /// How the last run ended: `finished`, `stopped`, or `failed: <reason>`.
-    ended: Option<String>,
+    desired: Desired,
+    /// Why the last run failed.
+    failure: Option<String>,
     /// Counts the runs, so that a run ending late never clears a newer one.
     generation: u64,
+}
+
+impl Entry {
+    fn new(config: JobConfig, desired: Desired) -> Self {
+        Self {
+            config,
+            board: StatusBoard::new(),
+            run: None,
+            desired,
+            failure: None,
+            generation: 0,
+        }
+    }
 }
 
 struct Running {
@@ -49,51 +80,63 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Running {
+    /// Stops the run gracefully and waits for it to end.
+    async fn halt(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 #[derive(Clone)]
 struct Console {
     directory: PathBuf,
     token: Option<String>,
+    nats: Option<NatsConfig>,
+    store: Store,
     jobs: Arc<Mutex<BTreeMap<String, Entry>>>,
 }
 
-/// Serves the console on `listen` until SIGINT/SIGTERM; jobs running then stop gracefully.
-pub async fn serve(listen: &str, state_dir: &Path, token: Option<String>) -> anyhow::Result<()> {
+/// Serves the console until SIGINT/SIGTERM; jobs running then stop gracefully (and run again
+/// when the console is started again).
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listen = &settings.listen;
     let address: SocketAddr = listen.parse().map_err(|e| {
         anyhow::anyhow!("--listen {listen:?}: {e} (host:port, e.g. 127.0.0.1:8080)")
     })?;
-    if !address.ip().is_loopback() && token.is_none() {
+    if !address.ip().is_loopback() && settings.token.is_none() {
         anyhow::bail!(
             "--listen {listen} is reachable from other machines: give --token-file (every API call then needs it) or listen on 127.0.0.1"
         );
     }
-    let directory = state_dir.join("console");
+    let directory = settings.state_dir.join("console");
     std::fs::create_dir_all(&directory)?;
-    let console = Console {
-        directory: directory.clone(),
-        token,
-        jobs: Arc::default(),
-    };
-    // Jobs of earlier sessions come back stopped; `start` resumes them from their checkpoints.
-    for entry in std::fs::read_dir(&directory)?.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            match job_from_file(&path) {
-                Ok(config) => {
-                    console.lock().insert(
-                        config.job.clone(),
-                        Entry {
-                            config,
-                            board: StatusBoard::new(),
-                            run: None,
-                            ended: Some("stopped".into()),
-                            generation: 0,
-                        },
-                    );
-                }
-                Err(error) => tracing::warn!(file = %path.display(), %error, "ignoring a job file"),
+    // Absolute, since the stored jobs name their secret files and state directory by it.
+    let directory = std::fs::canonicalize(&directory)?;
+    let store = match &settings.nats {
+        Some(nats) => {
+            let Some(connect) = crate::nats_connect(nats, "influx2td-console") else {
+                anyhow::bail!("the console's NATS settings lack nats.url");
+            };
+            let names = influx2td_bus::Names::new(&nats.prefix, "console")?;
+            let bus = influx2td_bus::NatsBus::connect(&connect, names).await?;
+            let bucket = format!("{}-console", nats.prefix);
+            let kv = bus.key_value(&bucket, "influx2td console jobs").await?;
+            Store::Nats {
+                bucket,
+                kv: Box::new(kv),
             }
         }
-    }
+        None => Store::Directory(directory.clone()),
+    };
+    let console = Console {
+        directory,
+        token: settings.token,
+        nats: settings.nats,
+        store,
+        jobs: Arc::default(),
+    };
+    console.load().await?;
     let app = axum::Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route(
@@ -104,8 +147,9 @@ pub async fn serve(listen: &str, state_dir: &Path, token: Option<String>) -> any
         .route("/api/discover", post(discover))
         .route("/api/jobs", get(list).post(create))
         .route("/api/jobs/{job}", get(show).delete(remove))
+        .route("/api/jobs/{job}/pause", post(pause))
+        .route("/api/jobs/{job}/resume", post(resume))
         .route("/api/jobs/{job}/stop", post(stop))
-        .route("/api/jobs/{job}/start", post(start))
         .route("/api/jobs/{job}/toml", get(download))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),
@@ -115,6 +159,7 @@ pub async fn serve(listen: &str, state_dir: &Path, token: Option<String>) -> any
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(
         url = format!("http://{}", listener.local_addr()?),
+        jobs = console.store.describe(),
         "console listening"
     );
     axum::serve(listener, app)
@@ -126,8 +171,7 @@ pub async fn serve(listen: &str, state_dir: &Path, token: Option<String>) -> any
         .filter_map(|entry| entry.run.take())
         .collect();
     for run in running {
-        let _ = run.stop.send(());
-        let _ = run.task.await;
+        run.halt().await;
     }
     Ok(())
 }
@@ -144,11 +188,49 @@ impl Console {
         self.directory.join("state")
     }
 
-    fn file(&self, job: &str) -> PathBuf {
-        self.directory.join(format!("{job}.toml"))
+    /// Where a job's secrets are kept.
+    fn secrets(&self, job: &str) -> PathBuf {
+        self.directory.join("secrets").join(job)
     }
 
-    /// Runs `job` in this process; its status goes to its board.
+    /// A job runs over the console's NATS unless it names a NATS of its own.
+    fn with_nats(&self, mut config: JobConfig) -> JobConfig {
+        if config.nats.url.is_none()
+            && let Some(nats) = &self.nats
+        {
+            config.nats = nats.clone();
+        }
+        config
+    }
+
+    /// The stored jobs; those that were running run again.
+    async fn load(&self) -> anyhow::Result<()> {
+        for (name, stored) in self.store.all().await? {
+            let mut layers = influx2td_config::Layers::default();
+            let parsed = layers
+                .toml_text(&stored.text, &format!("console job {name}"))
+                .and_then(|()| influx2td_config::validate(layers));
+            match parsed {
+                Ok(config) if config.job == name => {
+                    let config = self.with_nats(config);
+                    self.lock()
+                        .insert(name.clone(), Entry::new(config, stored.desired));
+                    if stored.desired == Desired::Running {
+                        self.launch(&name);
+                    }
+                }
+                Ok(config) => tracing::warn!(
+                    job = name,
+                    named = config.job,
+                    "ignoring a stored job whose `job` key names another"
+                ),
+                Err(error) => tracing::warn!(job = name, %error, "ignoring a stored job"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `job`; its status goes to its board.
     fn launch(&self, name: &str) {
         let mut jobs = self.lock();
         let Some(entry) = jobs.get_mut(name) else {
@@ -174,21 +256,68 @@ impl Console {
             } else {
                 crate::pipeline_with(&config, board, stopped).await
             };
-            let ended = match outcome {
-                Ok(summary) if summary.complete => "finished".to_owned(),
-                Ok(_) => "stopped".to_owned(),
-                Err(error) => format!("failed: {error:#}"),
+            let finished = matches!(&outcome, Ok(summary) if summary.complete);
+            let failure = outcome.err().map(|error| format!("{error:#}"));
+            tracing::info!(job, finished, failure, "console job ended");
+            let current = match console.lock().get_mut(&job) {
+                Some(entry) if entry.generation == generation => {
+                    entry.run = None;
+                    entry.failure = failure;
+                    if finished {
+                        entry.desired = Desired::Finished;
+                    }
+                    true
+                }
+                _ => false,
             };
-            tracing::info!(job, ended, "console job ended");
-            if let Some(entry) = console.lock().get_mut(&job)
-                && entry.generation == generation
+            if current
+                && finished
+                && let Err(error) = console.store.set_desired(&job, Desired::Finished).await
             {
-                entry.run = None;
-                entry.ended = Some(ended);
+                tracing::warn!(job, %error, "cannot store that the job finished");
             }
         });
         entry.run = Some(Running { stop, task });
-        entry.ended = None;
+        entry.failure = None;
+    }
+
+    /// Sets what `job` should do, stored first; the run to halt unless it is to run; `Err` is
+    /// the answer to give instead.
+    async fn transition(&self, job: &str, desired: Desired) -> Result<Option<Running>, Response> {
+        {
+            let jobs = self.lock();
+            let Some(entry) = jobs.get(job) else {
+                return Err(error(StatusCode::NOT_FOUND, format!("no job {job:?}")));
+            };
+            if entry.desired == Desired::Stopped && desired != Desired::Stopped {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "job {job:?} was stopped for good: delete it, or add it again under another name"
+                    ),
+                ));
+            }
+        }
+        if let Err(e) = self.store.set_desired(job, desired).await {
+            return Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "cannot store the job's state in {}: {e:#}",
+                    self.store.describe()
+                ),
+            ));
+        }
+        let mut jobs = self.lock();
+        let Some(entry) = jobs.get_mut(job) else {
+            return Err(error(StatusCode::NOT_FOUND, format!("no job {job:?}")));
+        };
+        entry.desired = desired;
+        entry.failure = None;
+        Ok(if desired == Desired::Running {
+            None
+        } else {
+            entry.run.take()
+        })
     }
 }
 
@@ -208,7 +337,7 @@ async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+    if given.is_some_and(|given| same_secret(given, token)) {
         next.run(request).await
     } else {
         error(
@@ -218,36 +347,47 @@ async fn authorize(
     }
 }
 
+/// Compares in time that depends on the lengths only, so a guess's timing says nothing about
+/// how much of it was right.
+fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// A job from the JSON the console sends (the TOML file's shape): the job, its TOML text,
-/// or the problems as a `400` answer.
-fn job_from_json(body: &Value, state_dir: &Path) -> Result<(JobConfig, String), Box<Response>> {
+/// A job from the JSON the console sends (the TOML file's shape): the job and that JSON as it
+/// is stored (blank keys left out, the state directory filled in), or the problems as a `400`.
+fn job_from_json(body: &Value, state_dir: &Path) -> Result<(JobConfig, Value), Box<Response>> {
     let mut body = without_empty(body.clone());
     // Checkpoints go under the console's state directory unless the job says otherwise.
     if let Value::Object(map) = &mut body {
         map.entry("state_dir")
             .or_insert_with(|| Value::String(state_dir.display().to_string()));
     }
-    let text = toml::to_string(&body).map_err(|e| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("the job is not a table of keys: {e}"),
-        ))
-    })?;
+    let text = toml_text(&body)?;
     let mut layers = influx2td_config::Layers::default();
     let parsed = layers
         .toml_text(&text, "console")
         .and_then(|()| influx2td_config::validate(layers));
     parsed
-        .map(|job| (job, text))
+        .map(|job| (job, body))
         .map_err(|e| Box::new(problems(&e)))
 }
 
-fn job_from_file(path: &Path) -> Result<JobConfig, ConfigError> {
-    influx2td_config::load(Some(path), std::iter::empty(), std::iter::empty())
+fn toml_text(body: &Value) -> Result<String, Box<Response>> {
+    toml::to_string(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("the job is not a table of keys: {e}"),
+        ))
+    })
 }
 
 /// Empty strings, nulls and empty lists are keys the form left blank: not set.
@@ -326,10 +466,10 @@ async fn discover(State(console): State<Console>, Json(mut body): Json<Value>) -
 
 /// A job as the API shows it: its settings (secrets redacted), state and live status.
 fn describe(entry: &Entry) -> Value {
-    let state = if entry.run.is_some() {
-        "running".to_owned()
-    } else {
-        entry.ended.clone().unwrap_or_else(|| "stopped".into())
+    let state = match (&entry.run, &entry.failure) {
+        (Some(_), _) => "running".to_owned(),
+        (None, Some(failure)) => format!("failed: {failure}"),
+        (None, None) => entry.desired.as_str().to_owned(),
     };
     json!({
         "job": entry.config.job,
@@ -346,53 +486,54 @@ async fn list(State(console): State<Console>) -> Json<Value> {
 }
 
 async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Response {
-    let (job, text) = match job_from_json(&body, &console.state_dir()) {
+    let (job, mut body) = match job_from_json(&body, &console.state_dir()) {
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
     let name = job.job.clone();
+    let exists = || {
+        error(
+            StatusCode::CONFLICT,
+            format!("job {name:?} exists: delete it first, or give this one another `job` name"),
+        )
+    };
     {
         // Checked and taken in one step: two requests for one name cannot both create it.
         let mut jobs = console.lock();
         if jobs.contains_key(&name) {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "job {name:?} exists: delete it first, or give this one another `job` name"
-                ),
-            );
+            return exists();
         }
         jobs.insert(
             name.clone(),
-            Entry {
-                config: job,
-                board: StatusBoard::new(),
-                run: None,
-                ended: None,
-                generation: 0,
-            },
+            Entry::new(console.with_nats(job), Desired::Running),
         );
     }
-    if let Err(e) = write_private(&console.file(&name), &text) {
-        console.lock().remove(&name);
-        return error(
+    let stored = match store::move_secrets(&mut body, &console.secrets(&name)) {
+        Ok(()) => match toml_text(&body) {
+            Ok(text) => console.store.create(&name, &text).await.map_err(|e| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "cannot store the job in {}: {e:#}",
+                        console.store.describe()
+                    ),
+                )
+            }),
+            Err(response) => Err(*response),
+        },
+        Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot store the job: {e}"),
-        );
+            format!("cannot store the job's secrets: {e}"),
+        )),
+    };
+    if !matches!(stored, Ok(true)) {
+        console.lock().remove(&name);
+        let _ = std::fs::remove_dir_all(console.secrets(&name));
+        return stored.err().unwrap_or_else(exists);
     }
     console.launch(&name);
     let shown = console.lock().get(&name).map(describe).unwrap_or_default();
     (StatusCode::CREATED, Json(shown)).into_response()
-}
-
-/// Writes a job file only its owner can read (it holds the job's secrets).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())
 }
 
 async fn show(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
@@ -402,55 +543,109 @@ async fn show(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> 
     }
 }
 
+/// Halts the job; `resume` goes on from its checkpoints.
+async fn pause(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
+    halt(console, job, Desired::Paused).await
+}
+
+/// Ends the job for good (a continuous one stops syncing); it stays listed until deleted.
 async fn stop(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
+    halt(console, job, Desired::Stopped).await
+}
+
+async fn halt(console: Console, job: String, desired: Desired) -> Response {
+    match console.transition(&job, desired).await {
+        Ok(run) => {
+            if let Some(run) = run {
+                run.halt().await;
+            }
+            show(State(console), UrlPath(job)).await
+        }
+        Err(response) => response,
+    }
+}
+
+async fn resume(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
+    match console.transition(&job, Desired::Running).await {
+        // A job already running goes on as it is.
+        Ok(_) => {
+            console.launch(&job);
+            show(State(console), UrlPath(job)).await
+        }
+        Err(response) => response,
+    }
+}
+
+/// Deletes the job, its secrets and its checkpoints: a new job of the same name starts from
+/// its own begin.
+async fn remove(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
     let run = match console.lock().get_mut(&job) {
         Some(entry) => entry.run.take(),
         None => return error(StatusCode::NOT_FOUND, format!("no job {job:?}")),
     };
     if let Some(run) = run {
-        let _ = run.stop.send(());
-        let _ = run.task.await;
+        run.halt().await;
     }
-    if let Some(entry) = console.lock().get_mut(&job) {
-        entry.ended = Some("stopped".into());
+    if let Err(e) = console.store.remove(&job).await {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "cannot delete the job from {}: {e:#}",
+                console.store.describe()
+            ),
+        );
     }
-    show(State(console), UrlPath(job)).await
-}
-
-async fn start(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
-    if !console.lock().contains_key(&job) {
-        return error(StatusCode::NOT_FOUND, format!("no job {job:?}"));
-    }
-    console.launch(&job);
-    show(State(console), UrlPath(job)).await
-}
-
-async fn remove(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
-    let response = stop(State(console.clone()), UrlPath(job.clone())).await;
-    if response.status() != StatusCode::OK {
-        return response;
-    }
-    let removed = console.lock().remove(&job);
-    let _ = std::fs::remove_file(console.file(&job));
-    // Its checkpoints go too: a new job of the same name starts from its own begin.
-    if let Some(entry) = removed {
-        let _ = std::fs::remove_dir_all(entry.config.state_dir.join(&entry.config.job));
+    let Some(entry) = console.lock().remove(&job) else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let _ = std::fs::remove_dir_all(console.secrets(&job));
+    let config = &entry.config;
+    if config.nats.url.is_some() {
+        let forgotten = match crate::nats_bus(config, "console").await {
+            Ok(bus) => bus.delete_job().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = forgotten {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the job is deleted but its streams and checkpoints in NATS are not: {e:#}"
+                ),
+            );
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(config.state_dir.join(&config.job));
     }
     StatusCode::NO_CONTENT.into_response()
 }
 
 async fn download(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
-    if !console.lock().contains_key(&job) {
+    let Some(nats) = console
+        .lock()
+        .get(&job)
+        .map(|entry| entry.config.nats.clone())
+    else {
         return error(StatusCode::NOT_FOUND, format!("no job {job:?}"));
-    }
-    // The job file as stored, each secret replaced: a file `influx2td run --config` reads
-    // once the secrets are put back (or given as *_file keys or INFLUX2TD_* variables).
-    let stored = std::fs::read_to_string(console.file(&job))
-        .map_err(|e| e.to_string())
+    };
+    // The job as stored: its secrets are `*_file` keys naming files on the console's machine
+    // (a job stored inline by an older console has them replaced).
+    let stored = console
+        .store
+        .text(&job)
+        .await
+        .map_err(|e| format!("{e:#}"))
         .and_then(|text| text.parse::<toml::Table>().map_err(|e| e.to_string()));
     match stored {
         Ok(mut table) => {
             redact(&mut table, "");
+            // A job run over the console's NATS: where that is (each role brings its own
+            // credentials).
+            if let (Some(url), false) = (&nats.url, table.contains_key("nats")) {
+                let mut section = toml::Table::new();
+                section.insert("url".into(), toml::Value::String(url.clone()));
+                section.insert("prefix".into(), toml::Value::String(nats.prefix.clone()));
+                table.insert("nats".into(), toml::Value::Table(section));
+            }
             let mut headers = HeaderMap::new();
             headers.insert(
                 header::CONTENT_TYPE,
@@ -463,7 +658,7 @@ async fn download(State(console): State<Console>, UrlPath(job): UrlPath<String>)
         }
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot read the job file: {e}"),
+            format!("cannot read the stored job: {e}"),
         ),
     }
 }

@@ -163,6 +163,11 @@ pub enum Command {
         /// A file holding the token every API call must bring (`Authorization: Bearer`).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Keep the jobs in this NATS server's KV bucket `<nats.prefix>-console` (secrets stay
+        /// in files under --state-dir) and run them over it; its other `nats.*` settings come
+        /// from --config, INFLUX2TD_NATS_* variables and --set.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
     },
     /// Check a job's configuration and print it as it will run (secrets redacted).
     Validate {
@@ -194,6 +199,7 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         listen,
         state_dir,
         token_file,
+        nats_url,
     } = &cli.command
     {
         init_tracing(LogLevel::Info, cli.global.log_format, None);
@@ -208,8 +214,21 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
                 return ExitCode::from(exit::USAGE);
             }
         };
-        let served = runtime()
-            .and_then(|runtime| runtime.block_on(console::serve(listen, state_dir, token)));
+        let nats = match console_nats(&cli.global, env, nats_url.as_deref()) {
+            Ok(nats) => nats,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+        let served = runtime().and_then(|runtime| {
+            runtime.block_on(console::serve(console::Settings {
+                listen: listen.clone(),
+                state_dir: state_dir.clone(),
+                token,
+                nats,
+            }))
+        });
         return match served {
             Ok(()) => ExitCode::from(exit::SUCCESS),
             Err(error) => {
@@ -258,6 +277,30 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
             ExitCode::from(exit::FAILURE)
         }
     }
+}
+
+/// The console's NATS settings: the `nats.*` keys of --config, `INFLUX2TD_NATS_*` and --set,
+/// with `--nats-url` last; `None` when no URL is given (jobs then live in the state directory).
+fn console_nats(
+    global: &GlobalArgs,
+    env: impl IntoIterator<Item = (String, String)>,
+    url: Option<&str>,
+) -> Result<Option<influx2td_config::NatsConfig>, ConfigError> {
+    let mut layers = influx2td_config::Layers::default();
+    if let Some(path) = &global.config {
+        layers.file(path)?;
+    }
+    layers.env(env);
+    let url = url.map(|url| format!("nats.url={url}"));
+    layers.flags(
+        global
+            .overrides
+            .iter()
+            .map(String::as_str)
+            .chain(url.as_deref()),
+    );
+    let nats = influx2td_config::validate_nats(layers)?;
+    Ok(nats.url.is_some().then_some(nats))
 }
 
 /// The `service.name` of the commands that move data (and so make traces); `None` for the rest.
@@ -402,11 +445,21 @@ async fn nats_bus_unless_stopped(
 }
 
 async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::NatsBus> {
-    let Some(url) = &job.nats.url else {
+    let Some(connect) = nats_connect(&job.nats, &format!("influx2td-{role}-{}", job.job)) else {
         anyhow::bail!("`influx2td {role}` runs over NATS: set nats.url (or INFLUX2TD_NATS_URL)");
     };
-    let auth = match &job.nats.auth {
-        influx2td_config::NatsAuthConfig::None => match &job.nats.creds_file {
+    let names = influx2td_bus::Names::new(&job.nats.prefix, &job.job)?;
+    Ok(influx2td_bus::NatsBus::connect(&connect, names).await?)
+}
+
+/// How to connect to NATS as `nats` says; `None` without `nats.url`.
+fn nats_connect(
+    nats: &influx2td_config::NatsConfig,
+    client_name: &str,
+) -> Option<influx2td_bus::NatsConnect> {
+    let url = nats.url.as_ref()?;
+    let auth = match &nats.auth {
+        influx2td_config::NatsAuthConfig::None => match &nats.creds_file {
             Some(path) => influx2td_bus::NatsAuth::CredsFile(path.clone()),
             None => influx2td_bus::NatsAuth::None,
         },
@@ -423,16 +476,14 @@ async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::
             influx2td_bus::NatsAuth::NkeySeed(seed.expose().to_owned())
         }
     };
-    let connect = influx2td_bus::NatsConnect {
+    Some(influx2td_bus::NatsConnect {
         url: url.clone(),
         auth,
-        ca_file: job.nats.ca_file.clone(),
-        client_certificate: job.nats.client_certificate.clone(),
-        tls_required: job.nats.tls_required,
-        client_name: format!("influx2td-{role}-{}", job.job),
-    };
-    let names = influx2td_bus::Names::new(&job.nats.prefix, &job.job)?;
-    Ok(influx2td_bus::NatsBus::connect(&connect, names).await?)
+        ca_file: nats.ca_file.clone(),
+        client_certificate: nats.client_certificate.clone(),
+        tls_required: nats.tls_required,
+        client_name: client_name.to_owned(),
+    })
 }
 
 /// The embedded bus of a job: its state directory holds the checkpoints.

@@ -204,21 +204,7 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     assert_eq!(status, 201, "{created:#}");
     let (status, again) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job(PASSWORD)));
     assert_eq!(status, 409, "{again:#}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let shown = loop {
-        let (_, shown) = call(
-            port,
-            "GET",
-            "/api/jobs/{job}",
-            "/api/jobs/console-job",
-            None,
-        );
-        if shown["state"] == "finished" {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "{shown:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let shown = wait_for_state(port, "console-job", "finished", 60);
     assert_eq!(shown["status"]["complete"], true);
     let written: u64 = shown["status"]["measurements"]
         .as_object()
@@ -233,46 +219,16 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         300
     );
 
-    // Pause and resume: stopped, then run again from its checkpoints (nothing left to do).
-    let (status, paused) = call(
-        port,
-        "POST",
-        "/api/jobs/{job}/stop",
-        "/api/jobs/console-job/stop",
-        None,
-    );
-    assert_eq!((status, paused["state"].as_str()), (200, Some("stopped")));
-    let (status, _) = call(
-        port,
-        "POST",
-        "/api/jobs/{job}/start",
-        "/api/jobs/console-job/start",
-        None,
-    );
+    // Pause and resume: paused, then run again from its checkpoints (nothing left to do).
+    let (status, paused) = act(port, "console-job", "pause");
+    assert_eq!((status, paused["state"].as_str()), (200, Some("paused")));
+    let (status, _) = act(port, "console-job", "resume");
     assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, shown) = call(
-            port,
-            "GET",
-            "/api/jobs/{job}",
-            "/api/jobs/console-job",
-            None,
-        );
-        if shown["state"] == "finished" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{shown:#}");
-        std::thread::sleep(Duration::from_millis(100));
+    wait_for_state(port, "console-job", "finished", 30);
+    for action in ["pause", "resume", "stop"] {
+        let (status, _) = act(port, "nope", action);
+        assert_eq!(status, 404, "{action}");
     }
-    let (status, _) = call(
-        port,
-        "POST",
-        "/api/jobs/{job}/stop",
-        "/api/jobs/nope/stop",
-        None,
-    );
-    assert_eq!(status, 404);
     // The document the tests check against is the one served.
     let served = http_request(port, "GET", "/api/openapi.json", &[], b"").unwrap();
     assert_eq!(served.body, OPENAPI);
@@ -284,23 +240,35 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         assert!(!text.contains(PASSWORD), "{text}");
     }
     assert!(
-        download.body.contains("password = \"[redacted]\""),
-        "{}",
-        download.body
-    );
-    assert!(
         download.body.contains("bucket = \"db\""),
         "{}",
         download.body
     );
-    // The stored job file holds the secret, for the owner only.
+    // The stored job file names its secret's file, which holds it for the owner only.
     let stored = state.join("console").join("console-job.toml");
-    assert!(std::fs::read_to_string(&stored).unwrap().contains(PASSWORD));
+    let text = std::fs::read_to_string(&stored).unwrap();
+    assert!(!text.contains(PASSWORD), "{text}");
+    let secret = state
+        .join("console/secrets/console-job/source.password")
+        .canonicalize()
+        .unwrap();
+    assert!(
+        text.contains(&format!("password_file = \"{}\"", secret.display())),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), PASSWORD);
+    assert!(
+        download.body.contains("password_file = "),
+        "{}",
+        download.body
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&stored).unwrap().permissions().mode();
-        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        for path in [&stored, &secret, &secret.parent().unwrap().to_path_buf()] {
+            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{}: {mode:o}", path.display());
+        }
     }
 
     // The CLI works on the console's job file: `status` reads the same checkpoints.
@@ -346,7 +314,7 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         None,
     );
     assert_eq!(status, 404);
-    assert!(!stored.exists() && !checkpoints.exists());
+    assert!(!stored.exists() && !checkpoints.exists() && !secret.exists());
     terminate(&mut process.0);
 }
 
@@ -357,6 +325,18 @@ fn only_loopback_goes_without_a_token_and_a_token_guards_the_api() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--token-file"), "{stderr}");
+
+    // The console takes only nats.* settings besides its flags.
+    let output = console(directory.path(), "127.0.0.1:0")
+        .args(["--nats-url", "nats://127.0.0.1:1", "--set", "batch_size=10"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("batch_size: invalid value \"10\" (from the command line): only nats.* keys are read here"),
+        "{stderr}"
+    );
 
     let token_file = directory.path().join("token");
     std::fs::write(&token_file, "s3cret-console-token\n").unwrap();
@@ -394,8 +374,72 @@ fn only_loopback_goes_without_a_token_and_a_token_guards_the_api() {
     terminate(&mut process.0);
 }
 
+/// The value of `key` in the KV bucket `bucket` of the NATS server at `url`.
+fn kv_value(url: &str, bucket: &str, key: &str) -> Option<String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let client = async_nats::connect(url).await.unwrap();
+            let store = async_nats::jetstream::new(client)
+                .get_key_value(bucket)
+                .await
+                .unwrap();
+            store
+                .get(key)
+                .await
+                .unwrap()
+                .map(|value| String::from_utf8(value.to_vec()).unwrap())
+        })
+}
+
+/// Polls a job until `done` says so; returns it then.
+fn wait_for(port: u16, job: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let (_, shown) = call(
+            port,
+            "GET",
+            "/api/jobs/{job}",
+            &format!("/api/jobs/{job}"),
+            None,
+        );
+        if done(&shown) {
+            return shown;
+        }
+        assert!(Instant::now() < deadline, "{shown:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls a job until its state is `state`; returns it then.
+fn wait_for_state(port: u16, job: &str, state: &str, seconds: u64) -> Value {
+    wait_for(port, job, seconds, |shown| shown["state"] == state)
+}
+
+/// `POST /api/jobs/{job}/{action}` (pause, resume, stop).
+fn act(port: u16, job: &str, action: &str) -> (u16, Value) {
+    call(
+        port,
+        "POST",
+        &format!("/api/jobs/{{job}}/{action}"),
+        &format!("/api/jobs/{job}/{action}"),
+        None,
+    )
+}
+
+/// Polls a job, which must keep running, until its `cpu` measurement has `rows` rows written.
+fn wait_for_rows(port: u16, job: &str, rows: u64) {
+    wait_for(port, job, 60, |shown| {
+        assert_eq!(shown["state"], "running", "{shown:#}");
+        shown["status"]["measurements"]["cpu"]["rows_written"] == rows
+    });
+}
+
 #[test]
-fn a_job_over_nats_is_coordinated_by_the_console_with_readers_and_writers_elsewhere() {
+fn a_job_over_nats_is_kept_in_nats_and_coordinated_by_the_console_with_readers_and_writers_elsewhere()
+ {
     let (Some(influxd), Some(nats)) = (Influxd::start(), NatsServer::start()) else {
         return;
     };
@@ -411,6 +455,7 @@ fn a_job_over_nats_is_coordinated_by_the_console_with_readers_and_writers_elsewh
         .collect();
     influxd.write("db", &lines);
     let directory = tempfile::tempdir().unwrap();
+    let state = directory.path().join("state");
     let target = directory.path().join("target");
     let begin = influx2td_config::format_time(T0);
     let end = influx2td_config::format_time(T0 + 200 * 1_000_000_000);
@@ -439,39 +484,34 @@ fn a_job_over_nats_is_coordinated_by_the_console_with_readers_and_writers_elsewh
     };
     let mut reader = role("reader");
     let mut writer = role("writer");
-    let port = free_port();
-    let mut process = KillOnDrop(
-        console(
-            &directory.path().join("state"),
-            &format!("127.0.0.1:{port}"),
+    // The console keeps its jobs in NATS, and runs them over it.
+    let start_console = |port: u16| {
+        KillOnDrop(
+            console(&state, &format!("127.0.0.1:{port}"))
+                .args(["--nats-url", &nats.url()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
         )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
+    };
+    let port = free_port();
+    let mut process = start_console(port);
     wait_for_http(port, "the console");
+    // No `nats` table: the job runs over the console's NATS. The password is a secret even
+    // where InfluxDB does not ask for one.
     let job = json!({
         "job": "nats-job",
         "bucket": "db",
         "begin": begin,
         "end": end,
         "window": "1m",
-        "source": { "url": influxd.url() },
+        "source": { "url": influxd.url(), "username": "copier", "password": PASSWORD },
         "target": { "dsn": format!("file://{}", target.display()), "database": "metrics", "create_database": true },
-        "nats": { "url": nats.url() },
     });
     let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job));
     assert_eq!(status, 201, "{created:#}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let shown = loop {
-        let (_, shown) = call(port, "GET", "/api/jobs/{job}", "/api/jobs/nats-job", None);
-        if shown["state"] == "finished" {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "{shown:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let shown = wait_for_state(port, "nats-job", "finished", 60);
     assert_eq!(
         shown["status"]["measurements"]["cpu"]["rows_written"], 200,
         "{shown:#}"
@@ -481,19 +521,148 @@ fn a_job_over_nats_is_coordinated_by_the_console_with_readers_and_writers_elsewh
         model.tables.values().map(|t| t.rows.len()).sum::<usize>(),
         200
     );
-    // The checkpoints are in NATS (the job's KV bucket), not in the console's directory.
-    assert!(
-        !directory
-            .path()
-            .join("state/console/state/nats-job")
-            .exists()
-    );
+    // The checkpoints are in NATS (the job's KV bucket), not in the console's directory, and
+    // so is the job itself, with its secret left in a file on the console's machine.
+    assert!(!state.join("console/state/nats-job").exists());
+    assert!(!state.join("console/nats-job.toml").exists());
     assert!(
         nats.jsz().contains("KV_influx2td_nats-job"),
         "{}",
         nats.jsz()
     );
+    let stored = kv_value(&nats.url(), "influx2td-console", "job.nats-job").unwrap();
+    assert!(!stored.contains(PASSWORD), "{stored}");
+    assert!(stored.contains("password_file = "), "{stored}");
+    assert!(stored.contains("bucket = \"db\""), "{stored}");
+    assert_eq!(
+        kv_value(&nats.url(), "influx2td-console", "state.nats-job").as_deref(),
+        Some("finished")
+    );
+    // The download says where NATS is.
+    let download = http_request(port, "GET", "/api/jobs/nats-job/toml", &[], b"").unwrap();
+    assert!(
+        download.body.contains(&format!("url = \"{}\"", nats.url())),
+        "{}",
+        download.body
+    );
+
+    // A console started again finds the job in NATS, as it was.
+    terminate(&mut process.0);
+    let port = free_port();
+    let mut process = start_console(port);
+    wait_for_http(port, "the console");
+    let shown = wait_for_state(port, "nats-job", "finished", 10);
+    assert_eq!(shown["config"]["bucket"], "db", "{shown:#}");
+
+    // Deleting it deletes its streams and checkpoints too: a new job of the name starts over.
+    let (status, _) = call(
+        port,
+        "DELETE",
+        "/api/jobs/{job}",
+        "/api/jobs/nats-job",
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(
+        kv_value(&nats.url(), "influx2td-console", "job.nats-job"),
+        None
+    );
+    let jsz = nats.jsz();
+    assert!(!jsz.contains("KV_influx2td_nats-job"), "{jsz}");
+    assert!(!jsz.contains("INFLUX2TD_nats-job_WORK"), "{jsz}");
+    assert!(!state.join("console/secrets/nats-job").exists());
     terminate(&mut reader.0);
     terminate(&mut writer.0);
+    terminate(&mut process.0);
+}
+
+#[test]
+fn jobs_come_back_after_a_restart_as_they_were_left_and_a_stopped_job_stays_stopped() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let minute = 60 * 1_000_000_000;
+    let lines: String = (0..50)
+        .map(|n| format!("cpu,host=h{} value={n}i {}\n", n % 2, now - 5 * minute + n))
+        .collect();
+    influxd.write("db", &lines);
+    let directory = tempfile::tempdir().unwrap();
+    let state = directory.path().join("state");
+    let start_console = || {
+        let port = free_port();
+        let process = KillOnDrop(
+            console(&state, &format!("127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_http(port, "the console");
+        (port, process)
+    };
+    let (port, mut process) = start_console();
+    // Two continuous jobs (no end): they copy the last ten minutes, then keep syncing.
+    for name in ["sync-a", "sync-b"] {
+        let job = json!({
+            "job": name,
+            "bucket": "db",
+            "begin": influx2td_config::format_time(now - 10 * minute),
+            "window": "1m",
+            "delay": "1s",
+            "source": { "url": influxd.url() },
+            "target": { "dsn": format!("file://{}", directory.path().join(name).display()), "database": "metrics", "create_database": true },
+        });
+        let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job));
+        assert_eq!(status, 201, "{created:#}");
+    }
+    for name in ["sync-a", "sync-b"] {
+        wait_for_rows(port, name, 50);
+    }
+    let (status, paused) = act(port, "sync-b", "pause");
+    assert_eq!((status, paused["state"].as_str()), (200, Some("paused")));
+
+    // Started again: the running job runs, the paused one waits.
+    terminate(&mut process.0);
+    let (port, mut process) = start_console();
+    let (_, shown) = call(port, "GET", "/api/jobs/{job}", "/api/jobs/sync-a", None);
+    assert_eq!(shown["state"], "running", "{shown:#}");
+    wait_for_state(port, "sync-b", "paused", 1);
+
+    // Stop ends a job for good: resuming it is refused, saying why, even after a restart.
+    let (status, stopped) = act(port, "sync-a", "stop");
+    assert_eq!((status, stopped["state"].as_str()), (200, Some("stopped")));
+    terminate(&mut process.0);
+    let (port, mut process) = start_console();
+    wait_for_state(port, "sync-a", "stopped", 1);
+    wait_for_state(port, "sync-b", "paused", 1);
+    for action in ["resume", "pause"] {
+        let (status, refused) = act(port, "sync-a", action);
+        assert_eq!(status, 409, "{refused:#}");
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("stopped for good"),
+            "{refused:#}"
+        );
+    }
+    // It keeps its progress for all to see; the paused one goes on where it was.
+    let (_, shown) = call(port, "GET", "/api/jobs/{job}", "/api/jobs/sync-a", None);
+    assert_eq!(shown["state"], "stopped", "{shown:#}");
+    let (status, resumed) = act(port, "sync-b", "resume");
+    assert_eq!((status, resumed["state"].as_str()), (200, Some("running")));
+    wait_for_rows(port, "sync-b", 50);
+    let rows = replay_directory(&directory.path().join("sync-b"))
+        .unwrap()
+        .tables
+        .values()
+        .map(|t| t.rows.len())
+        .sum::<usize>();
+    assert_eq!(rows, 50);
     terminate(&mut process.0);
 }

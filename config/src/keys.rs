@@ -267,8 +267,10 @@ pub const KEYS: &[Key] = &[
         "required",
         "TDengine DSN: `ws://host:6041`, `wss://...`, `taos://host:6030` (native), or `file:///path` (write SQL to files)",
     ),
-    secret(
+    key(
         "target.dsn_file",
+        Kind::String,
+        "none",
         "file holding `target.dsn` (it may hold TDengine's password), e.g. a mounted secret",
     ),
     key(

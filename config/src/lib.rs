@@ -280,7 +280,12 @@ pub fn load<'a>(
     validate::validate(layers)
 }
 
-/// Validates layers merged by hand (used by tests and, later, the HTTP API).
+/// Validates layers merged by hand (used by tests and the console's API).
 pub fn validate(layers: Layers) -> Result<JobConfig, ConfigError> {
     validate::validate(layers)
+}
+
+/// Validates only the `nats.*` keys of `layers`; any other key set is a problem.
+pub fn validate_nats(layers: Layers) -> Result<NatsConfig, ConfigError> {
+    validate::validate_nats(layers)
 }

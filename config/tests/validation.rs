@@ -702,3 +702,34 @@ fn readme_reference_lists_every_key() {
         );
     }
 }
+
+#[test]
+fn the_nats_keys_alone_validate_for_the_console_and_other_keys_are_named() {
+    let mut layers = Layers::default();
+    layers.env([
+        ("INFLUX2TD_NATS_USER".to_owned(), "console".to_owned()),
+        ("INFLUX2TD_NATS_PASSWORD".to_owned(), "pw".to_owned()),
+        ("PATH".to_owned(), "/bin".to_owned()),
+    ]);
+    layers.flags(["nats.url=nats://queue:4222", "nats.prefix=tenant-a"]);
+    let nats = influx2td_config::validate_nats(layers).unwrap();
+    assert_eq!(nats.url.as_deref(), Some("nats://queue:4222"));
+    assert_eq!(nats.prefix, "tenant-a");
+    assert!(matches!(
+        nats.auth,
+        influx2td_config::NatsAuthConfig::UserPassword { ref user, .. } if user == "console"
+    ));
+
+    let mut layers = Layers::default();
+    layers.flags(["nats.url=nats://queue:4222", "bucket=db", "nats.user=alone"]);
+    let error = influx2td_config::validate_nats(layers).unwrap_err();
+    let found: Vec<String> = error.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        found,
+        [
+            "bucket: invalid value \"db\" (from the command line): only nats.* keys are read here",
+            "nats.user: invalid value \"alone\" (from the command line): needs nats.password or nats.password_file",
+        ],
+        "{found:#?}"
+    );
+}

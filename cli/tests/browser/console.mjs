@@ -62,9 +62,12 @@ try {
 
   // A bad value is shown next to its field.
   await page.fill('input[name="batch_size"]', "0");
+  await page.fill('input[name="agent"]', "http://not-nats:4222");
   await page.click("#add");
   await page.waitForSelector('input[name="batch_size"].invalid', { timeout: 10000 });
+  await page.waitForSelector('input[name="agent"].invalid', { timeout: 10000 });
   await page.fill('input[name="batch_size"]', "5000");
+  await page.fill('input[name="agent"]', "");
 
   await page.click("#add");
   const rows = env("ROWS");
@@ -84,6 +87,19 @@ try {
   if (!names.includes(env("HOSTILE"))) fail(`measurement names shown: ${names}`);
   if (await page.evaluate(() => window.hacked)) fail("a measurement name ran as script");
   await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+
+  // Stop ends the task for good: it stays listed as stopped, and resuming it is refused with
+  // the reason shown next to its buttons.
+  const task = '.job[data-job="browser-task"]';
+  await page.click(`${task} [data-act="stop"]`);
+  await page.waitForFunction((task) => document.querySelector(`${task} .state`).textContent.startsWith("stopped"), task, { timeout: 10000 });
+  if (!(await page.$eval(`${task} [data-act="resume"]`, (b) => b.disabled))) fail("resume offered for a stopped task");
+  await page.$eval(`${task} [data-act="resume"]`, (b) => { b.disabled = false; b.click(); });
+  await page.waitForFunction((task) => document.querySelector(`${task} p .problem`).textContent.includes("stopped for good"), task, { timeout: 10000 });
+  // Delete asks first.
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.click(`${task} [data-act="delete"]`);
+  await page.waitForFunction((task) => !document.querySelector(task), task, { timeout: 10000 });
   console.log("ok");
 } finally {
   await browser.close();
