@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop, NatsServer, http_request};
+use influx2td_testkit::{Influxd, KillOnDrop, NatsServer, http_request};
 use influx2td_writer::replay::replay_directory;
 use serde_json::{Value, json};
 
@@ -75,15 +75,9 @@ fn console(state: &std::path::Path, listen: &str) -> Command {
 
 #[test]
 fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
-    let Some(influxd) = Influxd::start_with(InfluxdOptions {
-        admin: Some(("admin".into(), "admin-secret".into())),
-        ..Default::default()
-    }) else {
+    let Some(influxd) = Influxd::with_reader("db", "copier", PASSWORD) else {
         return;
     };
-    influxd.query("CREATE DATABASE db");
-    influxd.query(&format!("CREATE USER copier WITH PASSWORD '{PASSWORD}'"));
-    influxd.query("GRANT READ ON db TO copier");
     let lines: String = (0..300)
         .map(|n| {
             let measurement = if n % 3 == 0 { "mem" } else { "cpu" };

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop};
+use influx2td_testkit::{Influxd, KillOnDrop};
 use influx2td_writer::replay::replay_directory;
 
 mod common;
@@ -53,15 +53,9 @@ fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
             return;
         }
     };
-    let Some(influxd) = Influxd::start_with(InfluxdOptions {
-        admin: Some(("admin".into(), "admin-secret".into())),
-        ..Default::default()
-    }) else {
+    let Some(influxd) = Influxd::with_reader("db", "copier", PASSWORD) else {
         return;
     };
-    influxd.query("CREATE DATABASE db");
-    influxd.query(&format!("CREATE USER copier WITH PASSWORD '{PASSWORD}'"));
-    influxd.query("GRANT READ ON db TO copier");
     let lines: String = (0..ROWS)
         .map(|n| {
             let measurement = if n % 2 == 0 { "mem" } else { "cpu" };

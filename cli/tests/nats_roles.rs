@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop, NatsServer};
+use influx2td_testkit::{Influxd, KillOnDrop, NatsServer};
 use influx2td_writer::replay::replay_directory;
 
 mod common;
@@ -44,20 +44,12 @@ fn server_config() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
-    let Some(influxd) = Influxd::start_with(InfluxdOptions {
-        admin: Some(("admin".into(), "admin-secret".into())),
-        ..Default::default()
-    }) else {
+    let Some(influxd) = Influxd::with_reader("db", "copier", INFLUX_PASSWORD) else {
         return;
     };
     let Some(nats) = NatsServer::start_with_config(Some(&server_config())) else {
         return;
     };
-    influxd.query("CREATE DATABASE db");
-    influxd.query(&format!(
-        "CREATE USER copier WITH PASSWORD '{INFLUX_PASSWORD}'"
-    ));
-    influxd.query("GRANT READ ON db TO copier");
     let lines: String = (0..60)
         .map(|n| format!("cpu,region=r{} usage={n}i {}\n", n % 3, T0 + n * SECOND))
         .collect();

@@ -777,15 +777,9 @@ fn lookback_reads_windows_again_for_points_later_than_the_delay() {
 
 #[test]
 fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
-    let Some(mut influxd) = Influxd::start_with(influx2td_testkit::InfluxdOptions {
-        admin: Some(("admin".into(), "admin-secret".into())),
-        ..Default::default()
-    }) else {
+    let Some(mut influxd) = Influxd::with_reader("db", "copier", "copier-secret") else {
         return;
     };
-    influxd.query("CREATE DATABASE db");
-    influxd.query("CREATE USER copier WITH PASSWORD 'copier-secret'");
-    influxd.query("GRANT READ ON db TO copier");
     let begin = now_ns() - 5_000_000_000;
     let point = |measurement: &'static str, time: i64, value: i64| Point {
         measurement,

@@ -35,6 +35,22 @@ impl Influxd {
         Self::start_with(InfluxdOptions::default())
     }
 
+    /// Starts an influxd with authentication on (admin `admin` / `admin-secret`), the database
+    /// `database`, and `user` who may only read it; `None` (test skipped) when not installed.
+    pub fn with_reader(database: &str, user: &str, password: &str) -> Option<Self> {
+        let influxd = Self::start_with(InfluxdOptions {
+            admin: Some(("admin".into(), "admin-secret".into())),
+            ..InfluxdOptions::default()
+        })?;
+        influxd.query(&format!("CREATE DATABASE \"{database}\""));
+        influxd.query(&format!(
+            "CREATE USER \"{user}\" WITH PASSWORD '{}'",
+            password.replace('\'', "\\'")
+        ));
+        influxd.query(&format!("GRANT READ ON \"{database}\" TO \"{user}\""));
+        Some(influxd)
+    }
+
     pub fn start_with(options: InfluxdOptions) -> Option<Self> {
         let binary = require_binary("influxd", "INFLUXD_BIN")?;
         // A port taken by another test between `free_port` and our bind: try other ports.

@@ -86,6 +86,9 @@ try {
   const names = await page.$$eval('.job[data-job="browser-task"] td:first-child', (all) => all.map((td) => td.textContent));
   if (!names.includes(env("HOSTILE"))) fail(`measurement names shown: ${names}`);
   if (await page.evaluate(() => window.hacked)) fail("a measurement name ran as script");
+  // The task shows its settings; of the password only that it is set.
+  const tasks = await page.$eval("#jobs", (list) => list.innerText);
+  if (!tasks.includes("user copier, password set") || tasks.includes(env("INFLUX_PASSWORD"))) fail(`task settings: ${tasks}`);
   await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
 
   // Stop ends the task for good: it stays listed as stopped, and resuming it is refused with
