@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "docker-compose config"
-docker-compose -f deploy/docker-compose.yml --profile observability --profile influxdb2 config -q
+docker-compose -f deploy/docker-compose.yml --profile observability --profile influxdb2 --profile console config -q
 
 # No otelcol binary here: check that the collector's file parses and that every pipeline names
 # components it defines (what `otelcol validate` would refuse first).

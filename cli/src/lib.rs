@@ -165,7 +165,7 @@ pub enum Command {
         token_file: Option<PathBuf>,
         /// Keep the jobs in this NATS server's KV bucket `<nats.prefix>-console` (secrets stay
         /// in files under --state-dir) and run them over it; its other `nats.*` settings come
-        /// from --config, INFLUX2TD_NATS_* variables and --set.
+        /// from --config, INFLUX2TD_NATS_* variables and --set (other keys are not looked at).
         #[arg(long, value_name = "URL")]
         nats_url: Option<String>,
     },
@@ -279,28 +279,31 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
     }
 }
 
-/// The console's NATS settings: the `nats.*` keys of --config, `INFLUX2TD_NATS_*` and --set,
-/// with `--nats-url` last; `None` when no URL is given (jobs then live in the state directory).
+/// The console's NATS settings when given `--nats-url`: its other `nats.*` keys come from
+/// --config, `INFLUX2TD_NATS_*` and --set (a job's other keys there are not looked at). `None`
+/// without it: jobs then live in the state directory.
 fn console_nats(
     global: &GlobalArgs,
     env: impl IntoIterator<Item = (String, String)>,
     url: Option<&str>,
 ) -> Result<Option<influx2td_config::NatsConfig>, ConfigError> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
     let mut layers = influx2td_config::Layers::default();
     if let Some(path) = &global.config {
         layers.file(path)?;
     }
     layers.env(env);
-    let url = url.map(|url| format!("nats.url={url}"));
+    let url = format!("nats.url={url}");
     layers.flags(
         global
             .overrides
             .iter()
             .map(String::as_str)
-            .chain(url.as_deref()),
+            .chain([url.as_str()]),
     );
-    let nats = influx2td_config::validate_nats(layers)?;
-    Ok(nats.url.is_some().then_some(nats))
+    influx2td_config::validate_nats(layers).map(Some)
 }
 
 /// The `service.name` of the commands that move data (and so make traces); `None` for the rest.

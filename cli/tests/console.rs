@@ -320,15 +320,20 @@ fn only_loopback_goes_without_a_token_and_a_token_guards_the_api() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--token-file"), "{stderr}");
 
-    // The console takes only nats.* settings besides its flags.
+    // The console's NATS settings are checked like a job's.
     let output = console(directory.path(), "127.0.0.1:0")
-        .args(["--nats-url", "nats://127.0.0.1:1", "--set", "batch_size=10"])
+        .args([
+            "--nats-url",
+            "nats://127.0.0.1:1",
+            "--set",
+            "nats.user=alone",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("batch_size: invalid value \"10\" (from the command line): only nats.* keys are read here"),
+        stderr.contains("nats.user: invalid value \"alone\" (from the command line): needs nats.password or nats.password_file"),
         "{stderr}"
     );
 

@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 
 fn deploy_file(path: &str) -> String {
@@ -130,4 +132,56 @@ fn the_compose_stack_job_file_and_secret_make_a_valid_job() {
         !output.contains("taosdata"),
         "the DSN's password was printed: {output}"
     );
+}
+
+#[test]
+fn the_compose_console_command_serves_the_console_behind_its_token() {
+    let compose = deploy_file("docker-compose.yml");
+    let service = block_after(&compose, "  console:").join("\n");
+    // The command list, which may span lines: ["console", "--listen", ...].
+    let list = &service[service.find("command: [").unwrap() + "command: [".len()..];
+    let list = &list[..list.find(']').unwrap()];
+    let directory = tempfile::tempdir().unwrap();
+    let token = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/console-token.txt");
+    assert!(
+        service.contains("console_token") && compose.contains("file: ./demo/console-token.txt")
+    );
+    let port = common::free_port();
+    let args: Vec<String> = list
+        .split(',')
+        .map(|arg| arg.trim().trim_matches('"').to_owned())
+        .map(|arg| match arg.as_str() {
+            "/run/secrets/console_token" => token.display().to_string(),
+            "/var/lib/influx2td" => directory.path().display().to_string(),
+            "0.0.0.0:8080" => format!("0.0.0.0:{port}"),
+            _ => arg,
+        })
+        .collect();
+    assert_eq!(args[0], "console", "{args:?}");
+    let mut console = influx2td_testkit::KillOnDrop(
+        Command::new(BINARY)
+            .env_clear()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for_http(port, "the console");
+    let secret = std::fs::read_to_string(&token).unwrap();
+    let bearer = format!("Bearer {}", secret.trim());
+    let page = influx2td_testkit::http_request(port, "GET", "/", &[], b"").unwrap();
+    assert_eq!(page.status, 200);
+    let refused = influx2td_testkit::http_request(port, "GET", "/api/jobs", &[], b"").unwrap();
+    assert_eq!(refused.status, 401);
+    let allowed = influx2td_testkit::http_request(
+        port,
+        "GET",
+        "/api/jobs",
+        &[("Authorization", bearer.as_str())],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    common::terminate(&mut console.0);
 }

@@ -191,11 +191,6 @@ impl Layers {
         std::mem::take(&mut self.problems)
     }
 
-    /// The keys set, in no particular order.
-    pub(crate) fn paths(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.values.keys().copied()
-    }
-
     pub(crate) fn value(&self, path: &str) -> Option<&Value> {
         self.values.get(path)
     }

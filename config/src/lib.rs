@@ -285,7 +285,7 @@ pub fn validate(layers: Layers) -> Result<JobConfig, ConfigError> {
     validate::validate(layers)
 }
 
-/// Validates only the `nats.*` keys of `layers`; any other key set is a problem.
+/// Validates only the `nats.*` keys of `layers` (the others are not looked at).
 pub fn validate_nats(layers: Layers) -> Result<NatsConfig, ConfigError> {
     validate::validate_nats(layers)
 }

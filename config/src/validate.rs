@@ -257,19 +257,11 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
     }
 }
 
-/// Only the `nats.*` keys (for a process that talks to NATS without a job: the console); any
-/// other key set is a problem.
+/// Only the `nats.*` keys, for a process that talks to NATS without a job (the console); the
+/// job's other keys are left alone.
 pub(crate) fn validate_nats(mut layers: Layers) -> Result<NatsConfig, ConfigError> {
     let problems = layers.take_problems();
-    let mut others: Vec<&str> = layers
-        .paths()
-        .filter(|path| !path.starts_with("nats."))
-        .collect();
-    others.sort_unstable();
     let mut checker = Checker { layers, problems };
-    for path in others {
-        checker.problem(path, "only nats.* keys are read here");
-    }
     let nats = nats(&mut checker);
     if checker.problems.is_empty() {
         Ok(nats)
