@@ -638,6 +638,7 @@ async fn download(State(console): State<Console>, UrlPath(job): UrlPath<String>)
     match stored {
         Ok(mut table) => {
             redact(&mut table, "");
+            let left_out = without_console_secrets(&mut table, &console.secrets(&job));
             // A job run over the console's NATS: where that is (each role brings its own
             // credentials).
             if let (Some(url), false) = (&nats.url, table.contains_key("nats")) {
@@ -654,13 +655,58 @@ async fn download(State(console): State<Console>, UrlPath(job): UrlPath<String>)
             if let Ok(value) = format!("attachment; filename=\"{job}.toml\"").parse() {
                 headers.insert(header::CONTENT_DISPOSITION, value);
             }
-            (headers, table.to_string()).into_response()
+            let mut text = format!("# Job {job:?} from the influx2td console.\n");
+            if !left_out.is_empty() {
+                text.push_str(
+                    "# Its secrets stay with the console; give them where this job runs:\n",
+                );
+                for key in &left_out {
+                    text.push_str(&format!(
+                        "#   {} (or {}_file = \"<a file holding it>\")\n",
+                        key.env_var(),
+                        key.path
+                    ));
+                }
+            }
+            text.push_str(&table.to_string());
+            (headers, text).into_response()
         }
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read the stored job: {e}"),
         ),
     }
+}
+
+/// Takes out the `*_file` keys that name the console's own secret files (`secrets`), which
+/// mean nothing elsewhere; returns the secret keys they stood for.
+fn without_console_secrets(
+    table: &mut toml::Table,
+    secrets: &Path,
+) -> Vec<&'static influx2td_config::keys::Key> {
+    let mut left_out = Vec::new();
+    for key in influx2td_config::keys::KEYS.iter().filter(|key| key.secret) {
+        let (table_path, name) = key.path.rsplit_once('.').unwrap_or(("", key.path));
+        let mut inner = Some(&mut *table);
+        for part in table_path.split('.').filter(|part| !part.is_empty()) {
+            inner = inner
+                .and_then(|inner| inner.get_mut(part))
+                .and_then(toml::Value::as_table_mut);
+        }
+        let Some(inner) = inner else {
+            continue;
+        };
+        let file_key = format!("{name}_file");
+        let ours = inner
+            .get(&file_key)
+            .and_then(toml::Value::as_str)
+            .is_some_and(|file| Path::new(file).starts_with(secrets));
+        if ours {
+            inner.remove(&file_key);
+            left_out.push(key);
+        }
+    }
+    left_out
 }
 
 /// Replaces the value of every secret key (`source.password`, `target.dsn`, ...) in place.

@@ -251,11 +251,33 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         "{text}"
     );
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), PASSWORD);
+    // The download leaves out the console's own secret files and says what to give instead;
+    // given that, it is a job the CLI runs.
     assert!(
-        download.body.contains("password_file = "),
+        download
+            .body
+            .contains("#   INFLUX2TD_SOURCE_PASSWORD (or source.password_file = ")
+            && !download.body.contains("password_file = \"/"),
         "{}",
         download.body
     );
+    let downloaded = directory.path().join("downloaded.toml");
+    std::fs::write(&downloaded, &download.body).unwrap();
+    let validated = Command::new(BINARY)
+        .env_clear()
+        .env("INFLUX2TD_SOURCE_PASSWORD", PASSWORD)
+        .args(["validate", "--json", "--config"])
+        .arg(&downloaded)
+        .output()
+        .unwrap();
+    assert_eq!(
+        validated.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    let validated: Value = serde_json::from_slice(&validated.stdout).unwrap();
+    assert_eq!(validated["source"]["auth"]["username"], "copier");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
