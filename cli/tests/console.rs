@@ -63,6 +63,24 @@ fn call(port: u16, method: &str, template: &str, path: &str, body: Option<&Value
     (response.status, value)
 }
 
+/// The JSON `influx2td <args> --config <job>` prints (exit code 0 required), with the source
+/// password given by its variable when `password` is.
+fn json_of(args: &[&str], job: &std::path::Path, password: Option<&str>) -> Value {
+    let mut command = Command::new(BINARY);
+    command.env_clear().args(args).arg("--config").arg(job);
+    if let Some(password) = password {
+        command.env("INFLUX2TD_SOURCE_PASSWORD", password);
+    }
+    let output = command.output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn console(state: &std::path::Path, listen: &str) -> Command {
     let mut command = Command::new(BINARY);
     command
@@ -263,20 +281,7 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     );
     let downloaded = directory.path().join("downloaded.toml");
     std::fs::write(&downloaded, &download.body).unwrap();
-    let validated = Command::new(BINARY)
-        .env_clear()
-        .env("INFLUX2TD_SOURCE_PASSWORD", PASSWORD)
-        .args(["validate", "--json", "--config"])
-        .arg(&downloaded)
-        .output()
-        .unwrap();
-    assert_eq!(
-        validated.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&validated.stderr)
-    );
-    let validated: Value = serde_json::from_slice(&validated.stdout).unwrap();
+    let validated = json_of(&["validate", "--json"], &downloaded, Some(PASSWORD));
     assert_eq!(validated["source"]["auth"]["username"], "copier");
     #[cfg(unix)]
     {
@@ -288,20 +293,7 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     }
 
     // The CLI works on the console's job file: `status` reads the same checkpoints.
-    let status = Command::new(BINARY)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .args(["status", "--json", "--config"])
-        .arg(&stored)
-        .output()
-        .unwrap();
-    assert_eq!(
-        status.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let report: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let report = json_of(&["status", "--json"], &stored, None);
     assert_eq!(
         report["measurements"]["cpu"]["rows_written"], 200,
         "{report:#}"
