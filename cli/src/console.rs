@@ -17,8 +17,10 @@
 //!   (with its checkpoints), `GET /api/jobs/{job}/toml`.
 //!
 //! `GET /api/openapi.json` describes it all (OpenAPI 3.1, `console-openapi.json`; the tests
-//! validate every answer against it). It listens on loopback unless given a token; with a token
-//! every API call needs `Authorization: Bearer <token>`. Secrets are never sent back.
+//! validate every answer against it). `GET /metrics` has the jobs' Prometheus metrics (labelled
+//! by job) and `GET /healthz` says the console is up. It listens on loopback unless given a
+//! token; with a token every API call and `/metrics` need `Authorization: Bearer <token>`.
+//! Secrets are never sent back.
 
 mod store;
 
@@ -142,6 +144,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .route(
             "/api/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    influx2td_telemetry::metrics().encode(),
+                )
+            }),
         )
         .route("/api/check", post(check))
         .route("/api/discover", post(discover))
@@ -329,7 +344,9 @@ async fn authorize(
     let Some(token) = &console.token else {
         return next.run(request).await;
     };
-    if !request.uri().path().starts_with("/api/") {
+    // The page itself and `/healthz` say nothing; the API and the metrics need the token.
+    let path = request.uri().path();
+    if !(path.starts_with("/api/") || path == "/metrics") {
         return next.run(request).await;
     }
     let given = request

@@ -241,6 +241,16 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         let (status, _) = act(port, "nope", action);
         assert_eq!(status, 404, "{action}");
     }
+    // The jobs' metrics, labelled by job, on the console's own listener.
+    let metrics = http_request(port, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .contains(r#"influx2td_rows_written_total{job="console-job",measurement="cpu"} 200"#),
+        "{}",
+        metrics.body
+    );
     // The document the tests check against is the one served.
     let served = http_request(port, "GET", "/api/openapi.json", &[], b"").unwrap();
     assert_eq!(served.body, OPENAPI);
@@ -364,8 +374,12 @@ fn only_loopback_goes_without_a_token_and_a_token_guards_the_api() {
             .unwrap(),
     );
     wait_for_http(port, "the console");
-    let refused = http_request(port, "GET", "/api/jobs", &[], b"").unwrap();
-    assert_eq!(refused.status, 401);
+    for path in ["/api/jobs", "/metrics"] {
+        let refused = http_request(port, "GET", path, &[], b"").unwrap();
+        assert_eq!(refused.status, 401, "{path}");
+    }
+    let health = http_request(port, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(health.status, 200);
     let wrong = http_request(
         port,
         "GET",
