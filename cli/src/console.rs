@@ -97,6 +97,9 @@ struct Console {
     nats: Option<NatsConfig>,
     store: Store,
     jobs: Arc<Mutex<BTreeMap<String, Entry>>>,
+    /// Stored jobs this console cannot load (a secret file missing here, a file edited wrong),
+    /// with the reason: listed as failed, so nothing stored goes unseen; they can be deleted.
+    unloadable: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 /// Serves the console until SIGINT/SIGTERM; jobs running then stop gracefully (and run again
@@ -137,6 +140,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         nats: settings.nats,
         store,
         jobs: Arc::default(),
+        unloadable: Arc::default(),
     };
     console.load().await?;
     let app = axum::Router::new()
@@ -191,11 +195,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Console {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.jobs)
     }
 
     /// Where the console's jobs keep their checkpoints (one state file per job).
@@ -234,15 +242,24 @@ impl Console {
                         self.launch(&name);
                     }
                 }
-                Ok(config) => tracing::warn!(
-                    job = name,
-                    named = config.job,
-                    "ignoring a stored job whose `job` key names another"
+                Ok(config) => self.cannot_load(
+                    &name,
+                    format!("its `job` key names another job, {:?}", config.job),
                 ),
-                Err(error) => tracing::warn!(job = name, %error, "ignoring a stored job"),
+                Err(error) => self.cannot_load(&name, error.to_string()),
             }
         }
         Ok(())
+    }
+
+    fn cannot_load(&self, name: &str, reason: String) {
+        tracing::warn!(job = name, reason, "cannot load a stored job");
+        lock(&self.unloadable).insert(name.to_owned(), one_line(&reason));
+    }
+
+    /// Why the stored job `job` cannot be loaded, when it cannot.
+    fn unloadable(&self, job: &str) -> Option<String> {
+        lock(&self.unloadable).get(job).cloned()
     }
 
     /// Runs `job`; its status goes to its board.
@@ -272,7 +289,7 @@ impl Console {
                 crate::pipeline_with(&config, board, stopped).await
             };
             let finished = matches!(&outcome, Ok(summary) if summary.complete);
-            let failure = outcome.err().map(|error| format!("{error:#}"));
+            let failure = outcome.err().map(|error| one_line(&format!("{error:#}")));
             tracing::info!(job, finished, failure, "console job ended");
             let current = match console.lock().get_mut(&job) {
                 Some(entry) if entry.generation == generation => {
@@ -299,6 +316,12 @@ impl Console {
     /// Sets what `job` should do, stored first; the run to halt unless it is to run; `Err` is
     /// the answer to give instead.
     async fn transition(&self, job: &str, desired: Desired) -> Result<Option<Running>, Response> {
+        if let Some(reason) = self.unloadable(job) {
+            return Err(error(
+                StatusCode::CONFLICT,
+                format!("job {job:?} cannot be loaded ({reason}): delete it and add it again"),
+            ));
+        }
         {
             let jobs = self.lock();
             let Some(entry) = jobs.get(job) else {
@@ -498,8 +521,34 @@ fn describe(entry: &Entry) -> Value {
 }
 
 async fn list(State(console): State<Console>) -> Json<Value> {
-    let jobs: Vec<Value> = console.lock().values().map(describe).collect();
+    let mut jobs: Vec<Value> = console.lock().values().map(describe).collect();
+    jobs.extend(
+        lock(&console.unloadable)
+            .iter()
+            .map(|(job, reason)| describe_unloadable(job, reason)),
+    );
     Json(json!({ "jobs": jobs }))
+}
+
+/// A message on one line (a state is one line): the lines of a list of problems joined by `; `.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+        .replace(":;", ":")
+}
+
+/// A stored job that cannot be loaded, shown as failed with the reason.
+fn describe_unloadable(job: &str, reason: &str) -> Value {
+    json!({
+        "job": job,
+        "state": format!("failed: cannot load the stored job: {reason}"),
+        "config": {},
+        "status": StatusBoard::new().get(),
+        "retries": {},
+    })
 }
 
 async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Response {
@@ -517,7 +566,7 @@ async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Resp
     {
         // Checked and taken in one step: two requests for one name cannot both create it.
         let mut jobs = console.lock();
-        if jobs.contains_key(&name) {
+        if jobs.contains_key(&name) || console.unloadable(&name).is_some() {
             return exists();
         }
         jobs.insert(
@@ -554,8 +603,11 @@ async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Resp
 }
 
 async fn show(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
-    match console.lock().get(&job) {
-        Some(entry) => Json(describe(entry)).into_response(),
+    if let Some(entry) = console.lock().get(&job) {
+        return Json(describe(entry)).into_response();
+    }
+    match console.unloadable(&job) {
+        Some(reason) => Json(describe_unloadable(&job, &reason)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no job {job:?}")),
     }
 }
@@ -596,6 +648,21 @@ async fn resume(State(console): State<Console>, UrlPath(job): UrlPath<String>) -
 /// Deletes the job, its secrets and its checkpoints: a new job of the same name starts from
 /// its own begin.
 async fn remove(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
+    if console.unloadable(&job).is_some() {
+        // Its settings are unknown, so only what the console keeps of it goes.
+        if let Err(e) = console.store.remove(&job).await {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "cannot delete the job from {}: {e:#}",
+                    console.store.describe()
+                ),
+            );
+        }
+        lock(&console.unloadable).remove(&job);
+        let _ = std::fs::remove_dir_all(console.secrets(&job));
+        return StatusCode::NO_CONTENT.into_response();
+    }
     let run = match console.lock().get_mut(&job) {
         Some(entry) => entry.run.take(),
         None => return error(StatusCode::NOT_FOUND, format!("no job {job:?}")),
@@ -637,12 +704,16 @@ async fn remove(State(console): State<Console>, UrlPath(job): UrlPath<String>) -
 }
 
 async fn download(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
-    let Some(nats) = console
-        .lock()
-        .get(&job)
-        .map(|entry| entry.config.nats.clone())
-    else {
-        return error(StatusCode::NOT_FOUND, format!("no job {job:?}"));
+    // Where the job runs over the console's NATS (unknown for a job that cannot be loaded).
+    let nats = match console.lock().get(&job) {
+        Some(entry) => entry
+            .config
+            .nats
+            .url
+            .clone()
+            .map(|url| (url, entry.config.nats.prefix.clone())),
+        None if console.unloadable(&job).is_some() => None,
+        None => return error(StatusCode::NOT_FOUND, format!("no job {job:?}")),
     };
     // The job as stored: its secrets are `*_file` keys naming files on the console's machine
     // (a job stored inline by an older console has them replaced).
@@ -658,10 +729,10 @@ async fn download(State(console): State<Console>, UrlPath(job): UrlPath<String>)
             let left_out = without_console_secrets(&mut table, &console.secrets(&job));
             // A job run over the console's NATS: where that is (each role brings its own
             // credentials).
-            if let (Some(url), false) = (&nats.url, table.contains_key("nats")) {
+            if let (Some((url, prefix)), false) = (nats, table.contains_key("nats")) {
                 let mut section = toml::Table::new();
-                section.insert("url".into(), toml::Value::String(url.clone()));
-                section.insert("prefix".into(), toml::Value::String(nats.prefix.clone()));
+                section.insert("url".into(), toml::Value::String(url));
+                section.insert("prefix".into(), toml::Value::String(prefix));
                 table.insert("nats".into(), toml::Value::Table(section));
             }
             let mut headers = HeaderMap::new();

@@ -650,6 +650,26 @@ fn jobs_come_back_after_a_restart_as_they_were_left_and_a_stopped_job_stays_stop
     for name in ["sync-a", "sync-b"] {
         wait_for_rows(port, name, 50);
     }
+    // A job whose run fails says why, on one line.
+    let doomed = json!({
+        "job": "doomed",
+        "bucket": "db",
+        "begin": influx2td_config::format_time(now - 10 * minute),
+        "source": { "url": influxd.url() },
+        "target": { "dsn": "file:///proc/influx2td-cannot-write-here", "database": "metrics", "create_database": true },
+    });
+    let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&doomed));
+    assert_eq!(status, 201, "{created:#}");
+    let failed = wait_for(port, "doomed", 30, |shown| {
+        shown["state"].as_str().unwrap().starts_with("failed: ")
+    });
+    let reason = failed["state"].as_str().unwrap();
+    assert!(
+        reason.contains("/proc/influx2td-cannot-write-here") && !reason.contains('\n'),
+        "{reason}"
+    );
+    let (status, _) = call(port, "DELETE", "/api/jobs/{job}", "/api/jobs/doomed", None);
+    assert_eq!(status, 204);
     let (status, paused) = act(port, "sync-b", "pause");
     assert_eq!((status, paused["state"].as_str()), (200, Some("paused")));
 
@@ -664,7 +684,26 @@ fn jobs_come_back_after_a_restart_as_they_were_left_and_a_stopped_job_stays_stop
     let (status, stopped) = act(port, "sync-a", "stop");
     assert_eq!((status, stopped["state"].as_str()), (200, Some("stopped")));
     terminate(&mut process.0);
+    // A stored job this console cannot load (edited wrong) is listed as failed, with why.
+    std::fs::write(state.join("console/broken.toml"), "bucket = 7\n").unwrap();
     let (port, mut process) = start_console();
+    let shown = wait_for(port, "broken", 1, |shown| {
+        shown["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed: cannot load the stored job:")
+    });
+    assert!(
+        shown["state"].as_str().unwrap().contains("bucket"),
+        "{shown:#}"
+    );
+    let (status, refused) = act(port, "broken", "resume");
+    assert_eq!(status, 409, "{refused:#}");
+    let download = http_request(port, "GET", "/api/jobs/broken/toml", &[], b"").unwrap();
+    assert!(download.body.contains("bucket = 7"), "{}", download.body);
+    let (status, _) = call(port, "DELETE", "/api/jobs/{job}", "/api/jobs/broken", None);
+    assert_eq!(status, 204);
+    assert!(!state.join("console/broken.toml").exists());
     wait_for_state(port, "sync-a", "stopped", 1);
     wait_for_state(port, "sync-b", "paused", 1);
     for action in ["resume", "pause"] {
