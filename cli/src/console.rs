@@ -648,27 +648,17 @@ async fn resume(State(console): State<Console>, UrlPath(job): UrlPath<String>) -
 /// Deletes the job, its secrets and its checkpoints: a new job of the same name starts from
 /// its own begin.
 async fn remove(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
-    if console.unloadable(&job).is_some() {
-        // Its settings are unknown, so only what the console keeps of it goes.
-        if let Err(e) = console.store.remove(&job).await {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "cannot delete the job from {}: {e:#}",
-                    console.store.describe()
-                ),
-            );
+    // A job that cannot be loaded has no settings to go by: only what the console keeps of it
+    // goes.
+    let unloadable = console.unloadable(&job).is_some();
+    if !unloadable {
+        let run = match console.lock().get_mut(&job) {
+            Some(entry) => entry.run.take(),
+            None => return error(StatusCode::NOT_FOUND, format!("no job {job:?}")),
+        };
+        if let Some(run) = run {
+            run.halt().await;
         }
-        lock(&console.unloadable).remove(&job);
-        let _ = std::fs::remove_dir_all(console.secrets(&job));
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    let run = match console.lock().get_mut(&job) {
-        Some(entry) => entry.run.take(),
-        None => return error(StatusCode::NOT_FOUND, format!("no job {job:?}")),
-    };
-    if let Some(run) = run {
-        run.halt().await;
     }
     if let Err(e) = console.store.remove(&job).await {
         return error(
@@ -679,10 +669,14 @@ async fn remove(State(console): State<Console>, UrlPath(job): UrlPath<String>) -
             ),
         );
     }
+    let _ = std::fs::remove_dir_all(console.secrets(&job));
+    if unloadable {
+        lock(&console.unloadable).remove(&job);
+        return StatusCode::NO_CONTENT.into_response();
+    }
     let Some(entry) = console.lock().remove(&job) else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    let _ = std::fs::remove_dir_all(console.secrets(&job));
     let config = &entry.config;
     if config.nats.url.is_some() {
         let forgotten = match crate::nats_bus(config, "console").await {
