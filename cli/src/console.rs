@@ -597,6 +597,10 @@ async fn create(State(console): State<Console>, Json(body): Json<Value>) -> Resp
         let _ = std::fs::remove_dir_all(console.secrets(&name));
         return stored.err().unwrap_or_else(exists);
     }
+    // Said outright, so that no state left behind by an earlier job of the name counts.
+    if let Err(e) = console.store.set_desired(&name, Desired::Running).await {
+        tracing::warn!(job = name, error = %e, "cannot store that the job runs");
+    }
     console.launch(&name);
     let shown = console.lock().get(&name).map(describe).unwrap_or_default();
     (StatusCode::CREATED, Json(shown)).into_response()
