@@ -1,7 +1,10 @@
 //! The file sink (`target.dsn = "file:///dir"`): the exact DDL and INSERT statements the TDengine
 //! sink would send, in order, one statement per line, in one file per writer process, fsynced
 //! before a batch is acknowledged. For dry runs, for review before a real migration, and for
-//! end-to-end tests without a TDengine server. Replay with `taos -f <file>`.
+//! end-to-end tests without a TDengine server. Replay with `taos -f <file>`. A writer killed
+//! while writing leaves its file's last statement cut short (no line end): that batch was not
+//! acknowledged and is written again by another writer, in another file; drop that line before
+//! `taos -f` (`verify` and [`crate::replay`] leave it out).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
