@@ -5,7 +5,7 @@
 //! - [`schema`]: super table schemas and the DDL that evolves them.
 //! - [`convert`]: a batch as rendered rows; rows TDengine cannot hold, with reasons.
 //! - [`sql`]: DDL and multi-table INSERT statements, exact string escaping.
-//! - [`sink`]: where statements go; [`tdengine`] sends them to TDengine, [`file`] to a file.
+//! - [`sink`]: where statements go; [`tdengine`] sends them to TDengine, [`file`](mod@file) to a file.
 //! - [`target`]: opening the target named by the DSN, and its connectivity check.
 //! - [`replay`]: what a file target's statements leave in TDengine (for `verify` and tests).
 //! - [`service`]: the writer role: batches in, rows written, acknowledgements out.
