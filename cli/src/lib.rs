@@ -157,7 +157,8 @@ pub enum Command {
         /// Where to serve it; other than loopback only with --token-file.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// Where the console keeps its jobs (job files) and their checkpoints.
+        /// Where the console keeps its jobs (job files, unless --nats-url), their secrets and
+        /// their checkpoints.
         #[arg(long, default_value = ".influx2td")]
         state_dir: PathBuf,
         /// A file holding the token every API call must bring (`Authorization: Bearer`).
