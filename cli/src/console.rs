@@ -229,11 +229,7 @@ impl Console {
     /// The stored jobs; those that were running run again.
     async fn load(&self) -> anyhow::Result<()> {
         for (name, stored) in self.store.all().await? {
-            let mut layers = influx2td_config::Layers::default();
-            let parsed = layers
-                .toml_text(&stored.text, &format!("console job {name}"))
-                .and_then(|()| influx2td_config::validate(layers));
-            match parsed {
+            match parse_job(&stored.text, &format!("console job {name}")) {
                 Ok(config) if config.job == name => {
                     let config = self.with_nats(config);
                     self.lock()
@@ -412,13 +408,17 @@ fn job_from_json(body: &Value, state_dir: &Path) -> Result<(JobConfig, Value), B
             .or_insert_with(|| Value::String(state_dir.display().to_string()));
     }
     let text = toml_text(&body)?;
-    let mut layers = influx2td_config::Layers::default();
-    let parsed = layers
-        .toml_text(&text, "console")
-        .and_then(|()| influx2td_config::validate(layers));
-    parsed
+    parse_job(&text, "console")
         .map(|job| (job, body))
         .map_err(|e| Box::new(problems(&e)))
+}
+
+/// A job from the TOML text of a job file (`source` names it in problems).
+fn parse_job(text: &str, source: &str) -> Result<JobConfig, ConfigError> {
+    let mut layers = influx2td_config::Layers::default();
+    layers
+        .toml_text(text, source)
+        .and_then(|()| influx2td_config::validate(layers))
 }
 
 fn toml_text(body: &Value) -> Result<String, Box<Response>> {
