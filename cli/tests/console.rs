@@ -471,43 +471,26 @@ fn a_job_over_nats_is_kept_in_nats_and_coordinated_by_the_console_with_readers_a
         return;
     };
     influxd.query("CREATE DATABASE db");
-    let lines: String = (0..200)
-        .map(|n| {
-            format!(
-                "cpu,host=h{} value={n}i {}\n",
-                n % 4,
-                T0 + n * 1_000_000_000
-            )
-        })
-        .collect();
-    influxd.write("db", &lines);
+    influxd.write("db", &common::cpu_lines(200, T0, 1_000_000_000));
     let directory = tempfile::tempdir().unwrap();
     let state = directory.path().join("state");
     let target = directory.path().join("target");
     let begin = influx2td_config::format_time(T0);
     let end = influx2td_config::format_time(T0 + 200 * 1_000_000_000);
     // The job's readers and writers, as their own processes (as on Kubernetes).
+    let (source, nats_url) = (influxd.url(), nats.url());
+    let dsn = format!("file://{}", target.display());
     let role = |name: &str| {
-        KillOnDrop(
-            Command::new(BINARY)
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("INFLUX2TD_JOB", "nats-job")
-                .env("INFLUX2TD_BUCKET", "db")
-                .env("INFLUX2TD_BEGIN", &begin)
-                .env("INFLUX2TD_SOURCE_URL", influxd.url())
-                .env("INFLUX2TD_NATS_URL", nats.url())
-                .env(
-                    "INFLUX2TD_TARGET_DSN",
-                    format!("file://{}", target.display()),
-                )
-                .env("INFLUX2TD_TARGET_DATABASE", "metrics")
-                .arg(name)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
+        let env = [
+            ("INFLUX2TD_JOB", "nats-job"),
+            ("INFLUX2TD_BUCKET", "db"),
+            ("INFLUX2TD_BEGIN", begin.as_str()),
+            ("INFLUX2TD_SOURCE_URL", source.as_str()),
+            ("INFLUX2TD_NATS_URL", nats_url.as_str()),
+            ("INFLUX2TD_TARGET_DSN", dsn.as_str()),
+            ("INFLUX2TD_TARGET_DATABASE", "metrics"),
+        ];
+        KillOnDrop(common::spawn_role(name, env, Stdio::null()))
     };
     let mut reader = role("reader");
     let mut writer = role("writer");
@@ -614,10 +597,7 @@ fn jobs_come_back_after_a_restart_as_they_were_left_and_a_stopped_job_stays_stop
         .unwrap()
         .as_nanos() as i64;
     let minute = 60 * 1_000_000_000;
-    let lines: String = (0..50)
-        .map(|n| format!("cpu,host=h{} value={n}i {}\n", n % 2, now - 5 * minute + n))
-        .collect();
-    influxd.write("db", &lines);
+    influxd.write("db", &common::cpu_lines(50, now - 5 * minute, 1));
     let directory = tempfile::tempdir().unwrap();
     let state = directory.path().join("state");
     let start_console = || {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use influx2td_bus::{Bus, CheckpointStore, Names, NatsBus, NatsConnect};
@@ -40,16 +40,8 @@ impl Drop for Role {
 impl Job {
     fn spawn(&self, role: &str, number: usize) -> Role {
         let log = std::fs::File::create(self.logs.join(format!("{role}-{number}.log"))).unwrap();
-        Command::new(BINARY)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .arg(role)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map(Role)
-            .unwrap()
+        let env = self.env.iter().map(|(k, v)| (*k, v.as_str()));
+        Role(common::spawn_role(role, env, log))
     }
 
     fn log(&self) -> String {

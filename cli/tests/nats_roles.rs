@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,18 +96,14 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
     let logs = directory.path().to_owned();
     let spawn = |role: &str| {
         let log = std::fs::File::create(logs.join(format!("{role}.log"))).unwrap();
-        Command::new(BINARY)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("INFLUX2TD_NATS_USER", format!("influx2td-{role}"))
-            .env("INFLUX2TD_NATS_PASSWORD", password(role))
-            .arg(role)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map(KillOnDrop)
-            .unwrap()
+        let user = format!("influx2td-{role}");
+        let password = password(role);
+        let credentials = [
+            ("INFLUX2TD_NATS_USER", user.as_str()),
+            ("INFLUX2TD_NATS_PASSWORD", password.as_ref()),
+        ];
+        let env = env.iter().map(|(k, v)| (*k, v.as_str())).chain(credentials);
+        KillOnDrop(common::spawn_role(role, env, log))
     };
     let log = || {
         let mut text = nats.log();

@@ -23,16 +23,7 @@ fn a_password_appears_in_nothing_influx2td_prints_or_serves() {
     let Some(influxd) = Influxd::with_reader("db", "copier", SENTINEL) else {
         return;
     };
-    let lines: String = (0..200)
-        .map(|n| {
-            format!(
-                "cpu,host=h{} value={n}i {}\n",
-                n % 4,
-                T0 + n * 1_000_000_000
-            )
-        })
-        .collect();
-    influxd.write("db", &lines);
+    influxd.write("db", &common::cpu_lines(200, T0, 1_000_000_000));
 
     let directory = tempfile::tempdir().unwrap();
     let target = directory.path().join("target");

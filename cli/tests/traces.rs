@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use prost::Message;
 mod common;
 use common::{terminate, wait_for_exit};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const T0: i64 = 1_700_000_000_000_000_000;
 const SECOND: i64 = 1_000_000_000;
 const WINDOWS: i64 = 3;
@@ -150,17 +148,11 @@ async fn every_window_is_one_trace_across_coordinator_reader_and_writer() {
     ];
     let spawn = |role: &str, extra: (&str, String)| {
         let log = std::fs::File::create(logs.join(format!("{role}.log"))).unwrap();
-        Command::new(BINARY)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env(extra.0, extra.1)
-            .arg(role)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map(KillOnDrop)
-            .unwrap()
+        let env = env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain([(extra.0, extra.1.as_str())]);
+        KillOnDrop(common::spawn_role(role, env, log))
     };
     let log = || {
         ["coordinator", "reader", "writer"]

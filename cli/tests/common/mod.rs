@@ -2,7 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback port free right now.
@@ -53,4 +53,30 @@ pub fn wait_for_http(port: u16, what: &str) {
         assert!(Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Line protocol for `count` points of `cpu` (four hosts, `value` = 0, 1, 2, ... as integers),
+/// the first at `from_ns`, then every `step_ns`.
+pub fn cpu_lines(count: i64, from_ns: i64, step_ns: i64) -> String {
+    (0..count)
+        .map(|n| format!("cpu,host=h{} value={n}i {}\n", n % 4, from_ns + n * step_ns))
+        .collect()
+}
+
+/// `influx2td <role>` with only `PATH` and `env` in its environment, its output dropped but
+/// for its log lines (stderr), which go to `log`.
+pub fn spawn_role<'a>(
+    role: &str,
+    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    log: impl Into<Stdio>,
+) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_influx2td"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .arg(role)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
