@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Row, tags};
 use influx2td_config::{QueryLanguage, Secret, SourceAuth, SourceConfig};
 use influx2td_proto::batch::WindowRef;
 use influx2td_proto::{Message, pb};
@@ -84,8 +87,6 @@ async fn serve(status: u16, body: &str) -> MockServer {
     server
 }
 
-type Row = (Vec<(String, String)>, i64, Vec<String>);
-
 async fn read_all(
     reader: &mut FluxWindowReader,
 ) -> Result<(Vec<Row>, Vec<pb::RowBatch>), SourceError> {
@@ -93,32 +94,8 @@ async fn read_all(
     while let Some(batch) = reader.next_batch().await? {
         batches.push(pb::RowBatch::decode(batch.payload).unwrap());
     }
-    let mut rows = Vec::new();
-    for batch in &batches {
-        for block in &batch.series {
-            let tags: Vec<_> = block
-                .tags
-                .iter()
-                .map(|t| (t.key.clone(), t.value.clone()))
-                .collect();
-            for (index, timestamp) in block.timestamps_ns.iter().enumerate() {
-                let values = block
-                    .columns
-                    .iter()
-                    .filter_map(|c| c.value(index).map(|v| format!("{}={v:?}", c.name)))
-                    .collect();
-                rows.push((tags.clone(), *timestamp, values));
-            }
-        }
-    }
+    let rows = common::rows(&batches);
     Ok((rows, batches))
-}
-
-fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 #[tokio::test]

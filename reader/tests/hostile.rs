@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -216,29 +218,14 @@ type Cell = (Vec<(String, String)>, i64, String, String);
 
 /// Every value of the batches.
 fn cells(batches: &[pb::RowBatch]) -> Vec<Cell> {
-    let mut cells = Vec::new();
-    for batch in batches {
-        for block in &batch.series {
-            let tags: Vec<_> = block
-                .tags
-                .iter()
-                .map(|t| (t.key.clone(), t.value.clone()))
-                .collect();
-            for (index, time) in block.timestamps_ns.iter().enumerate() {
-                for column in &block.columns {
-                    if let Some(value) = column.value(index) {
-                        cells.push((
-                            tags.clone(),
-                            *time,
-                            column.name.clone(),
-                            format!("{value:?}"),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    cells
+    common::values(batches)
+        .into_iter()
+        .flat_map(|(tags, time, values)| {
+            values
+                .into_iter()
+                .map(move |(column, value)| (tags.clone(), time, column, value))
+        })
+        .collect()
 }
 
 #[tokio::test]

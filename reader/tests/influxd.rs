@@ -2,8 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{Row, tags};
 use influx2td_config::{SourceAuth, SourceConfig};
 use influx2td_proto::batch::WindowRef;
 use influx2td_proto::{ColumnType, Message, pb};
@@ -53,9 +56,6 @@ fn window(measurement: &str, start: i64, end: i64) -> WindowRef {
     }
 }
 
-/// One decoded row: tags, time, and `field=value` for the fields it has.
-type Row = (Vec<(String, String)>, i64, Vec<String>);
-
 async fn read(
     client: &InfluxClient,
     schema: MeasurementSchema,
@@ -75,32 +75,8 @@ async fn read(
     while let Some(batch) = reader.next_batch().await.unwrap() {
         batches.push(pb::RowBatch::decode(batch.payload).unwrap());
     }
-    let mut rows = Vec::new();
-    for batch in &batches {
-        for block in &batch.series {
-            let tags: Vec<_> = block
-                .tags
-                .iter()
-                .map(|t| (t.key.clone(), t.value.clone()))
-                .collect();
-            for (index, timestamp) in block.timestamps_ns.iter().enumerate() {
-                let values = block
-                    .columns
-                    .iter()
-                    .filter_map(|c| c.value(index).map(|v| format!("{}={v:?}", c.name)))
-                    .collect();
-                rows.push((tags.clone(), *timestamp, values));
-            }
-        }
-    }
+    let rows = common::rows(&batches);
     (rows, batches)
-}
-
-fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 #[tokio::test]
