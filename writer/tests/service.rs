@@ -148,19 +148,46 @@ async fn collect_done<Q: WorkQueue>(done: &Q, count: usize) -> Vec<pb::WindowDon
     reports
 }
 
-async fn writes_batches_and_reports<B: Bus>(bus: B) {
-    let directory = tempfile::tempdir().unwrap();
-    let sink = FileSink::create(directory.path(), "writer-1").unwrap();
+/// A writer service running on `bus` into `sink`, with the queues a test talks to it by.
+struct Started<B: Bus> {
+    stop: oneshot::Sender<()>,
+    writer: tokio::task::JoinHandle<Result<(), service::WriterError>>,
+    data: B::Queue,
+    done: B::Queue,
+    dead: B::Queue,
+}
+
+async fn start<B: Bus, S: Sink + Clone>(bus: &B, sink: &S) -> Started<B> {
     let (stop, stopped) = oneshot::channel::<()>();
     let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
         let _ = stopped.await;
     }));
-    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
-    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
-    for batch in batches() {
-        data.publish(message(&batch)).await.unwrap();
+    let queue = |kind| bus.queue(QueueConfig::new(kind));
+    Started {
+        stop,
+        writer,
+        data: queue(StreamKind::Data).await.unwrap(),
+        done: queue(StreamKind::Done).await.unwrap(),
+        dead: queue(StreamKind::DeadLetter).await.unwrap(),
     }
-    let reports = collect_done(&done, 2).await;
+}
+
+impl<B: Bus> Started<B> {
+    /// Stops the writer; it must end without an error.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.writer.await.unwrap().unwrap();
+    }
+}
+
+async fn writes_batches_and_reports<B: Bus>(bus: B) {
+    let directory = tempfile::tempdir().unwrap();
+    let sink = FileSink::create(directory.path(), "writer-1").unwrap();
+    let writer = start(&bus, &sink).await;
+    for batch in batches() {
+        writer.data.publish(message(&batch)).await.unwrap();
+    }
+    let reports = collect_done(&writer.done, 2).await;
     assert_eq!(
         (
             reports[0].measurement.as_str(),
@@ -201,7 +228,7 @@ async fn writes_batches_and_reports<B: Bus>(bus: B) {
         assert!(created < inserted, "{found:#?}");
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while data.depth().await.unwrap() != QueueDepth::default() {
+    while writer.data.depth().await.unwrap() != QueueDepth::default() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "batches not acknowledged"
@@ -212,14 +239,16 @@ async fn writes_batches_and_reports<B: Bus>(bus: B) {
     // Redelivery of the same batch: the same statements again (same table, same timestamp
     // overwrites in TDengine), and no DDL, since the schema is known. Its DONE report carries the
     // same dedup id as the first, so the coordinator does not hear of it twice.
-    data.publish(OutgoingMessage {
-        msg_id: "again".into(),
-        ..message(&batches()[1])
-    })
-    .await
-    .unwrap();
+    writer
+        .data
+        .publish(OutgoingMessage {
+            msg_id: "again".into(),
+            ..message(&batches()[1])
+        })
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while data.depth().await.unwrap() != QueueDepth::default()
+    while writer.data.depth().await.unwrap() != QueueDepth::default()
         || statements(&sink).len() == found.len()
     {
         assert!(
@@ -229,7 +258,9 @@ async fn writes_batches_and_reports<B: Bus>(bus: B) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        done.pull(10, Duration::from_millis(500))
+        writer
+            .done
+            .pull(10, Duration::from_millis(500))
             .await
             .unwrap()
             .is_empty(),
@@ -238,8 +269,7 @@ async fn writes_batches_and_reports<B: Bus>(bus: B) {
     let after = statements(&sink);
     assert_eq!(after.len(), found.len() + 1);
     assert_eq!(after.last().unwrap(), &expected_statements()[3]);
-    stop.send(()).unwrap();
-    writer.await.unwrap().unwrap();
+    writer.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,19 +342,10 @@ async fn rejected_rows_are_bisected_out_dead_lettered_and_the_rest_written() {
         transient: Arc::new(AtomicUsize::new(2)),
         executed: Arc::default(),
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
-        let _ = stopped.await;
-    }));
-    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
-    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
-    let dead = bus
-        .queue(QueueConfig::new(StreamKind::DeadLetter))
-        .await
-        .unwrap();
-    data.publish(message(&batches()[0])).await.unwrap();
+    let writer = start(&bus, &sink).await;
+    writer.data.publish(message(&batches()[0])).await.unwrap();
 
-    let reports = collect_done(&done, 1).await;
+    let reports = collect_done(&writer.done, 1).await;
     assert_eq!(reports[0].outcome(), pb::Outcome::DeadLettered);
     assert_eq!(
         (reports[0].rows_written, reports[0].rows_dead_lettered),
@@ -334,7 +355,7 @@ async fn rejected_rows_are_bisected_out_dead_lettered_and_the_rest_written() {
         reports[0].reason,
         "TDengine refused the row: value out of range"
     );
-    let letters = dead.pull(10, Duration::from_secs(5)).await.unwrap();
+    let letters = writer.dead.pull(10, Duration::from_secs(5)).await.unwrap();
     let letter = pb::DeadLetter::decode(letters[0].payload().clone()).unwrap();
     assert_eq!(letter.rows.len(), 1);
     assert_eq!(
@@ -368,8 +389,7 @@ async fn rejected_rows_are_bisected_out_dead_lettered_and_the_rest_written() {
             .any(|s| s.contains("(-1000000000,-2.0,NULL)")),
         "{written:#?}"
     );
-    stop.send(()).unwrap();
-    writer.await.unwrap().unwrap();
+    writer.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,19 +403,10 @@ async fn a_table_tdengine_refuses_dead_letters_the_batch_instead_of_retrying_it(
         transient: Arc::default(),
         executed: Arc::default(),
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
-        let _ = stopped.await;
-    }));
-    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
-    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
-    let dead = bus
-        .queue(QueueConfig::new(StreamKind::DeadLetter))
-        .await
-        .unwrap();
+    let writer = start(&bus, &sink).await;
     let mem = &batches()[1];
-    data.publish(message(mem)).await.unwrap();
-    let reports = collect_done(&done, 1).await;
+    writer.data.publish(message(mem)).await.unwrap();
+    let reports = collect_done(&writer.done, 1).await;
     assert_eq!(reports[0].outcome(), pb::Outcome::DeadLettered);
     assert_eq!(reports[0].rows_written, 0);
     assert_eq!(reports[0].rows_dead_lettered, mem.rows);
@@ -403,14 +414,13 @@ async fn a_table_tdengine_refuses_dead_letters_the_batch_instead_of_retrying_it(
         reports[0].reason,
         "TDengine refuses the super table: TDengine error [0x2640] running CREATE STABLE: Internal error: `Too many columns`"
     );
-    let letters = dead.pull(10, Duration::from_secs(5)).await.unwrap();
+    let letters = writer.dead.pull(10, Duration::from_secs(5)).await.unwrap();
     let letter = pb::DeadLetter::decode(letters[0].payload().clone()).unwrap();
     assert_eq!(letter.rows.len() as u64, mem.rows);
     assert!(letter.rows.iter().all(|row| row.child_table == MEM));
     // Tried once, not again and again.
     assert_eq!(sink.executed.load(Ordering::SeqCst), 1);
-    stop.send(()).unwrap();
-    writer.await.unwrap().unwrap();
+    writer.stop().await;
 }
 
 #[derive(Clone, Default)]
@@ -491,16 +501,13 @@ async fn an_empty_window_is_reported_without_any_statement() {
     let bus = MemoryBus::new(names(), state.path());
     let directory = tempfile::tempdir().unwrap();
     let sink = FileSink::create(directory.path(), "w").unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
-        let _ = stopped.await;
-    }));
-    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
-    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
-    data.publish(message(&BatchEncoder::new(window("cpu")).finish()))
+    let writer = start(&bus, &sink).await;
+    writer
+        .data
+        .publish(message(&BatchEncoder::new(window("cpu")).finish()))
         .await
         .unwrap();
-    let reports = collect_done(&done, 1).await;
+    let reports = collect_done(&writer.done, 1).await;
     assert_eq!(
         (reports[0].rows_written, reports[0].totals),
         (
@@ -512,6 +519,5 @@ async fn an_empty_window_is_reported_without_any_statement() {
         )
     );
     assert!(statements(&sink).is_empty());
-    stop.send(()).unwrap();
-    writer.await.unwrap().unwrap();
+    writer.stop().await;
 }
