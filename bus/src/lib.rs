@@ -94,6 +94,21 @@ impl BusError {
     }
 }
 
+/// The byte capacity a queue of `kind` gets by default. Windows and acknowledgements are a few
+/// hundred bytes each and the coordinator keeps at most a few hundred windows out, so their
+/// queues stay small; row batches wait for writers in 128 MiB at most; dead letters keep whole
+/// batches until someone replays them.
+pub fn default_max_bytes(kind: StreamKind) -> u64 {
+    match kind {
+        StreamKind::Work | StreamKind::Done => 64 << 20,
+        StreamKind::Data => 128 << 20,
+        StreamKind::DeadLetter => 256 << 20,
+    }
+}
+
+/// The JetStream file storage one job's streams reserve: 512 MiB.
+pub const JOB_STREAM_BYTES: u64 = (64 << 20) + (128 << 20) + (64 << 20) + (256 << 20);
+
 /// Limits and timings of one queue.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
@@ -113,16 +128,14 @@ pub struct QueueConfig {
 impl QueueConfig {
     /// Defaults that suit the role that drains `kind`. Row batches are bounded to 128 MiB, so
     /// that the in-process bus stays small and readers wait for writers instead of buffering.
+    /// JetStream reserves each stream's `max_bytes` when it is created, so a job needs
+    /// [`JOB_STREAM_BYTES`] of its file storage.
     pub fn new(kind: StreamKind) -> Self {
         Self {
             kind,
             ack_wait: Duration::from_secs(60),
             max_messages: 100_000,
-            max_bytes: if kind == StreamKind::Data {
-                128 << 20
-            } else {
-                1 << 30
-            },
+            max_bytes: default_max_bytes(kind),
             max_ack_pending: 1_000,
             duplicate_window: Duration::from_secs(120),
         }
@@ -254,6 +267,18 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// Runs `work` unless `shutdown` completes first (then `None`): a role still retrying its
+/// start-up stops when asked to instead of holding on until the bus answers.
+pub async fn unless_stopped<T>(
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        () = shutdown.as_mut() => None,
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -331,7 +333,7 @@ impl Bus for NatsBus {
                 ..Default::default()
             })
             .await
-            .map_err(|e| nats_error("create stream", e.to_string()))?;
+            .map_err(|e| nats_error("create stream", refused(&e, Some(config.max_bytes))))?;
         let consumer_name = config.kind.consumer();
         let consumer_config = consumer::pull::Config {
             durable_name: Some(consumer_name.to_owned()),
@@ -417,7 +419,7 @@ impl NatsBus {
                 .map_err(|e| BusError::Nats {
                     operation: "create KV bucket",
                     target: bucket.to_owned(),
-                    detail: e.to_string(),
+                    detail: refused(&e, None),
                 })?,
         };
         Ok(NatsCheckpoints {
@@ -425,6 +427,41 @@ impl NatsBus {
             store,
         })
     }
+}
+
+/// Why JetStream refused to create a stream (`max_bytes` of it) or a key-value bucket (`None`),
+/// with what to do when it lacks storage: it reserves each stream's whole `max_bytes` up front
+/// from `max_file_store` (by default 75% of the disk free under its store directory when it
+/// started) and creates nothing more once the reservations take it all.
+fn refused(error: &(dyn std::error::Error + 'static), max_bytes: Option<u64>) -> String {
+    let mut cause = Some(error);
+    let mut short_of_storage = false;
+    while let Some(current) = cause {
+        if let Some(created) = current.downcast_ref::<CreateStreamError>() {
+            short_of_storage |= matches!(
+                created.kind(),
+                CreateStreamErrorKind::JetStream(e)
+                    if e.error_code() == ErrorCode::STORAGE_RESOURCES_EXCEEDED
+            );
+        }
+        cause = current.source();
+    }
+    if !short_of_storage {
+        return error.to_string();
+    }
+    let what = match max_bytes {
+        Some(bytes) => format!("reserve the {} MiB this stream holds", bytes >> 20),
+        None => "create a key-value bucket".to_owned(),
+    };
+    format!(
+        "{error}: nats-server cannot {what} (a job's streams take {} MiB in all); its \
+         JetStream file storage is full or smaller than that. Give it more: set jetstream \
+         {{ max_file_store }} in its configuration, or free disk under its store directory and \
+         restart it (by default it takes 75% of the disk free at start-up); or delete the \
+         streams of jobs that are done (`nats stream rm`; a job's are named PREFIX_JOB_WORK, \
+         _DATA, _DONE and _DEAD)",
+        crate::JOB_STREAM_BYTES >> 20,
+    )
 }
 
 fn saturating_i64(value: u64) -> i64 {

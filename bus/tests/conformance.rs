@@ -768,3 +768,57 @@ async fn state_file_applies_many_updates_all_or_none() {
     );
     assert_eq!(store.get("checkpoint.a").await.unwrap().unwrap().value, "1");
 }
+
+/// JetStream reserves each stream's `max_bytes` when it is created; a job's streams fit in
+/// `JOB_STREAM_BYTES` of file storage, and the checkpoints a little more (before, they took 3.1 GiB and a CI machine with little
+/// free disk refused them).
+#[tokio::test]
+async fn nats_a_jobs_streams_fit_in_its_stated_storage() {
+    let budget = influx2td_bus::JOB_STREAM_BYTES;
+    assert_eq!(
+        budget,
+        StreamKind::ALL
+            .into_iter()
+            .map(influx2td_bus::default_max_bytes)
+            .sum::<u64>()
+    );
+    let config = format!("jetstream {{ max_file_store: {budget} }}");
+    let Some(server) = NatsServer::start_with_config(Some(&config)) else {
+        return;
+    };
+    let connect = NatsConnect::plain(server.url(), "conformance");
+    let bus = NatsBus::connect(&connect, names()).await.unwrap();
+    for kind in StreamKind::ALL {
+        bus.queue(QueueConfig::new(kind)).await.unwrap();
+    }
+    // The checkpoints need a little more: a key-value bucket reserves nothing, but JetStream
+    // creates nothing once the reservations take all of its storage.
+    let refused = bus.checkpoints().await.unwrap_err().to_string();
+    assert!(
+        refused.contains("cannot create a key-value bucket") && refused.contains("max_file_store"),
+        "{refused}"
+    );
+    let jsz: serde_json::Value = serde_json::from_str(&server.jsz()).unwrap();
+    let reserved: u64 = jsz["account_details"][0]["stream_detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|stream| stream["config"]["max_bytes"].as_i64())
+        .filter(|bytes| *bytes > 0)
+        .map(|bytes| bytes as u64)
+        .sum();
+    assert_eq!(reserved, budget);
+    // Another job does not fit in what is left: the refusal says what to change.
+    let other = NatsBus::connect(&connect, Names::new("influx2td", "other").unwrap())
+        .await
+        .unwrap();
+    let refused = other
+        .queue(QueueConfig::new(StreamKind::DeadLetter))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("cannot reserve the 256 MiB") && refused.contains("max_file_store"),
+        "{refused}"
+    );
+}

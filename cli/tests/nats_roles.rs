@@ -209,3 +209,69 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
         }
     }
 }
+
+/// A nats-server whose JetStream storage cannot hold a job's streams: each role says so with
+/// what to change, keeps trying (someone may make room), and still stops at once on SIGTERM.
+#[test]
+fn roles_refused_their_streams_say_why_and_stop_when_asked() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    let Some(nats) = NatsServer::start_with_config(Some("jetstream { max_file_store: 32M }"))
+    else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    influxd.write("db", "cpu,region=r usage=1i 1700000000000000000\n");
+    let directory = tempfile::tempdir().unwrap();
+    let target = format!("file://{}", directory.path().join("target").display());
+    let env = [
+        ("INFLUX2TD_JOB", "refused"),
+        ("INFLUX2TD_BUCKET", "db"),
+        ("INFLUX2TD_BEGIN", "2023-11-14T22:13:20Z"),
+        ("INFLUX2TD_END", "2023-11-14T22:14:20Z"),
+        ("INFLUX2TD_SOURCE_URL", &influxd.url()),
+        ("INFLUX2TD_TARGET_DSN", &target),
+        ("INFLUX2TD_TARGET_DATABASE", "metrics"),
+        ("INFLUX2TD_NATS_URL", &nats.url()),
+    ];
+    for role in ["coordinator", "reader", "writer"] {
+        let log = directory.path().join(format!("{role}.log"));
+        let mut process = KillOnDrop(common::spawn_role(
+            role,
+            env,
+            std::fs::File::create(&log).unwrap(),
+        ));
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !read_log().contains("cannot open a queue yet") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the {role} did not report the refusal:\n{}",
+                read_log()
+            );
+            assert!(
+                process.try_wait().unwrap().is_none(),
+                "the {role} exited:\n{}",
+                read_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let said = read_log();
+        assert!(
+            said.contains("insufficient storage resources")
+                && said.contains("max_file_store")
+                && said.contains("512 MiB in all"),
+            "the {role} does not say what to change:\n{said}"
+        );
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &process.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = wait_for_exit(&mut process, Duration::from_secs(10), read_log);
+        assert_eq!(status.code(), Some(0), "{}", read_log());
+    }
+}

@@ -295,9 +295,18 @@ pub async fn run<B: Bus>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<JobSummary, CoordinatorError> {
     let names = bus.names().clone();
-    let store = influx2td_bus::retrying("open the checkpoint store", || bus.checkpoints()).await?;
     tokio::pin!(shutdown);
-    // A standby waiting for the lease stops when asked to, like a running coordinator.
+    // Opening the store and the queues retries while NATS is away or refuses; a stop asked for
+    // meanwhile ends the run, as it does for a standby waiting for the lease.
+    let Some(store) = influx2td_bus::unless_stopped(
+        &mut shutdown,
+        influx2td_bus::retrying("open the checkpoint store", || bus.checkpoints()),
+    )
+    .await
+    else {
+        return Ok(JobSummary::default());
+    };
+    let store = store?;
     let mut lease = tokio::select! {
         acquired = LeaseHolder::acquire(store.clone(), names.job(), settings.lease_ttl, settings.exclusive_store) => acquired?,
         () = &mut shutdown => return Ok(JobSummary::default()),
@@ -308,26 +317,35 @@ pub async fn run<B: Bus>(
         .await?
         .saturating_mul(ATTEMPTS_PER_EPOCH)
         .saturating_add(1);
-    let work = influx2td_bus::retrying("open a queue", || {
+    let opened = influx2td_bus::unless_stopped(&mut shutdown, async {
         // The readers' settings: whoever opens WORK first creates its consumer.
-        bus.queue(QueueConfig {
-            ack_wait: settings.ack_wait,
-            ..QueueConfig::new(StreamKind::Work)
+        let work = influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig {
+                ack_wait: settings.ack_wait,
+                ..QueueConfig::new(StreamKind::Work)
+            })
         })
-    })
-    .await?;
-    let done = influx2td_bus::retrying("open a queue", || {
-        bus.queue(QueueConfig::new(StreamKind::Done))
-    })
-    .await?;
-    // Only to show how many row batches wait for writers (the writers' settings).
-    let data = influx2td_bus::retrying("open a queue", || {
-        bus.queue(QueueConfig {
-            ack_wait: settings.ack_wait,
-            ..QueueConfig::new(StreamKind::Data)
+        .await?;
+        let done = influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig::new(StreamKind::Done))
         })
+        .await?;
+        // Only to show how many row batches wait for writers (the writers' settings).
+        let data = influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig {
+                ack_wait: settings.ack_wait,
+                ..QueueConfig::new(StreamKind::Data)
+            })
+        })
+        .await?;
+        Ok::<_, BusError>((work, done, data))
     })
-    .await?;
+    .await;
+    let Some(opened) = opened else {
+        lease.release().await;
+        return Ok(JobSummary::default());
+    };
+    let (work, done, data) = opened?;
 
     let mut tracker = Tracker::default();
     let mut plans: BTreeMap<String, Plan> = BTreeMap::new();

@@ -145,29 +145,41 @@ pub async fn run<B: Bus>(
     settings: ReaderSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ReaderError> {
-    let work = influx2td_bus::retrying("open a queue", || {
-        bus.queue(QueueConfig {
-            ack_wait: settings.ack_wait,
-            ..QueueConfig::new(StreamKind::Work)
+    tokio::pin!(shutdown);
+    // Opening the queues retries while NATS is away or refuses; a stop asked for meanwhile ends it.
+    let opened = influx2td_bus::unless_stopped(&mut shutdown, async {
+        let work = influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig {
+                ack_wait: settings.ack_wait,
+                ..QueueConfig::new(StreamKind::Work)
+            })
         })
-    })
-    .await?;
-    let context = Arc::new(Context::<B> {
-        names: bus.names().clone(),
-        client,
-        work: work.clone(),
-        data: influx2td_bus::retrying("open a queue", || {
-            // The writers' settings: whoever opens DATA first creates its consumer.
+        .await?;
+        // The writers' settings: whoever opens DATA first creates its consumer.
+        let data = influx2td_bus::retrying("open a queue", || {
             bus.queue(QueueConfig {
                 ack_wait: settings.ack_wait,
                 ..QueueConfig::new(StreamKind::Data)
             })
         })
-        .await?,
-        done: influx2td_bus::retrying("open a queue", || {
+        .await?;
+        let done = influx2td_bus::retrying("open a queue", || {
             bus.queue(QueueConfig::new(StreamKind::Done))
         })
-        .await?,
+        .await?;
+        Ok::<_, ReaderError>((work, data, done))
+    })
+    .await;
+    let Some(opened) = opened else {
+        return Ok(());
+    };
+    let (work, data, done) = opened?;
+    let context = Arc::new(Context::<B> {
+        names: bus.names().clone(),
+        client,
+        work: work.clone(),
+        data,
+        done,
         schemas: SchemaCache::default(),
         settings: settings.clone(),
         limit: AdaptiveLimit::new(settings.read_concurrency),

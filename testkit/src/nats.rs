@@ -7,6 +7,9 @@ use tempfile::TempDir;
 use crate::http::http_request;
 use crate::process::{ServerProcess, free_port, require_binary};
 
+/// JetStream file storage of every test server.
+const STORE_BYTES: u64 = 1 << 30;
+
 /// `nats-server -js` on free ports with its own store; killed on drop.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -68,12 +71,16 @@ impl NatsServer {
     pub fn start_again(&mut self) {
         self.stop();
         let store = self.directory.path().join("jetstream");
-        let mut args = Vec::new();
-        if let Some(config) = &self.config {
-            let file = self.directory.path().join("nats.conf");
-            std::fs::write(&file, config).expect("cannot write nats.conf");
-            args.extend(["-c".to_owned(), file.display().to_string()]);
-        }
+        // JetStream's storage is fixed, not 75% of whatever disk is free on this machine: a test
+        // passes or fails the same on a full disk (CI's, once) and an empty one. 1 GiB holds
+        // a job's streams; a test's own `jetstream { }` comes after and wins.
+        let config = format!(
+            "jetstream {{ max_file_store: {STORE_BYTES} }}\n{}",
+            self.config.as_deref().unwrap_or_default()
+        );
+        let file = self.directory.path().join("nats.conf");
+        std::fs::write(&file, config).expect("cannot write nats.conf");
+        let mut args = vec!["-c".to_owned(), file.display().to_string()];
         args.extend([
             "-js".to_owned(),
             "-a".to_owned(),

@@ -159,24 +159,36 @@ pub async fn run<B: Bus, S: Sink>(
     settings: WriterSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WriterError> {
-    let data = influx2td_bus::retrying("open a queue", || {
-        bus.queue(QueueConfig {
-            ack_wait: settings.ack_wait,
-            ..QueueConfig::new(StreamKind::Data)
+    tokio::pin!(shutdown);
+    // Opening the queues retries while NATS is away or refuses; a stop asked for meanwhile ends it.
+    let opened = influx2td_bus::unless_stopped(&mut shutdown, async {
+        let data = influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig {
+                ack_wait: settings.ack_wait,
+                ..QueueConfig::new(StreamKind::Data)
+            })
         })
+        .await?;
+        let done = influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig::new(StreamKind::Done))
+        })
+        .await?;
+        let dead = influx2td_bus::retrying("open a queue", || {
+            bus.queue(QueueConfig::new(StreamKind::DeadLetter))
+        })
+        .await?;
+        Ok::<_, WriterError>((data, done, dead))
     })
-    .await?;
+    .await;
+    let Some(opened) = opened else {
+        return Ok(());
+    };
+    let (data, done, dead) = opened?;
     let context = Arc::new(Context::<B, S> {
         names: bus.names().clone(),
         sink,
-        done: influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig::new(StreamKind::Done))
-        })
-        .await?,
-        dead: influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig::new(StreamKind::DeadLetter))
-        })
-        .await?,
+        done,
+        dead,
         settings: settings.clone(),
         schemas: Mutex::default(),
         ddl_locks: Mutex::default(),
