@@ -252,7 +252,21 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
 
 /// Retries `operation` while it fails in a way retrying can fix (a bus restarting), with growing
 /// pauses and a warning each time; returns its result, or the first error retrying cannot fix.
-pub async fn retrying<T, F, Fut>(what: &str, mut operation: F) -> Result<T, BusError>
+pub async fn retrying<T, F, Fut>(what: &str, operation: F) -> Result<T, BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BusError>>,
+{
+    retrying_and(what, |_| (), operation).await
+}
+
+/// [`retrying`], telling `waiting` each time why it waits (`cannot <what> yet: <error>`), so
+/// that a status page shows it.
+pub async fn retrying_and<T, F, Fut>(
+    what: &str,
+    mut waiting: impl FnMut(String),
+    mut operation: F,
+) -> Result<T, BusError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, BusError>>,
@@ -262,6 +276,7 @@ where
         match operation().await {
             Err(error) if error.retry() == Retry::Backoff => {
                 tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "cannot {what} yet, retrying");
+                waiting(format!("cannot {what} yet: {error}"));
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
             }

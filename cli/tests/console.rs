@@ -712,3 +712,52 @@ fn jobs_come_back_after_a_restart_as_they_were_left_and_a_stopped_job_stays_stop
     assert_eq!(rows, 50);
     terminate(&mut process.0);
 }
+
+/// A job over a NATS that refuses its streams (JetStream storage too small) shows why it waits
+/// on its page, and can be paused while it waits.
+#[test]
+fn a_job_nats_refuses_says_why_it_waits_and_pauses() {
+    let Some((influxd, nats)) = common::source_and_cramped_nats(T0) else {
+        return;
+    };
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut process = KillOnDrop(
+        console(
+            &directory.path().join("state"),
+            &format!("127.0.0.1:{port}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    wait_for_http(port, "the console");
+    let job = json!({
+        "job": "refused",
+        "bucket": "db",
+        "begin": influx2td_config::format_time(T0),
+        "end": influx2td_config::format_time(T0 + 60 * 1_000_000_000),
+        "source": { "url": influxd.url() },
+        "target": { "dsn": format!("file://{}", directory.path().join("target").display()), "database": "metrics", "create_database": true },
+        "nats": { "url": nats.url() },
+    });
+    let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job));
+    assert_eq!(status, 201, "{created:#}");
+    let shown = wait_for(port, "refused", 30, |shown| {
+        shown["status"]["waiting"]
+            .as_str()
+            .is_some_and(|why| why.contains("insufficient storage resources"))
+    });
+    assert_eq!(shown["state"], "running", "{shown:#}");
+    let why = shown["status"]["waiting"].as_str().unwrap();
+    assert!(
+        why.starts_with("cannot open a queue yet:") && why.contains("max_file_store"),
+        "{why}"
+    );
+    let (status, paused) = act(port, "refused", "pause");
+    assert_eq!(status, 200, "{paused:#}");
+    let shown = wait_for_state(port, "refused", "paused", 10);
+    assert_eq!(shown["status"]["waiting"], Value::Null, "{shown:#}");
+    terminate(&mut process);
+}

@@ -214,15 +214,9 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
 /// what to change, keeps trying (someone may make room), and still stops at once on SIGTERM.
 #[test]
 fn roles_refused_their_streams_say_why_and_stop_when_asked() {
-    let Some(influxd) = Influxd::start() else {
+    let Some((influxd, nats)) = common::source_and_cramped_nats(T0) else {
         return;
     };
-    let Some(nats) = NatsServer::start_with_config(Some("jetstream { max_file_store: 32M }"))
-    else {
-        return;
-    };
-    influxd.query("CREATE DATABASE db");
-    influxd.write("db", "cpu,region=r usage=1i 1700000000000000000\n");
     let directory = tempfile::tempdir().unwrap();
     let target = format!("file://{}", directory.path().join("target").display());
     let env = [

@@ -298,15 +298,19 @@ pub async fn run<B: Bus>(
     tokio::pin!(shutdown);
     // Opening the store and the queues retries while NATS is away or refuses; a stop asked for
     // meanwhile ends the run, as it does for a standby waiting for the lease.
+    let board = &settings.status;
+    let waiting = |reason| board.set_waiting(Some(reason));
     let Some(store) = influx2td_bus::unless_stopped(
         &mut shutdown,
-        influx2td_bus::retrying("open the checkpoint store", || bus.checkpoints()),
+        influx2td_bus::retrying_and("open the checkpoint store", waiting, || bus.checkpoints()),
     )
     .await
     else {
+        board.set_waiting(None);
         return Ok(JobSummary::default());
     };
     let store = store?;
+    board.set_waiting(None);
     let mut lease = tokio::select! {
         acquired = LeaseHolder::acquire(store.clone(), names.job(), settings.lease_ttl, settings.exclusive_store) => acquired?,
         () = &mut shutdown => return Ok(JobSummary::default()),
@@ -319,19 +323,19 @@ pub async fn run<B: Bus>(
         .saturating_add(1);
     let opened = influx2td_bus::unless_stopped(&mut shutdown, async {
         // The readers' settings: whoever opens WORK first creates its consumer.
-        let work = influx2td_bus::retrying("open a queue", || {
+        let work = influx2td_bus::retrying_and("open a queue", waiting, || {
             bus.queue(QueueConfig {
                 ack_wait: settings.ack_wait,
                 ..QueueConfig::new(StreamKind::Work)
             })
         })
         .await?;
-        let done = influx2td_bus::retrying("open a queue", || {
+        let done = influx2td_bus::retrying_and("open a queue", waiting, || {
             bus.queue(QueueConfig::new(StreamKind::Done))
         })
         .await?;
         // Only to show how many row batches wait for writers (the writers' settings).
-        let data = influx2td_bus::retrying("open a queue", || {
+        let data = influx2td_bus::retrying_and("open a queue", waiting, || {
             bus.queue(QueueConfig {
                 ack_wait: settings.ack_wait,
                 ..QueueConfig::new(StreamKind::Data)
@@ -342,10 +346,12 @@ pub async fn run<B: Bus>(
     })
     .await;
     let Some(opened) = opened else {
+        board.set_waiting(None);
         lease.release().await;
         return Ok(JobSummary::default());
     };
     let (work, done, data) = opened?;
+    board.set_waiting(None);
 
     let mut tracker = Tracker::default();
     let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
@@ -905,6 +911,7 @@ fn job_status(
             .values()
             .map(|measurement| measurement.progress.failed.len())
             .sum(),
+        waiting: None,
         measurements,
     }
 }

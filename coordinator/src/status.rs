@@ -44,6 +44,9 @@ pub struct JobStatus {
     pub eta_seconds: Option<f64>,
     pub rows_dead_lettered: u64,
     pub windows_failed: usize,
+    /// Why the job cannot start yet, while the coordinator retries (NATS refuses its streams,
+    /// the checkpoint store does not answer); `None` once it runs.
+    pub waiting: Option<String>,
     pub measurements: BTreeMap<String, MeasurementStatus>,
 }
 
@@ -68,6 +71,10 @@ impl StatusBoard {
 
     pub fn get(&self) -> JobStatus {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_waiting(&self, reason: Option<String>) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).waiting = reason;
     }
 
     pub(crate) fn set(&self, status: JobStatus) {

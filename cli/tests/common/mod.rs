@@ -80,3 +80,17 @@ pub fn spawn_role<'a>(
         .spawn()
         .unwrap()
 }
+
+/// An influxd with ten `cpu` points in `db` (see [`cpu_lines`], from `from_ns`, a second apart),
+/// and a nats-server whose JetStream storage (32 MiB) cannot hold a job's streams.
+pub fn source_and_cramped_nats(
+    from_ns: i64,
+) -> Option<(influx2td_testkit::Influxd, influx2td_testkit::NatsServer)> {
+    let influxd = influx2td_testkit::Influxd::start()?;
+    let nats = influx2td_testkit::NatsServer::start_with_config(Some(
+        "jetstream { max_file_store: 32M }",
+    ))?;
+    influxd.query("CREATE DATABASE db");
+    influxd.write("db", &cpu_lines(10, from_ns, 1_000_000_000));
+    Some((influxd, nats))
+}
