@@ -285,6 +285,25 @@ where
     }
 }
 
+/// Opens the queues of `configs` in order, each [`retrying_and`] while the bus is away or
+/// refuses (telling `waiting` why); the first to open a stream creates its consumer with the
+/// settings given here.
+pub async fn open_queues<B: Bus, const N: usize>(
+    bus: &B,
+    configs: [QueueConfig; N],
+    mut waiting: impl FnMut(String),
+) -> Result<[B::Queue; N], BusError> {
+    let mut queues = Vec::with_capacity(N);
+    for config in configs {
+        let queue =
+            retrying_and("open a queue", &mut waiting, || bus.queue(config.clone())).await?;
+        queues.push(queue);
+    }
+    Ok(queues
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one queue per config")))
+}
+
 /// Runs `work` unless `shutdown` completes first (then `None`): a role still retrying its
 /// start-up stops when asked to instead of holding on until the bus answers.
 pub async fn unless_stopped<T>(

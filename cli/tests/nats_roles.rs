@@ -258,13 +258,7 @@ fn roles_refused_their_streams_say_why_and_stop_when_asked() {
                 && said.contains("512 MiB in all"),
             "the {role} does not say what to change:\n{said}"
         );
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &process.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
+        common::sigterm(&process);
         let status = wait_for_exit(&mut process, Duration::from_secs(10), read_log);
         assert_eq!(status.code(), Some(0), "{}", read_log());
     }

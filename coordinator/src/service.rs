@@ -321,36 +321,29 @@ pub async fn run<B: Bus>(
         .await?
         .saturating_mul(ATTEMPTS_PER_EPOCH)
         .saturating_add(1);
-    let opened = influx2td_bus::unless_stopped(&mut shutdown, async {
-        // The readers' settings: whoever opens WORK first creates its consumer.
-        let work = influx2td_bus::retrying_and("open a queue", waiting, || {
-            bus.queue(QueueConfig {
+    let queues = influx2td_bus::open_queues(
+        &bus,
+        [
+            // The readers' settings: whoever opens WORK first creates its consumer.
+            QueueConfig {
                 ack_wait: settings.ack_wait,
                 ..QueueConfig::new(StreamKind::Work)
-            })
-        })
-        .await?;
-        let done = influx2td_bus::retrying_and("open a queue", waiting, || {
-            bus.queue(QueueConfig::new(StreamKind::Done))
-        })
-        .await?;
-        // Only to show how many row batches wait for writers (the writers' settings).
-        let data = influx2td_bus::retrying_and("open a queue", waiting, || {
-            bus.queue(QueueConfig {
+            },
+            QueueConfig::new(StreamKind::Done),
+            // Only to show how many row batches wait for writers (the writers' settings).
+            QueueConfig {
                 ack_wait: settings.ack_wait,
                 ..QueueConfig::new(StreamKind::Data)
-            })
-        })
-        .await?;
-        Ok::<_, BusError>((work, done, data))
-    })
-    .await;
-    let Some(opened) = opened else {
+            },
+        ],
+        waiting,
+    );
+    let Some(opened) = influx2td_bus::unless_stopped(&mut shutdown, queues).await else {
         board.set_waiting(None);
         lease.release().await;
         return Ok(JobSummary::default());
     };
-    let (work, done, data) = opened?;
+    let [work, done, data] = opened?;
     board.set_waiting(None);
 
     let mut tracker = Tracker::default();

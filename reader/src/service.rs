@@ -147,33 +147,26 @@ pub async fn run<B: Bus>(
 ) -> Result<(), ReaderError> {
     tokio::pin!(shutdown);
     // Opening the queues retries while NATS is away or refuses; a stop asked for meanwhile ends it.
-    let opened = influx2td_bus::unless_stopped(&mut shutdown, async {
-        let work = influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig {
+    let queues = influx2td_bus::open_queues(
+        &bus,
+        [
+            QueueConfig {
                 ack_wait: settings.ack_wait,
                 ..QueueConfig::new(StreamKind::Work)
-            })
-        })
-        .await?;
-        // The writers' settings: whoever opens DATA first creates its consumer.
-        let data = influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig {
+            },
+            // The writers' settings: whoever opens DATA first creates its consumer.
+            QueueConfig {
                 ack_wait: settings.ack_wait,
                 ..QueueConfig::new(StreamKind::Data)
-            })
-        })
-        .await?;
-        let done = influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig::new(StreamKind::Done))
-        })
-        .await?;
-        Ok::<_, ReaderError>((work, data, done))
-    })
-    .await;
-    let Some(opened) = opened else {
+            },
+            QueueConfig::new(StreamKind::Done),
+        ],
+        |_| (),
+    );
+    let Some(opened) = influx2td_bus::unless_stopped(&mut shutdown, queues).await else {
         return Ok(());
     };
-    let (work, data, done) = opened?;
+    let [work, data, done] = opened?;
     let context = Arc::new(Context::<B> {
         names: bus.names().clone(),
         client,

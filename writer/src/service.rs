@@ -161,29 +161,22 @@ pub async fn run<B: Bus, S: Sink>(
 ) -> Result<(), WriterError> {
     tokio::pin!(shutdown);
     // Opening the queues retries while NATS is away or refuses; a stop asked for meanwhile ends it.
-    let opened = influx2td_bus::unless_stopped(&mut shutdown, async {
-        let data = influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig {
+    let queues = influx2td_bus::open_queues(
+        &bus,
+        [
+            QueueConfig {
                 ack_wait: settings.ack_wait,
                 ..QueueConfig::new(StreamKind::Data)
-            })
-        })
-        .await?;
-        let done = influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig::new(StreamKind::Done))
-        })
-        .await?;
-        let dead = influx2td_bus::retrying("open a queue", || {
-            bus.queue(QueueConfig::new(StreamKind::DeadLetter))
-        })
-        .await?;
-        Ok::<_, WriterError>((data, done, dead))
-    })
-    .await;
-    let Some(opened) = opened else {
+            },
+            QueueConfig::new(StreamKind::Done),
+            QueueConfig::new(StreamKind::DeadLetter),
+        ],
+        |_| (),
+    );
+    let Some(opened) = influx2td_bus::unless_stopped(&mut shutdown, queues).await else {
         return Ok(());
     };
-    let (data, done, dead) = opened?;
+    let [data, done, dead] = opened?;
     let context = Arc::new(Context::<B, S> {
         names: bus.names().clone(),
         sink,

@@ -14,15 +14,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Stops a job with SIGTERM; it must exit 0.
-pub fn terminate(job: &mut Child) {
+/// Sends SIGTERM to a process (asks it to stop).
+pub fn sigterm(process: &Child) {
     assert!(
         Command::new("kill")
-            .args(["-TERM", &job.id().to_string()])
+            .args(["-TERM", &process.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
+}
+
+/// Stops a job with SIGTERM; it must exit 0.
+pub fn terminate(job: &mut Child) {
+    sigterm(job);
     assert_eq!(job.wait().unwrap().code(), Some(0));
 }
 
