@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
             schema.as_ref(),
             &needs(&batch, schema.as_ref()),
         );
-        let converted = convert(&batch, "cpu", &planned, Precision::Nanoseconds);
+        let converted = convert(&batch, &planned, Precision::Nanoseconds);
         schema = Some(planned);
         let mut builder = InsertBuilder::new("metrics", "cpu", 5000);
         for table in &converted.tables {

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 pub use influx2td_proto::names::{Names, StreamKind};
 pub use memory::MemoryBus;
-pub use messages::{window_headers, work_item_message};
+pub use messages::{Retrying, retrying_message, window_headers, work_item_message};
 pub use nats::{NatsAuth, NatsBus, NatsConnect, StoredMessage, WhichMessage};
 pub use state_file::StateFile;
 

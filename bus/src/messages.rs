@@ -44,3 +44,77 @@ pub fn work_item_message(names: &Names, item: &pb::WorkItem) -> OutgoingMessage 
         payload: item.encode_to_vec().into(),
     }
 }
+
+/// What keeps failing, for [`retrying_message`].
+#[derive(Debug, Clone, Copy)]
+pub struct Retrying<'a> {
+    /// `reader` or `writer`.
+    pub role: &'a str,
+    /// The row batch (writer); `None` for the read of the whole window (reader).
+    pub seq: Option<u32>,
+    /// Tries so far, this one included.
+    pub tries: u64,
+    /// The class of the error (a metrics label).
+    pub cause: &'a str,
+    /// What went wrong this time.
+    pub reason: &'a str,
+    /// The try at which the role stops retrying and dead-letters the rows; 0 when it retries
+    /// until the cause is fixed.
+    pub retry_limit: u32,
+}
+
+/// A notice on DONE that a window's read or one of its batches failed and will be tried again:
+/// the coordinator shows it in `status` and counts nothing for it.
+pub fn retrying_message(
+    names: &Names,
+    window: &influx2td_proto::batch::WindowRef,
+    retrying: &Retrying<'_>,
+) -> OutgoingMessage {
+    let seq = retrying.seq.unwrap_or(0);
+    let report = pb::WindowDone {
+        job: window.job.clone(),
+        measurement: window.measurement.clone(),
+        window_start_ns: window.window_start_ns,
+        window_end_ns: window.window_end_ns,
+        attempt: window.attempt,
+        seq,
+        outcome: pb::Outcome::Retrying as i32,
+        reason: retrying.reason.to_owned(),
+        read: window.read,
+        role: retrying.role.to_owned(),
+        tries: u32::try_from(retrying.tries).unwrap_or(u32::MAX),
+        cause: retrying.cause.to_owned(),
+        retry_limit: retrying.retry_limit,
+        ..Default::default()
+    };
+    let mut headers = window_headers(
+        names,
+        &window.measurement,
+        window.window_start_ns,
+        window.window_end_ns,
+        window.attempt,
+    );
+    if let Some(seq) = retrying.seq {
+        headers.push((header::SEQ.to_owned(), seq.to_string()));
+    }
+    let batch = retrying
+        .seq
+        .map_or_else(|| "read".to_owned(), |seq| seq.to_string());
+    OutgoingMessage {
+        subject: names.subject(StreamKind::Done, &window.measurement),
+        msg_id: format!(
+            "{}/{}/{batch}/{}/retry-{}",
+            names.work_msg_id(
+                &window.measurement,
+                window.window_start_ns,
+                window.window_end_ns,
+                window.attempt
+            ),
+            window.read,
+            retrying.role,
+            retrying.tries
+        ),
+        headers,
+        payload: report.encode_to_vec().into(),
+    }
+}

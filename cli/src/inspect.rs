@@ -178,5 +178,9 @@ fn window_done(done: &pb::WindowDone) -> Json {
         "reason": done.reason,
         "totals": done.totals.map(|totals| json!({ "batches": totals.batches, "rows": totals.rows })),
         "split_at_ns": done.split_at_ns,
+        "role": done.role,
+        "tries": done.tries,
+        "cause": done.cause,
+        "retry_limit": done.retry_limit,
     })
 }

@@ -101,15 +101,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compare, per measurement and field, the values InfluxDB holds with those in the target,
-    /// over the part of the job its checkpoints say is written, plus the sum of one numeric
-    /// field; where they differ, per window. Exit code 1 on any difference.
+    /// Compare what InfluxDB holds with what the target holds, over the part of the job its
+    /// checkpoints say is written: per measurement and field the number of values, and for
+    /// every numeric field its sum, smallest and largest value. Integer sums are compared
+    /// exactly, modulo 2^64 (both databases' SUM wraps around at 64 bits); float sums up to the
+    /// rounding of adding in another order; smallest and largest values exactly. Where a
+    /// measurement differs, counts and sums per window of the job say where. Exit code 1 on
+    /// any difference.
     Verify {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Read the windows the target lacks values of again (like `backfill`), then verify
-        /// again.
+        /// Read the windows whose values the target lacks or holds otherwise again (like
+        /// `backfill`: the rows read overwrite those in the target), then verify again.
         #[arg(long)]
         repair: bool,
     },
@@ -883,6 +887,10 @@ async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
             live["windows_in_flight"],
             live["windows_left"]
         )?;
+        if let Some(waiting) = live["waiting"].as_str() {
+            writeln!(stdout, "waiting: {waiting}")?;
+        }
+        print_retrying(&mut stdout, live)?;
     }
     writeln!(
         stdout,
@@ -922,6 +930,41 @@ async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
                 failed.reason
             )?;
         }
+    }
+    Ok(())
+}
+
+/// What the live status says is being retried: one line each, the oldest first.
+fn print_retrying(out: &mut impl Write, live: &serde_json::Value) -> std::io::Result<()> {
+    let Some(retrying) = live["retrying"].as_array().filter(|list| !list.is_empty()) else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "retrying: {} window reads or row batches fail and are tried again",
+        live["retrying_count"]
+            .as_u64()
+            .unwrap_or(retrying.len() as u64)
+    )?;
+    for entry in retrying {
+        let what = match entry["batch"].as_u64() {
+            Some(batch) => format!("writer, batch {batch}"),
+            None => "reader".to_owned(),
+        };
+        let limit = entry["retry_limit"].as_u64().map_or_else(
+            || "until the cause is fixed".to_owned(),
+            |limit| format!("dead-lettered at try {limit}"),
+        );
+        writeln!(
+            out,
+            "    {} [{} .. {}) {what}: {} tries since {} ({limit}): {}",
+            entry["measurement"].as_str().unwrap_or_default(),
+            entry["window_start"].as_str().unwrap_or_default(),
+            entry["window_end"].as_str().unwrap_or_default(),
+            entry["tries"],
+            entry["since"].as_str().unwrap_or_default(),
+            entry["last_error"].as_str().unwrap_or_default(),
+        )?;
     }
     Ok(())
 }
@@ -993,7 +1036,11 @@ async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result<()>
     if repair {
         for check in &checks {
             // Re-reading writes what the target lacks; it cannot take away what it holds extra.
-            for window in check.windows.iter().filter(|w| w.source > w.target) {
+            // A window with other values (equal counts, other sums) is overwritten by its re-read.
+            let repairable = |w: &&verify::WindowDiff| {
+                w.source > w.target || (w.source == w.target && !w.sums.is_empty())
+            };
+            for window in check.windows.iter().filter(repairable) {
                 let summary =
                     backfill::read_again(job, &check.measurement, window.start_ns, window.end_ns)
                         .await?;
@@ -1096,6 +1143,7 @@ async fn writer_settings(
         write_concurrency: job.write_concurrency,
         precision: info.precision,
         ack_wait: job.ack_wait,
+        retry_limit: job.retry_limit,
         ..influx2td_writer::service::WriterSettings::new(&job.target.database)
     })
 }

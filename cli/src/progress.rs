@@ -108,6 +108,16 @@ pub fn message(status: &JobStatus) -> String {
     if status.windows_failed > 0 {
         parts.push(format!("{} windows failed", status.windows_failed));
     }
+    if let Some(oldest) = status.retrying.first() {
+        let cut: String = oldest.last_error.chars().take(80).collect();
+        parts.push(format!(
+            "{} retrying ({} try {}: {cut})",
+            status.retrying_count, oldest.measurement, oldest.tries
+        ));
+    }
+    if let Some(waiting) = &status.waiting {
+        parts.push(format!("waiting: {waiting}"));
+    }
     parts.join("  ")
 }
 
@@ -142,6 +152,27 @@ mod tests {
         assert_eq!(
             message(&status),
             "1200 rows  400 rows/s  ETA 1m 30s  2 dead-lettered"
+        );
+        let retrying = JobStatus {
+            retrying: vec![influx2td_coordinator::Retrying {
+                measurement: "cpu".into(),
+                window_start: String::new(),
+                window_end: String::new(),
+                window_start_ns: 0,
+                role: "writer".into(),
+                batch: Some(0),
+                tries: 3,
+                since: String::new(),
+                last_error: "TDengine error [0x2602]: Invalid column name: _tag_null".into(),
+                cause: "stale".into(),
+                retry_limit: Some(10),
+            }],
+            retrying_count: 1,
+            ..status
+        };
+        assert_eq!(
+            message(&retrying),
+            "1200 rows  400 rows/s  ETA 1m 30s  2 dead-lettered  1 retrying (cpu try 3: TDengine error [0x2602]: Invalid column name: _tag_null)"
         );
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use influx2td_bus::{Bus, CheckpointStore, Names, NatsBus, NatsConnect};
 use influx2td_testkit::{Influxd, NatsServer};
-use influx2td_writer::mapping::{child_table_name, super_table_name};
+use influx2td_writer::mapping::child_table_name;
 use influx2td_writer::replay::{Literal, replay_directory};
 
 mod common;
@@ -112,12 +112,11 @@ async fn wait_for_watermark(nats: &NatsServer, job: &Job, seconds: i64) {
 
 fn assert_target_equals_source(target: &Path, points: &[(String, i64, i64)], job: &Job) {
     let model = replay_directory(target).unwrap();
-    let stable = super_table_name("load");
     let mut wanted = BTreeMap::new();
     for (shard, time, value) in points {
         wanted.insert(
             (
-                child_table_name(&stable, &[("shard", shard.as_str())]),
+                child_table_name("load", &[("shard", shard.as_str())]),
                 *time,
             ),
             Literal::Number(value.to_string()),

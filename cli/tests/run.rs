@@ -5,15 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use influx2td_testkit::Influxd;
-use influx2td_writer::mapping::{child_table_name, super_table_name};
+use influx2td_writer::mapping::child_table_name;
 use influx2td_writer::replay::{Literal, replay_directory};
 
 mod common;
-use common::terminate;
+use common::{output_text, terminate};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const HOUR: i64 = 3_600_000_000_000;
@@ -143,9 +143,8 @@ fn assert_target_equals(directory: &Path, expected: &[Point]) {
     let model = replay_directory(directory).unwrap();
     let mut wanted: BTreeMap<(String, i64), BTreeMap<String, Literal>> = BTreeMap::new();
     for point in expected {
-        let super_table = super_table_name(point.measurement);
         let tags: Vec<(&str, &str)> = point.tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let child = child_table_name(&super_table, &tags);
+        let child = child_table_name(point.measurement, &tags);
         let values = point
             .fields
             .iter()
@@ -193,14 +192,6 @@ fn command(
         command.env(name, value);
     }
     command
-}
-
-fn output_text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

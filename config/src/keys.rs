@@ -158,6 +158,12 @@ pub const KEYS: &[Key] = &[
         "a window holding more rows is split in halves and re-queued instead of read to the end (dense stretches get small windows)",
     ),
     key(
+        "retry_limit",
+        Kind::Integer,
+        "10",
+        "tries of a row batch TDengine keeps refusing with an error that is not a connection, timeout or busy error, before the rows it refuses are dead-lettered (about 4 minutes at the default)",
+    ),
+    key(
         "ack_wait",
         Kind::String,
         "30s",

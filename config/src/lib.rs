@@ -43,6 +43,8 @@ pub struct JobConfig {
     pub write_concurrency: usize,
     pub batch_size: usize,
     pub max_window_rows: u64,
+    /// Tries of a row batch TDengine keeps refusing with an error not known to heal by itself.
+    pub retry_limit: u32,
     #[serde(serialize_with = "validate::serialize_duration")]
     pub ack_wait: Duration,
     #[serde(serialize_with = "validate::serialize_duration")]

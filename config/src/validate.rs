@@ -175,6 +175,7 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
     let write_concurrency = checker.integer("write_concurrency", 50, 1..=MAX_CONCURRENCY);
     let batch_size = checker.integer("batch_size", 5000, 1..=MAX_BATCH_SIZE);
     let max_window_rows = checker.integer("max_window_rows", 2_000_000, 1..=i64::MAX);
+    let retry_limit = checker.integer("retry_limit", 10, 1..=1000);
     let ack_wait = checker.duration("ack_wait", Duration::from_secs(30));
     if ack_wait < Duration::from_secs(1) {
         checker.problem("ack_wait", "must be at least 1s");
@@ -243,6 +244,7 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
                 write_concurrency: write_concurrency as usize,
                 batch_size: batch_size as usize,
                 max_window_rows: max_window_rows as u64,
+                retry_limit: retry_limit as u32,
                 ack_wait,
                 lease_ttl,
                 state_dir,

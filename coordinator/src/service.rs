@@ -18,6 +18,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::retrying::RetryBoard;
 use crate::status::{JobStatus, MeasurementStatus, StatusBoard, eta_seconds, windows_between};
 use crate::tracker::{Acked, Progress, Tracker};
 
@@ -413,6 +414,7 @@ pub async fn run<B: Bus>(
     let job = names.job().to_owned();
     let metrics = influx2td_telemetry::metrics();
     let mut republished: HashMap<String, u64> = HashMap::new();
+    let mut retry_board = RetryBoard::default();
     // Continuous sync with lookback: windows to read once more, in the order they fall due. After
     // a restart, the windows just below each watermark are due again (their first reads may
     // have been the only ones).
@@ -529,56 +531,74 @@ pub async fn run<B: Bus>(
                                 })
                                 .record("rows_written", report.rows_written);
                             let key = (report.measurement.clone(), report.window_start_ns);
-                            match tracker.acked(&report) {
-                                Acked::Counted => {
-                                    // Progress: the window is alive, give it more time.
+                            if report.outcome() == pb::Outcome::Retrying {
+                                // Someone holds the window and keeps trying: no deadline
+                                // passes while it does (a re-read would fail the same way).
+                                if tracker
+                                    .attempt(&report.measurement, report.window_start_ns)
+                                    .is_some()
+                                {
+                                    retry_board.note(&report, now_ns());
                                     deadlines
                                         .insert(key, Instant::now() + settings.window_deadline);
                                 }
-                                Acked::WindowFinished {
-                                    start_ns,
-                                    end_ns,
-                                    outcome,
-                                } => {
-                                    deadlines.remove(&key);
-                                    metrics.window(
-                                        &job,
-                                        if outcome.is_ok() { "done" } else { "failed" },
-                                    );
-                                    if let Err(reason) = outcome {
-                                        tracing::error!(
+                            } else {
+                                match tracker.acked(&report) {
+                                    Acked::Counted => {
+                                        retry_board.settled(&report);
+                                        // Progress: the window is alive, give it more time.
+                                        deadlines
+                                            .insert(key, Instant::now() + settings.window_deadline);
+                                    }
+                                    Acked::WindowFinished {
+                                        start_ns,
+                                        end_ns,
+                                        outcome,
+                                    } => {
+                                        retry_board.forget_window(&report.measurement, start_ns);
+                                        deadlines.remove(&key);
+                                        metrics.window(
+                                            &job,
+                                            if outcome.is_ok() { "done" } else { "failed" },
+                                        );
+                                        if let Err(reason) = outcome {
+                                            tracing::error!(
+                                                measurement = report.measurement,
+                                                window_start = start_ns,
+                                                window_end = end_ns,
+                                                reason,
+                                                "window failed for good"
+                                            );
+                                        }
+                                    }
+                                    Acked::Split {
+                                        start_ns,
+                                        split_at_ns,
+                                        end_ns,
+                                    } => {
+                                        retry_board.forget_window(&report.measurement, start_ns);
+                                        metrics.window(&job, "split");
+                                        tracing::info!(
                                             measurement = report.measurement,
                                             window_start = start_ns,
+                                            split_at = split_at_ns,
                                             window_end = end_ns,
-                                            reason,
-                                            "window failed for good"
+                                            "window split: too many rows to read at once"
+                                        );
+                                        // The reader publishes the halves; should it die first, their deadline does.
+                                        let deadline = Instant::now() + settings.window_deadline;
+                                        deadlines.remove(&key);
+                                        deadlines.insert(
+                                            (report.measurement.clone(), start_ns),
+                                            deadline,
+                                        );
+                                        deadlines.insert(
+                                            (report.measurement.clone(), split_at_ns),
+                                            deadline,
                                         );
                                     }
+                                    Acked::Ignored => {}
                                 }
-                                Acked::Split {
-                                    start_ns,
-                                    split_at_ns,
-                                    end_ns,
-                                } => {
-                                    metrics.window(&job, "split");
-                                    tracing::info!(
-                                        measurement = report.measurement,
-                                        window_start = start_ns,
-                                        split_at = split_at_ns,
-                                        window_end = end_ns,
-                                        "window split: too many rows to read at once"
-                                    );
-                                    // The reader publishes the halves; should it die first, their deadline does.
-                                    let deadline = Instant::now() + settings.window_deadline;
-                                    deadlines.remove(&key);
-                                    deadlines
-                                        .insert((report.measurement.clone(), start_ns), deadline);
-                                    deadlines.insert(
-                                        (report.measurement.clone(), split_at_ns),
-                                        deadline,
-                                    );
-                                }
-                                Acked::Ignored => {}
                             }
                         }
                         Err(error) => {
@@ -621,6 +641,7 @@ pub async fn run<B: Bus>(
             );
             publish(&work, &names, &name, start, end, attempt + 1).await?;
             tracker.published(&name, start, end, attempt + 1);
+            retry_board.forget_window(&name, start);
             metrics.window(&job, "republished");
             *republished.entry(name.clone()).or_default() += 1;
             deadlines.insert((name, start), now + settings.window_deadline);
@@ -640,12 +661,18 @@ pub async fn run<B: Bus>(
                 &job,
                 &tracker,
                 &plans,
-                &republished,
-                baseline,
-                started,
+                &ThisRun {
+                    republished: &republished,
+                    retrying: &retry_board,
+                    baseline,
+                    started,
+                },
                 settings.window_ns,
             );
             metrics.in_flight(&job, status.windows_in_flight);
+            for role in ["reader", "writer"] {
+                metrics.retrying(&job, role, retry_board.count(role));
+            }
             for (stream, queue) in [("work", &work), ("data", &data), ("done", &done)] {
                 if let Ok(depth) = queue.depth().await {
                     metrics.pending(&job, stream, depth.messages);
@@ -680,9 +707,12 @@ pub async fn run<B: Bus>(
             &job,
             &tracker,
             &plans,
-            &republished,
-            baseline,
-            started,
+            &ThisRun {
+                republished: &republished,
+                retrying: &retry_board,
+                baseline,
+                started,
+            },
             settings.window_ns,
         )
     };
@@ -840,15 +870,28 @@ fn totals(tracker: &Tracker, plans: &BTreeMap<String, Plan>) -> (u64, u64) {
     )
 }
 
+/// What this run of the coordinator has seen, for its status.
+struct ThisRun<'a> {
+    republished: &'a HashMap<String, u64>,
+    retrying: &'a RetryBoard,
+    /// Rows written and windows done before this run.
+    baseline: (u64, u64),
+    started: Instant,
+}
+
 fn job_status(
     job: &str,
     tracker: &Tracker,
     plans: &BTreeMap<String, Plan>,
-    republished: &HashMap<String, u64>,
-    (rows_before, windows_before): (u64, u64),
-    started: Instant,
+    this_run: &ThisRun<'_>,
     window_ns: i64,
 ) -> JobStatus {
+    let ThisRun {
+        republished,
+        retrying: retry_board,
+        baseline: (rows_before, windows_before),
+        started,
+    } = *this_run;
     let now = now_ns();
     let elapsed = started.elapsed();
     let continuous = plans.values().any(|plan| plan.end_ns.is_none());
@@ -905,6 +948,8 @@ fn job_status(
             .map(|measurement| measurement.progress.failed.len())
             .sum(),
         waiting: None,
+        retrying: retry_board.list(),
+        retrying_count: retry_board.len(),
         measurements,
     }
 }
@@ -920,8 +965,23 @@ fn log_progress(status: &JobStatus) {
         eta_seconds = status.eta_seconds.map(|eta| eta as u64),
         rows_dead_lettered = status.rows_dead_lettered,
         windows_failed = status.windows_failed,
+        retrying = status.retrying_count,
         "progress"
     );
+    // What keeps failing is news until it stops: one line each, at every progress report.
+    for retrying in &status.retrying {
+        tracing::warn!(
+            measurement = retrying.measurement,
+            window_start = retrying.window_start,
+            role = retrying.role,
+            batch = retrying.batch,
+            tries = retrying.tries,
+            since = retrying.since,
+            retry_limit = retrying.retry_limit,
+            last_error = retrying.last_error,
+            "still retrying"
+        );
+    }
 }
 
 #[cfg(test)]

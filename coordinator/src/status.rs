@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
+use crate::retrying::Retrying;
 use crate::tracker::Progress;
 
 /// One measurement's status.
@@ -47,6 +48,11 @@ pub struct JobStatus {
     /// Why the job cannot start yet, while the coordinator retries (NATS refuses its streams,
     /// the checkpoint store does not answer); `None` once it runs.
     pub waiting: Option<String>,
+    /// Window reads and row batches failing now and being retried: what, how often, since
+    /// when, the last error (the oldest [`crate::retrying::MAX_LISTED`]).
+    pub retrying: Vec<Retrying>,
+    /// How many reads and batches are being retried (all of them, listed or not).
+    pub retrying_count: usize,
     pub measurements: BTreeMap<String, MeasurementStatus>,
 }
 

@@ -33,6 +33,10 @@ async fn write_every_window<B: Bus>(bus: B, windows: usize, max_outstanding: usi
             "{depth} windows waiting, more than {max_outstanding}"
         );
         for delivery in work.pull(256, Duration::from_secs(5)).await.unwrap() {
+            // Exactly `windows` are written: the rest of this pull stays unacknowledged.
+            if written == windows {
+                break;
+            }
             let item = pb::WorkItem::decode(delivery.payload().clone()).unwrap();
             let report = pb::WindowDone {
                 job: item.job.clone(),

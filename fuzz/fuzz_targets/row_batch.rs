@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let needs = needs(&batch, None);
     let (_, schema) = plan("db", "cpu", None, &needs);
-    let converted = convert(&batch, "cpu", &schema, Precision::Nanoseconds);
+    let converted = convert(&batch, &schema, Precision::Nanoseconds);
     let mut builder = InsertBuilder::new("db", "cpu", 100);
     for table in &converted.tables {
         builder.add(table);

@@ -336,6 +336,21 @@ async fn handle_window<B: Bus>(
                     %error, retry_in_ms = delay.as_millis() as u64, "window read failed, will retry"
                 );
             }
+            let notice = influx2td_bus::retrying_message(
+                &context.names,
+                &window,
+                &influx2td_bus::Retrying {
+                    role: "reader",
+                    seq: None,
+                    tries: delivery.delivered(),
+                    cause: error.cause(),
+                    reason: &error.to_string(),
+                    retry_limit: 0,
+                },
+            );
+            if let Err(notice_error) = context.done.publish(notice).await {
+                tracing::debug!(error = %notice_error, "cannot report a window being retried");
+            }
             if let WindowError::Source(SourceError::SchemaChanged { .. }) = error
                 && let Err(refresh_error) = context
                     .schemas

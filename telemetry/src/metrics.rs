@@ -41,6 +41,13 @@ pub struct RetryLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub job: String,
+    /// reader or writer.
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StreamLabels {
     pub job: String,
     pub stream: String,
@@ -64,6 +71,7 @@ pub struct Metrics {
     pub windows: Family<WindowLabels, Counter>,
     pub windows_in_flight: Family<JobLabels, Gauge>,
     pub retries: Family<RetryLabels, Counter>,
+    pub retrying: Family<RoleLabels, Gauge>,
     pub query_seconds: Family<JobLabels, Histogram>,
     pub insert_seconds: Family<JobLabels, Histogram>,
     pub batch_rows: Family<JobLabels, Histogram>,
@@ -96,6 +104,7 @@ impl Metrics {
             windows: Family::default(),
             windows_in_flight: Family::default(),
             retries: Family::default(),
+            retrying: Family::default(),
             query_seconds: Family::new_with_constructor(latency_histogram),
             insert_seconds: Family::new_with_constructor(latency_histogram),
             batch_rows: Family::new_with_constructor(rows_histogram),
@@ -143,6 +152,11 @@ impl Metrics {
             "retries",
             "Reads and writes that failed and will be retried, by role and cause",
             metrics.retries.clone(),
+        );
+        registry.register(
+            "retrying",
+            "Window reads (reader) and row batches (writer) failing now and being retried (set by the coordinator)",
+            metrics.retrying.clone(),
         );
         registry.register(
             "query_duration_seconds",
@@ -264,6 +278,16 @@ impl Metrics {
         self.windows_in_flight
             .get_or_create(&job_labels(job))
             .set(i64::try_from(windows).unwrap_or(i64::MAX));
+    }
+
+    /// How many window reads or row batches of `role` fail now and are being retried.
+    pub fn retrying(&self, job: &str, role: &str, count: usize) {
+        self.retrying
+            .get_or_create(&RoleLabels {
+                job: job.to_owned(),
+                role: role.to_owned(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn pending(&self, job: &str, stream: &str, messages: u64) {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use influx2td_proto::{ColumnType, Value, pb};
 
 use crate::mapping::{
-    MAX_VAR_BYTES, NULL_TAG, child_table_name, field_column_name, tag_column_name,
+    MAX_VAR_BYTES, NULL_TAG, child_table_name, field_column_name, tag_column_name, tag_value,
 };
 use crate::schema::{Cast, ColumnSpec, Needs, TableSchema, cast};
 use std::fmt::Write as _;
@@ -85,7 +85,10 @@ pub fn needs(batch: &pb::RowBatch, schema: Option<&TableSchema>) -> Needs {
     let mut needs = Needs::default();
     for block in &batch.series {
         for tag in &block.tags {
-            needs.tag(&tag_column_name(&tag.key), tag.value.chars().count());
+            needs.tag(
+                &tag_column_name(&tag.key),
+                tag_value(&tag.value).chars().count(),
+            );
         }
         for column in &block.columns {
             let Some(column_type) = column.column_type() else {
@@ -110,17 +113,27 @@ pub struct Converted {
     pub rejected: Vec<Rejected>,
 }
 
+/// The tag a tagless series names (NULL) in its `USING ... TAGS`: `_tag_null` where the super
+/// table has it, else its first tag — a measurement holding tagged and tagless series keeps
+/// whichever its super table was created with, as schemaless ingestion does.
+fn null_tag(schema: &TableSchema) -> String {
+    if schema.tags.contains_key(NULL_TAG) {
+        return NULL_TAG.to_owned();
+    }
+    schema
+        .tags
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| NULL_TAG.to_owned())
+}
+
 /// Renders `batch` for a super table whose schema (after any DDL) is `schema`.
-pub fn convert(
-    batch: &pb::RowBatch,
-    super_table: &str,
-    schema: &TableSchema,
-    precision: Precision,
-) -> Converted {
+pub fn convert(batch: &pb::RowBatch, schema: &TableSchema, precision: Precision) -> Converted {
     let tags = tag_keys(batch, Some(schema));
     let mut converted = Converted::default();
     for block in &batch.series {
-        let child_table = child_table_of(super_table, block);
+        let child_table = child_table_of(&batch.measurement, block);
         let reject_all = |reason: String, converted: &mut Converted| {
             for timestamp in &block.timestamps_ns {
                 converted.rejected.push(Rejected {
@@ -133,8 +146,9 @@ pub fn convert(
         let mut rendered_tags = Vec::new();
         let mut tag_problem = None;
         for tag in &block.tags {
-            match escape_string(&tag.value) {
-                Some(literal) if tag.value.len() <= MAX_VAR_BYTES as usize => {
+            let value = tag_value(&tag.value);
+            match escape_string(&value) {
+                Some(literal) if value.len() <= MAX_VAR_BYTES as usize => {
                     rendered_tags.push((tag_column_name(&tag.key), literal));
                 }
                 _ => {
@@ -150,7 +164,7 @@ pub fn convert(
             continue;
         }
         if rendered_tags.is_empty() {
-            rendered_tags.push((NULL_TAG.to_owned(), "NULL".to_owned()));
+            rendered_tags.push((null_tag(schema), "NULL".to_owned()));
         }
         let columns: Vec<(String, &pb::Column)> = block
             .columns
@@ -202,24 +216,21 @@ pub fn convert(
     converted
 }
 
-/// The child table a series goes into.
-fn child_table_of(super_table: &str, block: &pb::SeriesBlock) -> String {
+/// The child table a series of `measurement` goes into.
+fn child_table_of(measurement: &str, block: &pb::SeriesBlock) -> String {
     let pairs: Vec<(&str, &str)> = block
         .tags
         .iter()
         .map(|t| (t.key.as_str(), t.value.as_str()))
         .collect();
-    crate::mapping::fit_name(
-        &child_table_name(super_table, &pairs),
-        crate::mapping::MAX_TABLE_NAME,
-    )
+    child_table_name(measurement, &pairs)
 }
 
 /// Every row of `batch`, refused for `reason` (TDengine refuses the table they need).
-pub fn refuse_batch(batch: &pb::RowBatch, super_table: &str, reason: &str) -> Vec<Rejected> {
+pub fn refuse_batch(batch: &pb::RowBatch, reason: &str) -> Vec<Rejected> {
     let mut rejected = Vec::with_capacity(usize::try_from(batch.row_count()).unwrap_or(0));
     for block in &batch.series {
-        let child_table = child_table_of(super_table, block);
+        let child_table = child_table_of(&batch.measurement, block);
         for timestamp in &block.timestamps_ns {
             rejected.push(Rejected {
                 child_table: child_table.clone(),
@@ -365,7 +376,7 @@ mod tests {
             ["b", "f", "host_field", "i", "s", "u"]
         );
         let (_, schema) = crate::schema::plan("db", "cpu", None, &needs);
-        let converted = convert(&batch, "cpu", &schema, Precision::Milliseconds);
+        let converted = convert(&batch, &schema, Precision::Milliseconds);
         assert!(converted.rejected.is_empty());
         let table = &converted.tables[0];
         assert_eq!(
@@ -403,7 +414,7 @@ mod tests {
             ],
         );
         let (_, schema) = crate::schema::plan("db", "cpu", None, &needs(&batch, None));
-        let converted = convert(&batch, "cpu", &schema, Precision::Nanoseconds);
+        let converted = convert(&batch, &schema, Precision::Nanoseconds);
         assert_eq!(converted.tables[0].rows.len(), 1);
         assert_eq!(
             converted.tables[0].tags,
@@ -434,7 +445,7 @@ mod tests {
         schema
             .columns
             .insert("v".into(), ColumnSpec::Typed(Int64, 0));
-        let converted = convert(&batch, "cpu", &schema, Precision::Nanoseconds);
+        let converted = convert(&batch, &schema, Precision::Nanoseconds);
         assert!(converted.tables.is_empty());
         assert_eq!(
             converted.rejected[0].reason,

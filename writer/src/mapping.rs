@@ -2,12 +2,25 @@
 //! ingestion names them, so that clients writing line protocol after the migration continue the
 //! very same tables.
 //!
-//! The rules, read from TDengine's source (`clientSml.c`, `tname.c`, `tglobal.c`):
-//! - super table: the measurement with `.` replaced by `_` (`smlDot2Underline`, on by default);
-//! - child table: `t_` + lowercase hex MD5 of the super table name followed by `,key=value` for
-//!   each tag, tags sorted by key case-insensitively (on an equal prefix the shorter key first);
-//! - a measurement without tags gets one NCHAR tag `_tag_null` (and its child table hashes the
-//!   super table name alone).
+//! A client writes a series as line protocol with InfluxDB's own escaping: a backslash before
+//! a comma or space in the measurement, before a comma, space or equals sign in tag keys, tag
+//! values and field keys; backslashes themselves are written as they are. TDengine's line
+//! parser (`clientSmlLine.c`, `clientSml.c`, `tname.c`) then, with its default settings:
+//! - names the super table after the measurement **unescaped its own way** — a backslash
+//!   before a comma, a space *or a backslash* is dropped, so `a\\b` becomes `a\b` — with `.`
+//!   replaced by `_` (`smlDot2Underline`);
+//! - unescapes tag and field keys and tag values the same way (before `,`, ` `, `=`, `\`);
+//! - names the child table `t_` + lowercase hex MD5 of the measurement **as written in the
+//!   line** (escapes kept, `.` made `_`) followed by `,key=value` for each tag (unescaped),
+//!   tags sorted by key case-insensitively over the common length, then the shorter first, and
+//!   keys equal that way in the order they are written (InfluxDB writes them sorted bytewise);
+//! - gives a measurement without tags one NCHAR tag `_tag_null` when it creates its super
+//!   table; its child table hashes the measurement alone.
+//!
+//! Checked against a real TDengine by the live suite's differential test (`live_naming`), and
+//! pinned by golden vectors from what that server answered. Where schemaless refuses a name
+//! (a super table over 192 bytes, a column over 64, a field named like a tag), influx2td keeps
+//! the data under a deterministic name instead (see [`fit_name`], [`field_column_name`]).
 
 use influx2td_proto::ColumnType;
 use md5::{Digest, Md5};
@@ -25,39 +38,95 @@ pub const MAX_VAR_BYTES: u32 = 65_517;
 /// Narrowest VARCHAR / NCHAR a column is created with; wider values widen it.
 pub const MIN_VAR_WIDTH: u32 = 16;
 
-/// The super table of a measurement.
-pub fn super_table_name(measurement: &str) -> String {
-    fit_name(&measurement.replace('.', "_"), MAX_TABLE_NAME)
+/// Characters InfluxDB escapes in a measurement written as line protocol.
+const MEASUREMENT_ESCAPES: &[char] = &[',', ' '];
+/// Characters InfluxDB escapes in tag keys, tag values and field keys.
+const KEY_ESCAPES: &[char] = &[',', ' ', '='];
+
+/// `text` with a backslash before each of `escaped`, as a line-protocol client writes it.
+fn escape(text: &str, escaped: &[char]) -> String {
+    let mut written = String::with_capacity(text.len() + 2);
+    for character in text.chars() {
+        if escaped.contains(&character) {
+            written.push('\\');
+        }
+        written.push(character);
+    }
+    written
 }
 
-/// The child table of one series of `super_table` (already mapped by [`super_table_name`]).
+/// What TDengine's line parser keeps of `written`: a backslash before one of `escaped` or
+/// before another backslash is dropped, pairs taken from the left (`PROCESS_SLASH_IN_*`).
+fn tdengine_unescape(written: &str, escaped: &[char]) -> String {
+    let mut kept = String::with_capacity(written.len());
+    let mut characters = written.chars().peekable();
+    while let Some(character) = characters.next() {
+        if character == '\\'
+            && let Some(&next) = characters.peek()
+            && (next == '\\' || escaped.contains(&next))
+        {
+            kept.push(next);
+            characters.next();
+            continue;
+        }
+        kept.push(character);
+    }
+    kept
+}
+
+/// A measurement as a line-protocol client writes it.
+pub fn line_protocol_measurement(measurement: &str) -> String {
+    escape(measurement, MEASUREMENT_ESCAPES)
+}
+
+/// A tag key, tag value or field key as a line-protocol client writes it.
+pub fn line_protocol_key(text: &str) -> String {
+    escape(text, KEY_ESCAPES)
+}
+
+/// A tag key, tag value or field key as TDengine's schemaless ingestion stores it.
+pub fn schemaless_key(text: &str) -> String {
+    tdengine_unescape(&line_protocol_key(text), KEY_ESCAPES)
+}
+
+/// The super table of a measurement.
+pub fn super_table_name(measurement: &str) -> String {
+    let stored = tdengine_unescape(&line_protocol_measurement(measurement), MEASUREMENT_ESCAPES);
+    fit_name(&stored.replace('.', "_"), MAX_TABLE_NAME)
+}
+
+/// The child table of one series of `measurement` (the InfluxDB name, not the super table's),
+/// `tags` as InfluxDB holds them, sorted by key (as InfluxDB returns them).
 pub fn child_table_name<K: AsRef<str>, V: AsRef<str>>(
-    super_table: &str,
+    measurement: &str,
     tags: &[(K, V)],
 ) -> String {
-    let mut sorted: Vec<(&str, &str)> =
-        tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
-    sorted.sort_by(|(a, _), (b, _)| compare_keys(a, b));
+    let mut stored: Vec<(String, String)> = tags
+        .iter()
+        .map(|(key, value)| (schemaless_key(key.as_ref()), schemaless_key(value.as_ref())))
+        .collect();
+    // Stable: keys equal but for case keep the order they are written in.
+    stored.sort_by(|(a, _), (b, _)| compare_keys(a, b));
     let mut digest = Md5::new();
-    digest.update(super_table.as_bytes());
-    for (key, value) in sorted {
+    digest.update(
+        line_protocol_measurement(measurement)
+            .replace('.', "_")
+            .as_bytes(),
+    );
+    for (key, value) in &stored {
         digest.update(b",");
         digest.update(key.as_bytes());
         digest.update(b"=");
         digest.update(value.as_bytes());
     }
-    format!("t_{}", hex(&digest.finalize()))
+    fit_name(&format!("t_{}", hex(&digest.finalize())), MAX_TABLE_NAME)
 }
 
-/// TDengine's `compareKv`: ASCII case-insensitive over the common length, then shorter first;
-/// keys equal that way keep a fixed (byte-wise) order, where TDengine's sort leaves it open.
+/// TDengine's `compareKv`: ASCII case-insensitive over the common length, then shorter first.
 fn compare_keys(a: &str, b: &str) -> std::cmp::Ordering {
     let common = a.len().min(b.len());
     let folded = |text: &str| text.as_bytes()[..common].to_ascii_lowercase();
-    folded(a)
-        .cmp(&folded(b))
-        .then(a.len().cmp(&b.len()))
-        .then_with(|| a.cmp(b))
+    folded(a).cmp(&folded(b)).then(a.len().cmp(&b.len()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -83,14 +152,16 @@ pub fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "_"))
 }
 
-/// The column of a field: its own name, unless that is the timestamp column or a tag of the same
-/// super table (TDengine keeps columns and tags in one namespace), then `<name>_field`.
-pub fn field_column_name(field: &str, tag_keys: &[String]) -> String {
-    let fitted = fit_name(field, MAX_COLUMN_NAME);
-    let clashes = fitted.eq_ignore_ascii_case(TIMESTAMP_COLUMN)
-        || tag_keys.iter().any(|tag| tag.eq_ignore_ascii_case(&fitted));
+/// The column of a field: its name as schemaless stores it, unless that is the timestamp column
+/// or a tag column of the same super table (`tag_columns`, as [`tag_column_name`] gives them:
+/// TDengine keeps columns and tags in one case-sensitive namespace), then `<name>_field` —
+/// where schemaless would refuse the line (`Duplicated column names`).
+pub fn field_column_name(field: &str, tag_columns: &[String]) -> String {
+    let stored = schemaless_key(field);
+    let fitted = fit_name(&stored, MAX_COLUMN_NAME);
+    let clashes = fitted == TIMESTAMP_COLUMN || tag_columns.contains(&fitted);
     if clashes {
-        fit_name(&format!("{field}_field"), MAX_COLUMN_NAME)
+        fit_name(&format!("{stored}_field"), MAX_COLUMN_NAME)
     } else {
         fitted
     }
@@ -98,7 +169,12 @@ pub fn field_column_name(field: &str, tag_keys: &[String]) -> String {
 
 /// The tag column of a tag key.
 pub fn tag_column_name(tag: &str) -> String {
-    fit_name(tag, MAX_COLUMN_NAME)
+    fit_name(&schemaless_key(tag), MAX_COLUMN_NAME)
+}
+
+/// A tag value as schemaless stores it.
+pub fn tag_value(value: &str) -> String {
+    schemaless_key(value)
 }
 
 /// The declared width for values up to `bytes` long: the next power of two, at least
@@ -131,58 +207,124 @@ pub fn sql_type(column_type: ColumnType, width: u32) -> String {
 mod tests {
     use super::*;
 
-    /// Computed independently (Python hashlib) from the rule in TDengine's C source.
+    /// What a real TDengine 3.3.6 named these series when they were written through its
+    /// schemaless line-protocol API (`taos_schemaless_insert`), the line being what an
+    /// InfluxDB client writes for the measurement and tags as InfluxDB holds them.
     #[test]
-    fn child_table_names_match_tdengine_schemaless_golden_vectors() {
+    fn names_match_what_tdengine_schemaless_ingestion_gave() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
         let cases: &[Case<'_>] = &[
-            (
-                "cpu",
-                &[("host", "server01"), ("region", "eu")],
-                "cpu",
-                "t_6c40c4443c45af161620cf648f8a2c8a",
-            ),
-            (
-                "cpu",
-                &[("region", "eu"), ("host", "server01")],
-                "cpu",
-                "t_6c40c4443c45af161620cf648f8a2c8a",
-            ),
-            (
-                "disk.io",
-                &[("path", "/var/lib=x"), ("Device", "sda")],
-                "disk_io",
-                "t_d972fbf379d89e120a9aa99b5af498b6",
-            ),
-            ("mem", &[], "mem", "t_afc4fc7e48a0710a1dc94ef3e8bc5764"),
+            // line: cpu\ load,host=h3,rack\ id=plain,state=on
             (
                 "cpu load",
-                &[("host", "server 01"), ("region", "eu,west")],
+                &[("host", "h3"), ("rack id", "plain"), ("state", "on")],
                 "cpu load",
-                "t_e9e9fff0656a0d0ccbac844dd0b6e81f",
+                "t_05a631345b45dfab986aed2205148558",
+            ),
+            // line: a\,b,k=v
+            (
+                "a,b",
+                &[("k", "v")],
+                "a,b",
+                "t_94825a67720bc59df7573adb68eaaecb",
+            ),
+            // line: a\\b,k=v — InfluxDB keeps both backslashes, TDengine one.
+            (
+                "a\\\\b",
+                &[("k", "v")],
+                "a\\b",
+                "t_6ed8571f1bb5138b54357977a6e7b777",
+            ),
+            // line: c\d,k=v
+            (
+                "c\\d",
+                &[("k", "v")],
+                "c\\d",
+                "t_a4d7bd63dc22de3bebbc9e2f425ff938",
+            ),
+            // line: dot.name,k=v.x
+            (
+                "dot.name",
+                &[("k", "v.x")],
+                "dot_name",
+                "t_a8410b8d778be19ffca827fbaa5de540",
+            ),
+            // line: tagsesc,k\=1=v\,2,k\ 2=v\ 3,k3=a\\b,k4=a\b
+            (
+                "tagsesc",
+                &[
+                    ("k 2", "v 3"),
+                    ("k3", "a\\\\b"),
+                    ("k4", "a\\b"),
+                    ("k=1", "v,2"),
+                ],
+                "tagsesc",
+                "t_c221a43fd2e37655e6acc4e91cf80b8d",
+            ),
+            // line: case,Host=a,host=b — keys equal but for case keep their written order.
+            (
+                "case",
+                &[("Host", "a"), ("host", "b")],
+                "case",
+                "t_b03ff73567b0c95a70a6390ff9db27b3",
+            ),
+            // line: mix value=2.0 (the tagless series of a measurement with tagged ones)
+            ("mix", &[], "mix", "t_da386e629171b833abc1e85955664bf4"),
+            // line: quo"te,k="v"
+            (
+                "quo\"te",
+                &[("k", "\"v\"")],
+                "quo\"te",
+                "t_f30b28a4f78cbabbbf14aa9d62f49166",
+            ),
+            // line: eqm=x,k=a
+            (
+                "eqm=x",
+                &[("k", "a")],
+                "eqm=x",
+                "t_62ca0f33f13f5ecb451390a21fb51ac0",
+            ),
+            // line: tv,k=a\=b
+            (
+                "tv",
+                &[("k", "a=b")],
+                "tv",
+                "t_073a13f7d67f26bf6cfede6f746caad2",
+            ),
+            // line: emo🔥,城市=北京
+            (
+                "emo🔥",
+                &[("城市", "北京")],
+                "emo🔥",
+                "t_6c367e8307508585efa7790b8fffb4a5",
             ),
             (
-                "m",
-                &[("ab", "1"), ("a", "2"), ("B", "3")],
-                "m",
-                "t_4690b10beec57dd2fda93b8a57c088fa",
-            ),
-            (
-                "温度",
-                &[("城市", "北京"), ("emoji", "🔥")],
-                "温度",
-                "t_4c92909f7aa6779a2d0a9e5bc7d45f5d",
+                "Cpu",
+                &[("k", "v")],
+                "Cpu",
+                "t_9c5fc2d44ed1902d9246c9b419088c5f",
             ),
         ];
         for (measurement, tags, stable, child) in cases {
-            let super_table = super_table_name(measurement);
-            assert_eq!(super_table, *stable, "{measurement}");
+            assert_eq!(super_table_name(measurement), *stable, "{measurement}");
             assert_eq!(
-                child_table_name(&super_table, tags),
+                child_table_name(measurement, tags),
                 *child,
                 "{measurement} {tags:?}"
             );
         }
+    }
+
+    #[test]
+    fn keys_and_values_are_stored_as_tdengine_unescapes_them() {
+        assert_eq!(line_protocol_measurement("a b,c=d"), "a\\ b\\,c=d");
+        assert_eq!(line_protocol_key("a b,c=d"), "a\\ b\\,c\\=d");
+        assert_eq!(tag_column_name("k=1"), "k=1");
+        assert_eq!(tag_value("a\\\\b"), "a\\b");
+        assert_eq!(tag_value("a\\b"), "a\\b");
+        assert_eq!(tag_value("a\\\\\\\\b"), "a\\\\b");
+        assert_eq!(tag_value("v 3"), "v 3");
+        assert_eq!(super_table_name("a\\\\\\b"), "a\\\\b");
     }
 
     #[test]
@@ -202,8 +344,10 @@ mod tests {
         let tags = vec!["host".to_owned()];
         assert_eq!(field_column_name("value", &tags), "value");
         assert_eq!(field_column_name("host", &tags), "host_field");
-        assert_eq!(field_column_name("Host", &tags), "Host_field");
+        // Schemaless keeps a field `Host` beside a tag `host`: one namespace, case-sensitive.
+        assert_eq!(field_column_name("Host", &tags), "Host");
         assert_eq!(field_column_name("_ts", &tags), "_ts_field");
+        assert_eq!(field_column_name("f\\\\1", &tags), "f\\1");
     }
 
     #[test]

@@ -24,6 +24,10 @@ use crate::schema::{TableSchema, plan};
 use crate::sink::{DatabaseInfo, Sink, SinkError, SinkErrorKind};
 use crate::sql::{Insert, InsertBuilder, Segment, TableRows, create_database};
 
+/// Tries of a batch before an error not known to heal by itself dead-letters its rows: with
+/// the growing delays between tries (1 s, 2 s, 4 s, … at most `max_retry_delay`) about 4 minutes.
+pub const DEFAULT_RETRY_LIMIT: u32 = 10;
+
 /// How the writer runs.
 #[derive(Debug, Clone)]
 pub struct WriterSettings {
@@ -39,6 +43,9 @@ pub struct WriterSettings {
     pub ack_wait: Duration,
     pub max_retry_delay: Duration,
     pub shutdown_grace: Duration,
+    /// Tries of a batch TDengine keeps refusing with an error not known to heal by itself
+    /// (see [`SinkError::is_bounded`]); at the last one the rows it refuses are dead-lettered.
+    pub retry_limit: u32,
 }
 
 impl WriterSettings {
@@ -51,6 +58,7 @@ impl WriterSettings {
             ack_wait: QueueConfig::new(StreamKind::Data).ack_wait,
             max_retry_delay: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(20),
+            retry_limit: DEFAULT_RETRY_LIMIT,
         }
     }
 }
@@ -240,21 +248,31 @@ async fn handle_batch<B: Bus, S: Sink>(
     batch: pb::RowBatch,
 ) {
     let started = std::time::Instant::now();
-    let outcome = write_batch(context, &batch).await;
+    let tries = delivery.delivered();
+    // The last try: what is still refused for a reason retrying has not healed is dead-lettered.
+    let last_try = tries >= u64::from(context.settings.retry_limit.max(1));
+    let outcome = write_batch(context, &batch, last_try).await;
     let written = match outcome {
         Ok(written) => written,
         Err(error) => {
             let delay = match error.kind {
                 // Nothing works until someone acts: retry, slowly, rather than drop the batch.
                 SinkErrorKind::Fatal => context.settings.max_retry_delay,
-                _ => retry_delay(delivery.delivered(), context.settings.max_retry_delay),
+                _ => retry_delay(tries, context.settings.max_retry_delay),
             };
             tracing::Span::current().record("outcome", "retry");
             influx2td_telemetry::metrics().retry(&batch.job, "writer", error.kind.label());
             tracing::warn!(
                 measurement = batch.measurement, window_start = batch.window_start_ns, seq = batch.seq,
-                %error, retry_in_ms = delay.as_millis() as u64, "batch not written, will retry"
+                tries, cause = error.kind.label(), %error, retry_in_ms = delay.as_millis() as u64,
+                "batch not written, will retry"
             );
+            let limit = if error.is_bounded() {
+                context.settings.retry_limit
+            } else {
+                0
+            };
+            report_retrying(context, &batch, tries, &error, limit).await;
             settle(delivery, Settle::Nak { delay }).await;
             return;
         }
@@ -308,10 +326,18 @@ async fn settle<D: Delivery>(delivery: D, settle: Settle) {
     }
 }
 
-/// Writes every row of `batch` that TDengine can hold, durably.
+/// Whether `error` refuses the rows for good: TDengine says so, or on the last try an error
+/// that retrying has not healed.
+fn refuses(error: &SinkError, last_try: bool) -> bool {
+    error.kind == SinkErrorKind::Rejected || (last_try && error.is_bounded())
+}
+
+/// Writes every row of `batch` that TDengine can hold, durably. On the `last_try`, errors not
+/// known to heal by themselves count as refusals: those rows are set aside, the rest written.
 async fn write_batch<B: Bus, S: Sink>(
     context: &Context<B, S>,
     batch: &pb::RowBatch,
+    last_try: bool,
 ) -> Result<Written, SinkError> {
     // An empty window still sends one batch, so that its completion is acknowledged; it needs
     // no table.
@@ -323,16 +349,20 @@ async fn write_batch<B: Bus, S: Sink>(
         Ok(schema) => schema,
         // TDengine refuses the table these rows need (more columns than it allows, say):
         // retrying cannot help; the rows are parked with its reason, to replay once fixed.
-        Err(error) if error.kind == SinkErrorKind::Rejected => {
-            let reason = format!("TDengine refuses the super table: {error}");
+        Err(error) if refuses(&error, last_try) => {
+            let reason = if error.kind == SinkErrorKind::Rejected {
+                format!("TDengine refuses the super table: {error}")
+            } else {
+                gave_up(&error, context.settings.retry_limit)
+            };
             return Ok(Written {
                 rows: 0,
-                rejected: refuse_batch(batch, &super_table, &reason),
+                rejected: refuse_batch(batch, &reason),
             });
         }
         Err(error) => return Err(error),
     };
-    let converted = convert(batch, &super_table, &schema, context.settings.precision);
+    let converted = convert(batch, &schema, context.settings.precision);
     let mut written = Written {
         rows: 0,
         rejected: converted.rejected,
@@ -353,13 +383,14 @@ async fn write_batch<B: Bus, S: Sink>(
         );
         match context.sink.execute(&insert.sql).instrument(span).await {
             Ok(()) => written.rows += insert.rows as u64,
-            Err(error) if error.kind == SinkErrorKind::Rejected => {
+            Err(error) if refuses(&error, last_try) => {
                 written.rows += bisect(
                     context,
                     &super_table,
                     &converted.tables,
                     &insert,
                     &mut written.rejected,
+                    last_try,
                 )
                 .await?;
             }
@@ -383,6 +414,7 @@ async fn bisect<B: Bus, S: Sink>(
     tables: &[TableRows],
     insert: &Insert,
     rejected: &mut Vec<Rejected>,
+    last_try: bool,
 ) -> Result<u64, SinkError> {
     let mut written = 0;
     let mut pending: Vec<Vec<Segment>> = split(&insert.segments);
@@ -402,19 +434,31 @@ async fn bisect<B: Bus, S: Sink>(
         };
         match context.sink.execute(&statement.sql).await {
             Ok(()) => written += rows as u64,
-            Err(error) if error.kind == SinkErrorKind::Rejected && rows == 1 => {
+            Err(error) if refuses(&error, last_try) && rows == 1 => {
                 let (table, range) = &segments[0];
+                let reason = if error.kind == SinkErrorKind::Rejected {
+                    format!("TDengine refused the row: {}", error.message)
+                } else {
+                    gave_up(&error, context.settings.retry_limit)
+                };
                 rejected.push(Rejected {
                     child_table: tables[*table].child_table.clone(),
                     timestamp_ns: tables[*table].rows[range.start].0,
-                    reason: format!("TDengine refused the row: {}", error.message),
+                    reason,
                 });
             }
-            Err(error) if error.kind == SinkErrorKind::Rejected => pending.extend(split(&segments)),
+            Err(error) if refuses(&error, last_try) => pending.extend(split(&segments)),
             Err(error) => return Err(error),
         }
     }
     Ok(written)
+}
+
+/// The reason rows are dead-lettered for an error that retrying did not heal.
+fn gave_up(error: &SinkError, retry_limit: u32) -> String {
+    format!(
+        "TDengine refused the rows {retry_limit} times with an error retrying did not heal: {error}"
+    )
 }
 
 /// Two halves (by rows) of a set of segments.
@@ -487,6 +531,32 @@ fn window_of(batch: &pb::RowBatch) -> WindowRef {
         window_end_ns: batch.window_end_ns,
         attempt: batch.attempt,
         read: batch.read,
+    }
+}
+
+/// Tells the coordinator that `batch` failed and will be tried again (best effort: the notice
+/// only feeds `status`).
+async fn report_retrying<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    batch: &pb::RowBatch,
+    tries: u64,
+    error: &SinkError,
+    retry_limit: u32,
+) {
+    let message = influx2td_bus::retrying_message(
+        &context.names,
+        &window_of(batch),
+        &influx2td_bus::Retrying {
+            role: "writer",
+            seq: Some(batch.seq),
+            tries,
+            cause: error.kind.label(),
+            reason: &error.message,
+            retry_limit,
+        },
+    );
+    if let Err(error) = context.done.publish(message).await {
+        tracing::debug!(%error, "cannot report a batch being retried");
     }
 }
 
@@ -563,7 +633,7 @@ async fn report<B: Bus, S: Sink>(
         rows_dead_lettered: written.rejected.len() as u64,
         totals: batch.totals,
         read: batch.read,
-        split_at_ns: 0,
+        ..Default::default()
     };
     headers.push((header::ROWS.to_owned(), written.rows.to_string()));
     context

@@ -19,8 +19,12 @@ pub struct DatabaseInfo {
 /// What kind of failure a statement met; the writer decides from this, never from the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkErrorKind {
-    /// Network, timeout, server busy, leader change: the same statement may succeed later.
+    /// Network, timeout, server busy, leader change: the same statement succeeds once the
+    /// server is back. Retried for as long as it takes.
     Retryable,
+    /// An error influx2td does not know (an unlisted TDengine code): retried, but only
+    /// `retry_limit` times; then the rows it keeps refusing are dead-lettered with its reason.
+    Unclassified,
     /// DDL for something another writer created first: success.
     AlreadyExists,
     /// The schema the writer assumed is out of date (column missing or too narrow): describe
@@ -37,6 +41,7 @@ impl SinkErrorKind {
     pub fn label(self) -> &'static str {
         match self {
             Self::Retryable => "retryable",
+            Self::Unclassified => "unclassified",
             Self::AlreadyExists => "already_exists",
             Self::Stale => "stale",
             Self::Rejected => "rejected",
@@ -60,9 +65,21 @@ impl SinkError {
         }
     }
 
+    /// Whether retrying is bounded: an error that is not known to heal by itself (unclassified,
+    /// or a schema that stays stale after describing it again) stops being retried after
+    /// `retry_limit` tries, and the rows it refuses are dead-lettered.
+    pub fn is_bounded(&self) -> bool {
+        matches!(
+            self.kind,
+            SinkErrorKind::Unclassified | SinkErrorKind::Stale
+        )
+    }
+
     pub fn retry(&self) -> Retry {
         match self.kind {
-            SinkErrorKind::Retryable | SinkErrorKind::Stale => Retry::Backoff,
+            SinkErrorKind::Retryable | SinkErrorKind::Unclassified | SinkErrorKind::Stale => {
+                Retry::Backoff
+            }
             SinkErrorKind::AlreadyExists | SinkErrorKind::Rejected | SinkErrorKind::Fatal => {
                 Retry::Never
             }

@@ -1,8 +1,9 @@
 //! The TDengine sink over the `taos` crate: WebSocket (`ws://`/`wss://`, taosAdapter) or the
 //! native client library loaded at run time (`taos://`). A pool holds one connection per
 //! concurrent statement and replaces broken ones. Errors are classified by TDengine's error code
-//! (`include/util/taoserror.h`); a code not listed here counts as retryable, so that an unknown
-//! transient failure can never dead-letter rows.
+//! (`include/util/taoserror.h`): connection, timeout, busy and leader-change codes are retried
+//! for as long as it takes; a code not listed here is retried too, but only `retry_limit` times,
+//! so that an error no retry heals cannot hold a job forever.
 
 use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder, TaosPool};
 
@@ -21,6 +22,13 @@ const STALE: &[i32] = &[
 const FATAL: &[i32] = &[
     0x0303, 0x0351, 0x0353, 0x0357, 0x0386, 0x0388, 0x0512, 0x2616, 0x2644,
 ];
+/// The network, a timeout, a busy or restarting server, a leader change: heals by itself.
+const TRANSIENT: &[i32] = &[
+    0x000B, 0x0013, 0x0015, 0x0018, 0x0019, 0x0020, 0x0021, 0x0022, 0x0023, 0x0024, 0x0025, 0x0026,
+    0x0027, 0x0028, 0x0029, 0x002A, 0x0102, 0x0126, 0x0129, 0x012C, 0x0130, 0x0131, 0x0213, 0x022D,
+    0x03D3, 0x03D5, 0x03D7, 0x0528, 0x0529, 0x0531, 0x0613, 0x0707, 0x073B, 0x0903, 0x090C, 0x0911,
+    0x0914, 0x0916, 0x0917, 0x0918,
+];
 /// TDengine refuses the rows themselves (bad value, timestamp out of range, too long).
 const REJECTED: &[i32] = &[0x0203, 0x060B, 0x061D, 0x263D, 0x263E, 0x263F, 0x2642];
 
@@ -36,8 +44,11 @@ pub fn classify(code: i32) -> SinkErrorKind {
     } else if REJECTED.contains(&code) || (0x2600..0x2700).contains(&code) {
         // The parser's range: what it refuses in a statement it refuses again.
         SinkErrorKind::Rejected
-    } else {
+    } else if TRANSIENT.contains(&code) || (0xE000..0xE100).contains(&code) {
+        // 0xE0xx: the connector's own connection failures (WebSocket, taosAdapter away).
         SinkErrorKind::Retryable
+    } else {
+        SinkErrorKind::Unclassified
     }
 }
 
@@ -247,8 +258,8 @@ mod tests {
         // concurrent inserts, and while it restarted: both succeeded on retry.
         assert_eq!(
             classify(0x0216),
-            SinkErrorKind::Retryable,
-            "syntax error ... bounded cols is expected for supertable insertion (a creation race)"
+            SinkErrorKind::Unclassified,
+            "syntax error ... bounded cols is expected for supertable insertion (a creation race, heals in a try or two)"
         );
         assert_eq!(
             classify(0x0130),
@@ -294,8 +305,19 @@ mod tests {
         );
         assert_eq!(
             classify(0x7FFF),
+            SinkErrorKind::Unclassified,
+            "unknown codes are retried, a bounded number of times"
+        );
+        assert_eq!(classify(0x0019), SinkErrorKind::Retryable, "RPC timeout");
+        assert_eq!(
+            classify(0x0914),
             SinkErrorKind::Retryable,
-            "unknown codes never dead-letter"
+            "vnode restoring"
+        );
+        assert_eq!(
+            classify(0xE001),
+            SinkErrorKind::Retryable,
+            "WebSocket connection failed"
         );
         assert_eq!(
             classify(0x8000_036Bu32 as i32),

@@ -6,34 +6,13 @@
 
 use std::time::Duration;
 
-use influx2td_bus::{
-    Bus, Delivery, MemoryBus, Names, OutgoingMessage, QueueConfig, Settle, StreamKind, WorkQueue,
-};
 use influx2td_proto::batch::{BatchEncoder, WindowRef};
-use influx2td_proto::{ColumnType, EncodedBatch, Message, Value, pb};
-use influx2td_writer::service::{self, WriterSettings};
+use influx2td_proto::{ColumnType, EncodedBatch, Value, pb};
+use influx2td_writer::service;
 use influx2td_writer::{Sink, TdengineSink};
-use tokio::sync::oneshot;
 
-fn dsn() -> Option<String> {
-    match std::env::var("TDENGINE_DSN") {
-        Ok(dsn) if !dsn.is_empty() => Some(dsn),
-        _ => {
-            eprintln!(
-                "\n=== SKIPPED: the live TDengine suite needs TDENGINE_DSN (e.g. taos://localhost:6030) ===\n"
-            );
-            None
-        }
-    }
-}
-
-fn database(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("influx2td_live_{name}_{}", nanos % 1_000_000_000)
-}
+mod common;
+use common::{database, dsn, write_reporting};
 
 fn window() -> WindowRef {
     WindowRef {
@@ -72,60 +51,6 @@ fn batch(rows: &[(i64, [Option<Value<'_>>; 5])], extra_tag: bool) -> EncodedBatc
         assert!(encoder.push_row(*time, values).unwrap().is_none());
     }
     encoder.finish()
-}
-
-/// Runs a writer over `batches` and returns its reports (one per batch) and the dead letters.
-async fn write_reporting(
-    sink: &TdengineSink,
-    database: &str,
-    precision: influx2td_writer::Precision,
-    write_concurrency: usize,
-    batches: Vec<EncodedBatch>,
-) -> (Vec<pb::WindowDone>, Vec<pb::DeadLetter>) {
-    let state = tempfile::tempdir().unwrap();
-    let names = Names::new("influx2td", "live").unwrap();
-    let bus = MemoryBus::new(names.clone(), state.path());
-    let settings = WriterSettings {
-        precision,
-        write_concurrency,
-        ..WriterSettings::new(database)
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings, async {
-        let _ = stopped.await;
-    }));
-    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
-    let done = bus.queue(QueueConfig::new(StreamKind::Done)).await.unwrap();
-    let dead = bus
-        .queue(QueueConfig::new(StreamKind::DeadLetter))
-        .await
-        .unwrap();
-    let count = batches.len();
-    for (index, batch) in batches.into_iter().enumerate() {
-        data.publish(OutgoingMessage {
-            subject: names.subject(StreamKind::Data, "cpu"),
-            msg_id: format!("live-{index}"),
-            headers: vec![],
-            payload: batch.payload,
-        })
-        .await
-        .unwrap();
-    }
-    let mut reports = Vec::new();
-    while reports.len() < count {
-        for delivery in done.pull(10, Duration::from_secs(30)).await.unwrap() {
-            reports.push(pb::WindowDone::decode(delivery.payload().clone()).unwrap());
-            delivery.settle(Settle::Ack).await.unwrap();
-        }
-    }
-    let mut letters = Vec::new();
-    for delivery in dead.pull(100, Duration::from_millis(200)).await.unwrap() {
-        letters.push(pb::DeadLetter::decode(delivery.payload().clone()).unwrap());
-        delivery.settle(Settle::Ack).await.unwrap();
-    }
-    stop.send(()).unwrap();
-    writer.await.unwrap().unwrap();
-    (reports, letters)
 }
 
 /// Runs a writer over `batches`; every row must be written.

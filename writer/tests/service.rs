@@ -131,7 +131,15 @@ fn statements(sink: &FileSink) -> Vec<String> {
 }
 
 async fn collect_done<Q: WorkQueue>(done: &Q, count: usize) -> Vec<pb::WindowDone> {
-    let mut reports = Vec::new();
+    collect_reports(done, count).await.0
+}
+
+/// `count` reports of settled batches, and the notices of batches being retried on the way.
+async fn collect_reports<Q: WorkQueue>(
+    done: &Q,
+    count: usize,
+) -> (Vec<pb::WindowDone>, Vec<pb::WindowDone>) {
+    let (mut reports, mut retrying) = (Vec::new(), Vec::new());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while reports.len() < count {
         assert!(
@@ -140,12 +148,17 @@ async fn collect_done<Q: WorkQueue>(done: &Q, count: usize) -> Vec<pb::WindowDon
             reports.len()
         );
         for delivery in done.pull(10, Duration::from_millis(500)).await.unwrap() {
-            reports.push(pb::WindowDone::decode(delivery.payload().clone()).unwrap());
+            let report = pb::WindowDone::decode(delivery.payload().clone()).unwrap();
             delivery.settle(Settle::Ack).await.unwrap();
+            if report.outcome() == pb::Outcome::Retrying {
+                retrying.push(report);
+            } else {
+                reports.push(report);
+            }
         }
     }
     reports.sort_by(|a, b| a.measurement.cmp(&b.measurement));
-    reports
+    (reports, retrying)
 }
 
 /// A writer service running on `bus` into `sink`, with the queues a test talks to it by.
@@ -158,8 +171,16 @@ struct Started<B: Bus> {
 }
 
 async fn start<B: Bus, S: Sink + Clone>(bus: &B, sink: &S) -> Started<B> {
+    start_with(bus, sink, settings()).await
+}
+
+async fn start_with<B: Bus, S: Sink + Clone>(
+    bus: &B,
+    sink: &S,
+    settings: WriterSettings,
+) -> Started<B> {
     let (stop, stopped) = oneshot::channel::<()>();
-    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings(), async {
+    let writer = tokio::spawn(service::run(bus.clone(), sink.clone(), settings, async {
         let _ = stopped.await;
     }));
     let queue = |kind| bus.queue(QueueConfig::new(kind));
@@ -287,33 +308,35 @@ async fn nats_writes_batches_and_reports() {
     writes_batches_and_reports(NatsBus::connect(&connect, names()).await.unwrap()).await;
 }
 
-/// The file sink, but refusing statements with a poison value the way TDengine refuses a row,
-/// and failing the first `transient` statements as a network error would.
+/// What a scripted sink answers a statement: `Some(error)` refuses it.
+type Script = dyn Fn(&str) -> Option<SinkError> + Send + Sync;
+
+/// The file sink, refusing the statements its script says, the way TDengine would.
 #[derive(Clone)]
-struct Faulty {
+struct Scripted {
     inner: FileSink,
-    transient: Arc<AtomicUsize>,
+    script: Arc<Script>,
     executed: Arc<AtomicUsize>,
 }
 
-impl Sink for Faulty {
+impl Scripted {
+    fn new(
+        directory: &std::path::Path,
+        script: impl Fn(&str) -> Option<SinkError> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner: FileSink::create(directory, "w").unwrap(),
+            script: Arc::new(script),
+            executed: Arc::default(),
+        }
+    }
+}
+
+impl Sink for Scripted {
     async fn execute(&self, sql: &str) -> Result<(), SinkError> {
         self.executed.fetch_add(1, Ordering::SeqCst);
-        if self.transient.load(Ordering::SeqCst) > 0 {
-            self.transient.fetch_sub(1, Ordering::SeqCst);
-            return Err(SinkError::new(SinkErrorKind::Retryable, "connection reset"));
-        }
-        if sql.starts_with("CREATE STABLE") && sql.contains("`mem`") {
-            return Err(SinkError::new(
-                SinkErrorKind::Rejected,
-                "TDengine error [0x2640] running CREATE STABLE: Internal error: `Too many columns`",
-            ));
-        }
-        if sql.contains("'poison'") {
-            return Err(SinkError::new(
-                SinkErrorKind::Rejected,
-                "value out of range",
-            ));
+        if let Some(error) = (self.script)(sql) {
+            return Err(error);
         }
         self.inner.execute(sql).await
     }
@@ -332,16 +355,35 @@ impl Sink for Faulty {
     }
 }
 
+/// Refuses statements with a poison value the way TDengine refuses a row, and `mem`'s super
+/// table as one of too many columns, after failing the first `transient` statements as a
+/// network error would.
+fn faulty(directory: &std::path::Path, transient: usize) -> Scripted {
+    let transient = AtomicUsize::new(transient);
+    Scripted::new(directory, move |sql| {
+        if transient
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Some(SinkError::new(SinkErrorKind::Retryable, "connection reset"));
+        }
+        if sql.starts_with("CREATE STABLE") && sql.contains("`mem`") {
+            return Some(SinkError::new(
+                SinkErrorKind::Rejected,
+                "TDengine error [0x2640] running CREATE STABLE: Internal error: `Too many columns`",
+            ));
+        }
+        sql.contains("'poison'")
+            .then(|| SinkError::new(SinkErrorKind::Rejected, "value out of range"))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_rows_are_bisected_out_dead_lettered_and_the_rest_written() {
     let state = tempfile::tempdir().unwrap();
     let bus = MemoryBus::new(names(), state.path());
     let directory = tempfile::tempdir().unwrap();
-    let sink = Faulty {
-        inner: FileSink::create(directory.path(), "w").unwrap(),
-        transient: Arc::new(AtomicUsize::new(2)),
-        executed: Arc::default(),
-    };
+    let sink = faulty(directory.path(), 2);
     let writer = start(&bus, &sink).await;
     writer.data.publish(message(&batches()[0])).await.unwrap();
 
@@ -398,11 +440,7 @@ async fn a_table_tdengine_refuses_dead_letters_the_batch_instead_of_retrying_it(
     let bus = MemoryBus::new(names(), state.path());
     let directory = tempfile::tempdir().unwrap();
     // Refuses the DDL of `mem` the way TDengine refuses a super table of too many columns.
-    let sink = Faulty {
-        inner: FileSink::create(directory.path(), "w").unwrap(),
-        transient: Arc::default(),
-        executed: Arc::default(),
-    };
+    let sink = faulty(directory.path(), 0);
     let writer = start(&bus, &sink).await;
     let mem = &batches()[1];
     writer.data.publish(message(mem)).await.unwrap();
@@ -519,5 +557,129 @@ async fn an_empty_window_is_reported_without_any_statement() {
         )
     );
     assert!(statements(&sink).is_empty());
+    writer.stop().await;
+}
+
+/// Refuses INSERTs the way TDengine refuses with an error influx2td does not know (`kind`
+/// Unclassified) or a lost connection (`kind` Retryable): the first `failures` of them, or
+/// every one holding `'poison'` when `failures` is `None`.
+fn refusing(directory: &std::path::Path, kind: SinkErrorKind, failures: Option<usize>) -> Scripted {
+    let left = failures.map(AtomicUsize::new);
+    Scripted::new(directory, move |sql| {
+        let refuse = match &left {
+            _ if !sql.starts_with("INSERT") => false,
+            Some(left) => left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok(),
+            None => sql.contains("'poison'"),
+        };
+        let message = match kind {
+            SinkErrorKind::Retryable => "cannot connect to TDengine: connection refused",
+            _ => "TDengine error [0x7ABC] running INSERT: Internal error: `something new`",
+        };
+        refuse.then(|| SinkError::new(kind, message))
+    })
+}
+
+fn retrying_settings(retry_limit: u32) -> WriterSettings {
+    WriterSettings {
+        retry_limit,
+        max_retry_delay: Duration::from_millis(100),
+        ..settings()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_error_refusing_rows_forever_dead_letters_them_at_the_retry_limit() {
+    let state = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::new(names(), state.path());
+    let directory = tempfile::tempdir().unwrap();
+    let sink = refusing(directory.path(), SinkErrorKind::Unclassified, None);
+    let writer = start_with(&bus, &sink, retrying_settings(3)).await;
+    writer.data.publish(message(&batches()[0])).await.unwrap();
+
+    let (reports, retrying) = collect_reports(&writer.done, 1).await;
+    // Tries 1 and 2 failed and said so; the third wrote what TDengine takes.
+    let tries: Vec<u32> = retrying.iter().map(|notice| notice.tries).collect();
+    assert_eq!(tries, [1, 2], "{retrying:#?}");
+    for notice in &retrying {
+        assert_eq!(notice.role, "writer");
+        assert_eq!(notice.cause, "unclassified");
+        assert_eq!(notice.retry_limit, 3);
+        assert_eq!(notice.measurement, "cpu");
+        assert!(notice.reason.contains("[0x7ABC]"), "{}", notice.reason);
+    }
+    assert_eq!(reports[0].outcome(), pb::Outcome::DeadLettered);
+    assert_eq!(
+        (reports[0].rows_written, reports[0].rows_dead_lettered),
+        (2, 1),
+        "the rest of the batch is written"
+    );
+    assert_eq!(
+        reports[0].reason,
+        "TDengine refused the rows 3 times with an error retrying did not heal: TDengine error [0x7ABC] running INSERT: Internal error: `something new`"
+    );
+    let letters = writer.dead.pull(10, Duration::from_secs(5)).await.unwrap();
+    let letter = pb::DeadLetter::decode(letters[0].payload().clone()).unwrap();
+    assert_eq!(
+        (letter.rows.len(), letter.rows[0].timestamp_ns),
+        (1, 1_700_000_000_000_000_002)
+    );
+    let written = statements(&sink.inner);
+    assert!(
+        written
+            .iter()
+            .any(|s| s.contains("(1700000000000000001,1.5,")),
+        "{written:#?}"
+    );
+    writer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_error_that_heals_before_the_limit_loses_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::new(names(), state.path());
+    let directory = tempfile::tempdir().unwrap();
+    let sink = refusing(directory.path(), SinkErrorKind::Unclassified, Some(2));
+    let writer = start_with(&bus, &sink, retrying_settings(5)).await;
+    writer.data.publish(message(&batches()[0])).await.unwrap();
+
+    let (reports, retrying) = collect_reports(&writer.done, 1).await;
+    assert_eq!(retrying.len(), 2, "{retrying:#?}");
+    assert_eq!(reports[0].outcome(), pb::Outcome::Written);
+    assert_eq!(
+        (reports[0].rows_written, reports[0].rows_dead_lettered),
+        (3, 0)
+    );
+    assert!(
+        writer
+            .dead
+            .pull(10, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    writer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_retried_past_the_limit_and_shown_all_along() {
+    let state = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::new(names(), state.path());
+    let directory = tempfile::tempdir().unwrap();
+    let sink = refusing(directory.path(), SinkErrorKind::Retryable, Some(5));
+    let writer = start_with(&bus, &sink, retrying_settings(2)).await;
+    writer.data.publish(message(&batches()[0])).await.unwrap();
+
+    let (reports, retrying) = collect_reports(&writer.done, 1).await;
+    assert_eq!(retrying.len(), 5, "{retrying:#?}");
+    assert!(
+        retrying
+            .iter()
+            .all(|notice| notice.retry_limit == 0 && notice.cause == "retryable"),
+        "retried until TDengine is back: {retrying:#?}"
+    );
+    assert_eq!(reports[0].outcome(), pb::Outcome::Written);
+    assert_eq!(reports[0].rows_written, 3);
     writer.stop().await;
 }

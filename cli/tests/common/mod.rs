@@ -99,3 +99,12 @@ pub fn source_and_cramped_nats(
     influxd.write("db", &cpu_lines(10, from_ns, 1_000_000_000));
     Some((influxd, nats))
 }
+
+/// A finished command's stdout and stderr, as text.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
