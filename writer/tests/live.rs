@@ -160,6 +160,79 @@ async fn live_values_types_evolution_and_redelivery() {
         .unwrap();
 }
 
+/// `verify` compares integer sums modulo 2^64 because that is what TDengine's `SUM` of a
+/// BIGINT and of a BIGINT UNSIGNED returns when the values add up past 64 bits (as InfluxDB's
+/// does): pinned here on the real server, with the extremes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_integer_sums_wrap_around_at_64_bits_as_verify_expects() {
+    let Some(dsn) = dsn() else { return };
+    let sink = TdengineSink::connect(&dsn, "TDENGINE_DSN", 2)
+        .await
+        .unwrap();
+    let database = database("sums");
+    let info = service::prepare_target(&sink, &database, true, false, false)
+        .await
+        .unwrap();
+    let near = 1i64 << 62;
+    let signed = [
+        i64::MAX,
+        i64::MIN + 1,
+        near,
+        near,
+        near,
+        -near,
+        i64::MAX - 3,
+    ];
+    let unsigned = [u64::MAX, u64::MAX - 1, 1 << 63, 1 << 63, 7, 0, u64::MAX / 3];
+    let rows: Vec<(i64, [Option<Value<'_>>; 5])> = signed
+        .iter()
+        .zip(unsigned)
+        .enumerate()
+        .map(|(index, (count, bytes))| {
+            (
+                1_700_000_000_000_000_000 + index as i64,
+                [
+                    None,
+                    Some(Value::Int64(*count)),
+                    Some(Value::Uint64(bytes)),
+                    None,
+                    None,
+                ],
+            )
+        })
+        .collect();
+    write(&sink, &database, info.precision, vec![batch(&rows, false)]).await;
+    let found = sink
+        .records(&format!(
+            "SELECT SUM(`count`), SUM(`bytes`), MIN(`count`), MAX(`bytes`) FROM `{database}`.`cpu`"
+        ))
+        .await
+        .unwrap();
+    let wrapped_signed = signed
+        .iter()
+        .fold(0i64, |sum, value| sum.wrapping_add(*value));
+    let wrapped_unsigned = unsigned
+        .iter()
+        .fold(0u64, |sum, value| sum.wrapping_add(*value));
+    assert_ne!(
+        i128::from(wrapped_signed),
+        signed.iter().map(|value| i128::from(*value)).sum::<i128>(),
+        "the signed sum runs past 64 bits"
+    );
+    assert_eq!(
+        found,
+        [[
+            wrapped_signed.to_string(),
+            wrapped_unsigned.to_string(),
+            (i64::MIN + 1).to_string(),
+            u64::MAX.to_string()
+        ]]
+    );
+    sink.execute(&format!("DROP DATABASE `{database}`"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_millisecond_database_gets_converted_timestamps() {
     let Some(dsn) = dsn() else { return };
