@@ -683,9 +683,13 @@ async fn pipeline_of(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<influx2td_coordinator::JobSummary> {
     let bus = embedded_bus(job)?;
-    let sink =
-        influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
-            .await?;
+    let sink = influx2td_writer::open_sink(
+        &job.target.dsn,
+        &writer_name(job),
+        job.write_concurrency,
+        job.target.insert,
+    )
+    .await?;
     let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
     let mut coordinator_settings = coordinator_settings(job);
     let interactive = board.is_none();
@@ -765,8 +769,13 @@ async fn coordinate(
     settings: influx2td_coordinator::CoordinatorSettings,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<influx2td_coordinator::JobSummary> {
-    let sink = influx2td_writer::open_sink(&job.target.dsn, &format!("{}-coordinator", job.job), 1)
-        .await?;
+    let sink = influx2td_writer::open_sink(
+        &job.target.dsn,
+        &format!("{}-coordinator", job.job),
+        1,
+        job.target.insert,
+    )
+    .await?;
     let planned = prepare_job(job, &bus, &sink).await?;
     Ok(influx2td_coordinator::service::run(bus, planned, settings, shutdown).await?)
 }
@@ -1152,9 +1161,13 @@ async fn writer(job: &JobConfig) -> anyhow::Result<()> {
     let Some(bus) = nats_bus_unless_stopped(job, "writer").await? else {
         return Ok(());
     };
-    let sink =
-        influx2td_writer::open_sink(&job.target.dsn, &writer_name(job), job.write_concurrency)
-            .await?;
+    let sink = influx2td_writer::open_sink(
+        &job.target.dsn,
+        &writer_name(job),
+        job.write_concurrency,
+        job.target.insert,
+    )
+    .await?;
     let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
     serve_http(job, tdengine_probe(endpoints, &sink, &job.target.database)).await?;
     let settings = tokio::select! {

@@ -284,7 +284,7 @@ pub async fn verify(
         Dsn::File { directory } => {
             Target::File(replay_directory(directory).map_err(|e| anyhow::anyhow!(e))?)
         }
-        dsn => match influx2td_writer::open_sink(dsn, "verify", 1).await? {
+        dsn => match influx2td_writer::open_sink(dsn, "verify", 1, job.target.insert).await? {
             influx2td_writer::AnySink::Tdengine(sink) => {
                 use influx2td_writer::Sink;
                 let precision = sink

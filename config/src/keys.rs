@@ -298,6 +298,12 @@ pub const KEYS: &[Key] = &[
         "write into a database that already holds tables",
     ),
     key(
+        "target.insert",
+        Kind::String,
+        "bind",
+        "how rows go into TDengine: bind (parameter binding of the typed columns, the fastest) or sql (multi-table INSERT statements); the file target always writes SQL",
+    ),
+    key(
         "nats.url",
         Kind::String,
         "none (embedded bus)",

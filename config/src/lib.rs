@@ -152,6 +152,20 @@ pub struct TargetConfig {
     pub database: String,
     pub create_database: bool,
     pub allow_non_empty: bool,
+    /// How rows go into TDengine (`taos://`, `ws://`); the file target always writes SQL.
+    pub insert: InsertMode,
+}
+
+/// How the writer puts rows into TDengine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InsertMode {
+    /// Parameter binding (`taos_stmt`): the batch's typed columns as they are, many child
+    /// tables per round trip; no SQL text to render nor to parse.
+    #[default]
+    Bind,
+    /// Multi-table INSERT statements.
+    Sql,
 }
 
 /// Where rows go.

@@ -9,8 +9,9 @@ use toml::Value;
 
 use crate::layers::{Layers, Origin, shown_value};
 use crate::{
-    ConfigError, Dsn, JobConfig, LogLevel, MeasurementFilter, NatsAuthConfig, NatsConfig, Problem,
-    QueryLanguage, Secret, SourceAuth, SourceConfig, TargetConfig, TlsConfig, keys,
+    ConfigError, Dsn, InsertMode, JobConfig, LogLevel, MeasurementFilter, NatsAuthConfig,
+    NatsConfig, Problem, QueryLanguage, Secret, SourceAuth, SourceConfig, TargetConfig, TlsConfig,
+    keys,
 };
 
 const MAX_CONCURRENCY: i64 = 10_000;
@@ -499,6 +500,14 @@ fn target(checker: &mut Checker) -> Option<TargetConfig> {
         database: database?,
         create_database: checker.bool("target.create_database"),
         allow_non_empty: checker.bool("target.allow_non_empty"),
+        insert: match checker.string("target.insert").as_deref() {
+            None | Some("bind") => InsertMode::Bind,
+            Some("sql") => InsertMode::Sql,
+            Some(_) => {
+                checker.problem("target.insert", "use bind or sql");
+                InsertMode::Bind
+            }
+        },
     })
 }
 

@@ -740,3 +740,15 @@ fn the_nats_keys_alone_validate_for_the_console() {
         "nats.user: invalid value \"alone\" (from the command line): needs nats.password or nats.password_file",
     );
 }
+
+#[test]
+fn the_insert_mode_is_bind_unless_sql_is_asked_for() {
+    let job = load(BASE, &[], &[]).unwrap();
+    assert_eq!(job.target.insert, influx2td_config::InsertMode::Bind);
+    let job = load(BASE, &[("INFLUX2TD_TARGET_INSERT", "sql")], &[]).unwrap();
+    assert_eq!(job.target.insert, influx2td_config::InsertMode::Sql);
+    assert_eq!(
+        problems_with(BASE, &[], &["target.insert=fast"]),
+        ["target.insert: invalid value \"fast\" (from the command line): use bind or sql"]
+    );
+}

@@ -9,9 +9,9 @@ use crate::mapping::{
     MAX_VAR_BYTES, NULL_TAG, child_table_name, field_column_name, tag_column_name, tag_value,
 };
 use crate::schema::{Cast, ColumnSpec, Needs, TableSchema, cast};
-use std::fmt::Write as _;
+use std::borrow::Cow;
 
-use crate::sql::{TableRows, escape_string, push_escaped};
+use crate::rows::{Cells, Column, TableRows};
 
 /// The timestamp precision of the target database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +108,8 @@ pub fn needs(batch: &pb::RowBatch, schema: Option<&TableSchema>) -> Needs {
 
 /// Rows ready for INSERT, and those that cannot be written.
 #[derive(Debug, Default)]
-pub struct Converted {
-    pub tables: Vec<TableRows>,
+pub struct Converted<'a> {
+    pub tables: Vec<TableRows<'a>>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -128,92 +128,184 @@ fn null_tag(schema: &TableSchema) -> String {
         .unwrap_or_else(|| NULL_TAG.to_owned())
 }
 
-/// Renders `batch` for a super table whose schema (after any DDL) is `schema`.
-pub fn convert(batch: &pb::RowBatch, schema: &TableSchema, precision: Precision) -> Converted {
+/// The tags of a series as its child table is created with them; the reason when one cannot be
+/// stored.
+fn series_tags(
+    block: &pb::SeriesBlock,
+    schema: &TableSchema,
+) -> Result<Vec<(String, Option<String>)>, String> {
+    if block.tags.is_empty() {
+        return Ok(vec![(null_tag(schema), None)]);
+    }
+    block
+        .tags
+        .iter()
+        .map(|tag| {
+            let value = tag_value(&tag.value);
+            if value.contains('\0') || value.len() > MAX_VAR_BYTES as usize {
+                return Err(format!(
+                    "tag {:?}: value cannot be stored (NUL character or over {MAX_VAR_BYTES} bytes)",
+                    tag.key
+                ));
+            }
+            Ok((tag_column_name(&tag.key), Some(value)))
+        })
+        .collect()
+}
+
+/// Turns `batch` into typed rows for a super table whose schema (after any DDL) is `schema`,
+/// every value in the type of its column; rows that cannot be stored are set aside.
+pub fn convert<'a>(
+    batch: &'a pb::RowBatch,
+    schema: &TableSchema,
+    precision: Precision,
+) -> Converted<'a> {
     let tags = tag_keys(batch, Some(schema));
     let mut converted = Converted::default();
     for block in &batch.series {
         let child_table = child_table_of(&batch.measurement, block);
-        let reject_all = |reason: String, converted: &mut Converted| {
-            for timestamp in &block.timestamps_ns {
-                converted.rejected.push(Rejected {
-                    child_table: child_table.clone(),
-                    timestamp_ns: *timestamp,
-                    reason: reason.clone(),
-                });
+        let reject = |row: usize, reason: String, converted: &mut Converted<'a>| {
+            converted.rejected.push(Rejected {
+                child_table: child_table.clone(),
+                timestamp_ns: block.timestamps_ns[row],
+                reason,
+            });
+        };
+        let table_tags = match series_tags(block, schema) {
+            Ok(tags) => tags,
+            Err(reason) => {
+                for row in 0..block.timestamps_ns.len() {
+                    reject(row, reason.clone(), &mut converted);
+                }
+                continue;
             }
         };
-        let mut rendered_tags = Vec::new();
-        let mut tag_problem = None;
-        for tag in &block.tags {
-            let value = tag_value(&tag.value);
-            match escape_string(&value) {
-                Some(literal) if value.len() <= MAX_VAR_BYTES as usize => {
-                    rendered_tags.push((tag_column_name(&tag.key), literal));
-                }
-                _ => {
-                    tag_problem = Some(format!(
-                        "tag {:?}: value cannot be stored (NUL character or over {MAX_VAR_BYTES} bytes)",
-                        tag.key
-                    ))
-                }
-            }
-        }
-        if let Some(reason) = tag_problem {
-            reject_all(reason, &mut converted);
-            continue;
-        }
-        if rendered_tags.is_empty() {
-            rendered_tags.push((null_tag(schema), "NULL".to_owned()));
-        }
-        let columns: Vec<(String, &pb::Column)> = block
+        let columns: Vec<(String, &pb::Column, Cast)> = block
             .columns
             .iter()
-            .map(|column| (field_column_name(&column.name, &tags), column))
-            .collect();
-        let mut table = TableRows {
-            child_table: child_table.clone(),
-            tags: rendered_tags,
-            columns: columns.iter().map(|(name, _)| name.clone()).collect(),
-            rows: Vec::with_capacity(block.row_count()),
-        };
-        let specs: Vec<ColumnSpec> = columns
-            .iter()
-            .map(|(name, _)| {
-                schema
+            .filter_map(|column| {
+                let name = field_column_name(&column.name, &tags);
+                let spec = schema
                     .columns
-                    .get(name)
+                    .get(&name)
                     .copied()
-                    .unwrap_or(ColumnSpec::Other)
+                    .unwrap_or(ColumnSpec::Other);
+                Some((name, column, cast(spec, column.column_type()?)))
             })
             .collect();
-        // What a row took last time: the next one gets that much room at once.
-        let mut row_capacity = 8 * columns.len();
-        for (row, timestamp) in block.timestamps_ns.iter().enumerate() {
-            let mut cells = String::with_capacity(row_capacity);
-            let mut problem = None;
-            for ((_, column), spec) in columns.iter().zip(&specs) {
-                cells.push(',');
-                if let Err(reason) = render(&mut cells, column.value(row), *spec, &column.name) {
-                    problem = Some(reason);
-                    break;
-                }
-            }
-            row_capacity = row_capacity.max(cells.len());
+        // Which rows TDengine can hold, before their values are copied.
+        let mut accepted = Vec::with_capacity(block.row_count());
+        for row in 0..block.row_count() {
+            let problem = columns.iter().find_map(|(name, column, cast)| {
+                let value = column.value(row)?;
+                check(
+                    &value,
+                    *cast,
+                    schema.columns.get(name).copied(),
+                    &column.name,
+                )
+                .err()
+            });
             match problem {
-                None => table.rows.push((precision.convert(*timestamp), cells)),
-                Some(reason) => converted.rejected.push(Rejected {
-                    child_table: child_table.clone(),
-                    timestamp_ns: *timestamp,
-                    reason,
-                }),
+                None => accepted.push(row),
+                Some(reason) => reject(row, reason, &mut converted),
             }
         }
-        if !table.rows.is_empty() {
-            converted.tables.push(table);
+        if accepted.is_empty() {
+            continue;
         }
+        let typed = columns
+            .iter()
+            .filter_map(|(name, column, cast)| {
+                let Cast::Into(target) = cast else {
+                    return None;
+                };
+                Some(Column {
+                    name: name.clone(),
+                    cells: cells(column, *target, &accepted),
+                })
+            })
+            .collect();
+        converted.tables.push(TableRows {
+            child_table,
+            tags: table_tags,
+            timestamps: accepted
+                .iter()
+                .map(|row| precision.convert(block.timestamps_ns[*row]))
+                .collect(),
+            columns: typed,
+        });
     }
     converted
+}
+
+/// Whether a value can be stored in its column; the reason when not.
+fn check(
+    value: &Value<'_>,
+    cast: Cast,
+    spec: Option<ColumnSpec>,
+    field: &str,
+) -> Result<(), String> {
+    if cast == Cast::Refuse {
+        let held = match spec {
+            Some(ColumnSpec::Typed(column_type, _)) => column_type.to_string(),
+            _ => "a type influx2td does not write".to_owned(),
+        };
+        return Err(format!(
+            "field {field:?} is {held} in TDengine; a {} value cannot be stored there without loss",
+            value.column_type()
+        ));
+    }
+    match value {
+        Value::Double(number) if !number.is_finite() => Err(format!(
+            "field {field:?}: {number} cannot be stored in TDengine"
+        )),
+        Value::String(text) if text.len() > MAX_VAR_BYTES as usize => Err(format!(
+            "field {field:?}: a string of {} bytes is longer than TDengine's {MAX_VAR_BYTES}",
+            text.len()
+        )),
+        Value::String(text) if text.contains('\0') => Err(format!(
+            "field {field:?}: TDengine cannot store a NUL character"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The values of `column` at `rows`, as a column of `target` holds them.
+fn cells<'a>(column: &'a pb::Column, target: ColumnType, rows: &[usize]) -> Cells<'a> {
+    let mut cells = Cells::with_capacity(target, rows.len());
+    for row in rows {
+        let value = column.value(*row);
+        match &mut cells {
+            Cells::Double(values) => values.push(value.and_then(|value| match value {
+                Value::Double(number) => Some(number),
+                Value::Int64(number) => Some(number as f64),
+                Value::Uint64(number) => Some(number as f64),
+                _ => None,
+            })),
+            Cells::BigInt(values) => values.push(match value {
+                Some(Value::Int64(number)) => Some(number),
+                _ => None,
+            }),
+            Cells::UBigInt(values) => values.push(match value {
+                Some(Value::Uint64(number)) => Some(number),
+                _ => None,
+            }),
+            Cells::Bool(values) => values.push(match value {
+                Some(Value::Bool(flag)) => Some(flag),
+                _ => None,
+            }),
+            // A number or a flag into a string column: its text.
+            Cells::VarChar(values) => values.push(value.map(|value| match value {
+                Value::String(text) => Cow::Borrowed(text),
+                Value::Double(number) => Cow::Owned(number.to_string()),
+                Value::Int64(number) => Cow::Owned(number.to_string()),
+                Value::Uint64(number) => Cow::Owned(number.to_string()),
+                Value::Bool(flag) => Cow::Owned(flag.to_string()),
+            })),
+        }
+    }
+    cells
 }
 
 /// The child table a series of `measurement` goes into.
@@ -240,73 +332,6 @@ pub fn refuse_batch(batch: &pb::RowBatch, reason: &str) -> Vec<Rejected> {
         }
     }
     rejected
-}
-
-/// Appends one cell as a SQL literal for a column of `spec`; the reason when it cannot be
-/// stored (what was appended then is of no use).
-fn render(
-    out: &mut String,
-    value: Option<Value<'_>>,
-    spec: ColumnSpec,
-    field: &str,
-) -> Result<(), String> {
-    let Some(value) = value else {
-        out.push_str("NULL");
-        return Ok(());
-    };
-    let target = match cast(spec, value.column_type()) {
-        Cast::Into(target) => target,
-        Cast::Refuse => {
-            let held = match spec {
-                ColumnSpec::Typed(column_type, _) => column_type.to_string(),
-                ColumnSpec::Other => "a type influx2td does not write".to_owned(),
-            };
-            return Err(format!(
-                "field {field:?} is {held} in TDengine; a {} value cannot be stored there without loss",
-                value.column_type()
-            ));
-        }
-    };
-    match (target, value) {
-        (ColumnType::Double, Value::Double(number)) if !number.is_finite() => {
-            return Err(format!(
-                "field {field:?}: {number} cannot be stored in TDengine"
-            ));
-        }
-        // Debug prints the shortest text that reads back as the same f64 (`1.5`, `1e300`).
-        (ColumnType::Double, Value::Double(number)) => write!(out, "{number:?}"),
-        (ColumnType::Double, Value::Int64(number)) => write!(out, "{:?}", number as f64),
-        (ColumnType::Double, Value::Uint64(number)) => write!(out, "{:?}", number as f64),
-        (ColumnType::Int64, Value::Int64(number)) => write!(out, "{number}"),
-        (ColumnType::Uint64, Value::Uint64(number)) => write!(out, "{number}"),
-        (ColumnType::Bool, Value::Bool(flag)) => write!(out, "{flag}"),
-        (ColumnType::String, Value::String(text)) => {
-            if text.len() > MAX_VAR_BYTES as usize {
-                return Err(format!(
-                    "field {field:?}: a string of {} bytes is longer than TDengine's {MAX_VAR_BYTES}",
-                    text.len()
-                ));
-            }
-            if !push_escaped(out, text) {
-                return Err(format!(
-                    "field {field:?}: TDengine cannot store a NUL character"
-                ));
-            }
-            Ok(())
-        }
-        // A number or a flag into a string column: its text, quoted (nothing to escape).
-        (ColumnType::String, Value::Double(number)) => write!(out, "'{number}'"),
-        (ColumnType::String, Value::Int64(number)) => write!(out, "'{number}'"),
-        (ColumnType::String, Value::Uint64(number)) => write!(out, "'{number}'"),
-        (ColumnType::String, Value::Bool(flag)) => write!(out, "'{flag}'"),
-        (target, value) => {
-            return Err(format!(
-                "field {field:?}: a {} value in a {target} column",
-                value.column_type()
-            ));
-        }
-    }
-    .map_err(|error| format!("field {field:?}: {error}"))
 }
 
 #[cfg(test)]
@@ -383,19 +408,65 @@ mod tests {
             table.child_table,
             crate::mapping::child_table_name("cpu", &[("host", "a'b")])
         );
-        assert_eq!(table.tags, [("host".to_owned(), "'a\\'b'".to_owned())]);
-        assert_eq!(table.columns, ["f", "i", "u", "b", "s", "host_field"]);
+        assert_eq!(table.tags, [("host".to_owned(), Some("a'b".to_owned()))]);
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["f", "i", "u", "b", "s", "host_field"]);
         assert_eq!(
-            table.rows[0],
-            (
-                1_700_000_000_123,
-                ",1.5,-3,18446744073709551615,true,'x\\ny',1e300".to_owned()
-            )
-        );
-        assert_eq!(
-            table.rows[1],
-            (-1, ",NULL".repeat(6)),
+            table.timestamps,
+            [1_700_000_000_123, -1],
             "before 1970 rounds down"
+        );
+        let cells: Vec<&Cells<'_>> = table.columns.iter().map(|c| &c.cells).collect();
+        assert_eq!(
+            cells,
+            [
+                &Cells::Double(vec![Some(1.5), None]),
+                &Cells::BigInt(vec![Some(-3), None]),
+                &Cells::UBigInt(vec![Some(u64::MAX), None]),
+                &Cells::Bool(vec![Some(true), None]),
+                &Cells::VarChar(vec![Some(Cow::Borrowed("x\ny")), None]),
+                &Cells::Double(vec![Some(1e300), None]),
+            ]
+        );
+    }
+
+    #[test]
+    fn values_go_into_the_type_of_their_column() {
+        let batch = batch(
+            &[],
+            &[("i", Int64), ("u", Uint64), ("b", Bool)],
+            &[(
+                1,
+                vec![
+                    Some(Value::Int64(-7)),
+                    Some(Value::Uint64(7)),
+                    Some(Value::Bool(false)),
+                ],
+            )],
+        );
+        let mut schema = TableSchema::default();
+        schema
+            .columns
+            .insert("i".into(), ColumnSpec::Typed(Double, 0));
+        schema
+            .columns
+            .insert("u".into(), ColumnSpec::Typed(String, 16));
+        schema
+            .columns
+            .insert("b".into(), ColumnSpec::Typed(String, 16));
+        let converted = convert(&batch, &schema, Precision::Nanoseconds);
+        let cells: Vec<&Cells<'_>> = converted.tables[0]
+            .columns
+            .iter()
+            .map(|c| &c.cells)
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                &Cells::Double(vec![Some(-7.0)]),
+                &Cells::VarChar(vec![Some(Cow::Borrowed("7"))]),
+                &Cells::VarChar(vec![Some(Cow::Borrowed("false"))]),
+            ]
         );
     }
 
@@ -415,11 +486,8 @@ mod tests {
         );
         let (_, schema) = crate::schema::plan("db", "cpu", None, &needs(&batch, None));
         let converted = convert(&batch, &schema, Precision::Nanoseconds);
-        assert_eq!(converted.tables[0].rows.len(), 1);
-        assert_eq!(
-            converted.tables[0].tags,
-            [("_tag_null".to_owned(), "NULL".to_owned())]
-        );
+        assert_eq!(converted.tables[0].timestamps, [3]);
+        assert_eq!(converted.tables[0].tags, [("_tag_null".to_owned(), None)]);
         let reasons: Vec<_> = converted
             .rejected
             .iter()

@@ -4,6 +4,7 @@
 //! - [`mapping`]: names and types, compatible with TDengine's schemaless ingestion.
 //! - [`schema`]: super table schemas and the DDL that evolves them.
 //! - [`convert`]: a batch as rendered rows; rows TDengine cannot hold, with reasons.
+//! - [`rows`]: typed rows per child table, as the sinks take them.
 //! - [`sql`]: DDL and multi-table INSERT statements, exact string escaping.
 //! - [`sink`]: where statements go; [`tdengine`] sends them to TDengine, [`file`](mod@file) to a file.
 //! - [`target`]: opening the target named by the DSN, and its connectivity check.
@@ -14,6 +15,7 @@ pub mod convert;
 pub mod file;
 pub mod mapping;
 pub mod replay;
+pub mod rows;
 pub mod schema;
 pub mod service;
 pub mod sink;
@@ -23,6 +25,6 @@ pub mod tdengine;
 
 pub use convert::Precision;
 pub use file::FileSink;
-pub use sink::{DatabaseInfo, Sink, SinkError, SinkErrorKind};
+pub use sink::{DatabaseInfo, InsertTarget, Sink, SinkError, SinkErrorKind};
 pub use target::{AnySink, check_target, open_sink};
 pub use tdengine::TdengineSink;

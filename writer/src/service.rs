@@ -20,9 +20,11 @@ use tracing::Instrument;
 
 use crate::convert::{Precision, Rejected, convert, needs, refuse_batch};
 use crate::mapping::super_table_name;
+use crate::rows::{Segment, TableRows, cut, rows_in};
 use crate::schema::{TableSchema, plan};
+use crate::sink::InsertTarget;
 use crate::sink::{DatabaseInfo, Sink, SinkError, SinkErrorKind};
-use crate::sql::{Insert, InsertBuilder, Segment, TableRows, create_database};
+use crate::sql::{InsertBuilder, create_database};
 
 /// Tries of a batch before an error not known to heal by itself dead-letters its rows: with
 /// the growing delays between tries (1 s, 2 s, 4 s, … at most `max_retry_delay`) about 4 minutes.
@@ -367,28 +369,27 @@ async fn write_batch<B: Bus, S: Sink>(
         rows: 0,
         rejected: converted.rejected,
     };
-    let mut builder = InsertBuilder::new(
-        &context.settings.database,
-        &super_table,
-        context.settings.batch_size,
-    );
-    for table in &converted.tables {
-        builder.add(table);
-    }
-    for insert in builder.finish() {
-        let span = tracing::debug_span!(
-            "tdengine insert",
-            rows = insert.rows,
-            bytes = insert.sql.len()
-        );
-        match context.sink.execute(&insert.sql).instrument(span).await {
-            Ok(()) => written.rows += insert.rows as u64,
+    let target = InsertTarget {
+        database: &context.settings.database,
+        super_table: &super_table,
+        precision: context.settings.precision,
+    };
+    for segments in cut(&converted.tables, context.settings.batch_size) {
+        let rows = rows_in(&segments);
+        let span = tracing::debug_span!("tdengine insert", rows, tables = segments.len());
+        match context
+            .sink
+            .insert(&target, &converted.tables, &segments)
+            .instrument(span)
+            .await
+        {
+            Ok(()) => written.rows += rows as u64,
             Err(error) if refuses(&error, last_try) => {
                 written.rows += bisect(
                     context,
                     &super_table,
                     &converted.tables,
-                    &insert,
+                    &segments,
                     &mut written.rejected,
                     last_try,
                 )
@@ -406,20 +407,20 @@ async fn write_batch<B: Bus, S: Sink>(
     Ok(written)
 }
 
-/// Writes the rows of a rejected statement in halves until the rows TDengine refuses are
-/// isolated; returns how many were written.
+/// Writes refused rows again as SQL, in halves, until the rows TDengine refuses are isolated
+/// (with its reason for each); returns how many were written.
 async fn bisect<B: Bus, S: Sink>(
     context: &Context<B, S>,
     super_table: &str,
-    tables: &[TableRows],
-    insert: &Insert,
+    tables: &[TableRows<'_>],
+    segments: &[Segment],
     rejected: &mut Vec<Rejected>,
     last_try: bool,
 ) -> Result<u64, SinkError> {
     let mut written = 0;
-    let mut pending: Vec<Vec<Segment>> = split(&insert.segments);
+    let mut pending: Vec<Vec<Segment>> = split(segments);
     while let Some(segments) = pending.pop() {
-        let rows: usize = segments.iter().map(|(_, range)| range.len()).sum();
+        let rows = rows_in(&segments);
         let mut builder = InsertBuilder::with_max_bytes(
             &context.settings.database,
             super_table,
@@ -443,7 +444,10 @@ async fn bisect<B: Bus, S: Sink>(
                 };
                 rejected.push(Rejected {
                     child_table: tables[*table].child_table.clone(),
-                    timestamp_ns: tables[*table].rows[range.start].0,
+                    timestamp_ns: context
+                        .settings
+                        .precision
+                        .to_nanoseconds(tables[*table].timestamps[range.start]),
                     reason,
                 });
             }

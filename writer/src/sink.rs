@@ -6,7 +6,9 @@ use influx2td_bus::Retry;
 use thiserror::Error;
 
 use crate::convert::Precision;
+use crate::rows::{Segment, TableRows};
 use crate::schema::TableSchema;
+use crate::sql::{InsertBuilder, MAX_SQL_BYTES};
 
 /// What the target database is like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +89,63 @@ impl SinkError {
     }
 }
 
-/// A target for SQL statements.
+/// Where rows go: a super table of a database of some precision.
+#[derive(Debug, Clone, Copy)]
+pub struct InsertTarget<'a> {
+    pub database: &'a str,
+    pub super_table: &'a str,
+    pub precision: Precision,
+}
+
+/// The multi-table INSERTs that write rows `segments` of `tables` (under TDengine's size limit).
+pub fn insert_statements(
+    target: &InsertTarget<'_>,
+    tables: &[TableRows<'_>],
+    segments: &[Segment],
+) -> Vec<crate::sql::Insert> {
+    let mut builder = InsertBuilder::with_max_bytes(
+        target.database,
+        target.super_table,
+        usize::MAX,
+        MAX_SQL_BYTES,
+    );
+    for (table, rows) in segments {
+        builder.add_rows(&tables[*table], rows.clone());
+    }
+    builder.finish()
+}
+
+/// Writes rows `segments` of `tables` as multi-table INSERT statements through `sink`.
+pub fn insert_as_sql<'a, S: Sink>(
+    sink: &'a S,
+    target: &InsertTarget<'_>,
+    tables: &[TableRows<'_>],
+    segments: &[Segment],
+) -> impl Future<Output = Result<(), SinkError>> + Send + 'a {
+    let statements = insert_statements(target, tables, segments);
+    async move {
+        for statement in statements {
+            sink.execute(&statement.sql).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A target for rows and SQL statements.
 pub trait Sink: Clone + Send + Sync + 'static {
     /// Runs one statement.
     fn execute(&self, sql: &str) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Writes rows `segments` of `tables` (at most the writer's `batch_size`), all or none of
+    /// them; unless the sink knows better, as multi-table INSERT statements.
+    fn insert(
+        &self,
+        target: &InsertTarget<'_>,
+        tables: &[TableRows<'_>],
+        segments: &[Segment],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        insert_as_sql(self, target, tables, segments)
+    }
 
     /// A super table's columns and tags as the target has them; `None` when it does not exist.
     fn describe(

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::mapping::{TIMESTAMP_COLUMN, quote};
+use crate::rows::TableRows;
 
 /// TDengine refuses statements of 1 MiB or more; stay clear of it.
 pub const MAX_SQL_BYTES: usize = 1_000_000;
@@ -49,31 +50,6 @@ pub fn push_escaped(out: &mut String, text: &str) -> bool {
     true
 }
 
-/// One row's cells as SQL literals (`NULL`, numbers, quoted strings), each after a comma:
-/// `,1.5,NULL,'x'` — rendered once into one string, so a row costs one allocation.
-pub type RenderedRow = String;
-
-/// The rows of one child table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableRows {
-    pub child_table: String,
-    /// (tag column, rendered value), in the order to name them.
-    pub tags: Vec<(String, String)>,
-    /// Field columns, after the timestamp.
-    pub columns: Vec<String>,
-    /// (timestamp, cells in `columns` order).
-    pub rows: Vec<(i64, RenderedRow)>,
-}
-
-/// How many characters `number` takes in decimal.
-fn decimal_len(number: i64) -> usize {
-    let digits = number
-        .unsigned_abs()
-        .checked_ilog10()
-        .map_or(1, |log| log as usize + 1);
-    digits + usize::from(number < 0)
-}
-
 /// Builds INSERT statements of at most `batch_size` rows and [`MAX_SQL_BYTES`] bytes.
 #[derive(Debug)]
 pub struct InsertBuilder<'a> {
@@ -97,8 +73,7 @@ pub struct Insert {
     pub segments: Vec<Segment>,
 }
 
-/// Rows `rows` of the table added as number `table`.
-pub type Segment = (usize, std::ops::Range<usize>);
+pub use crate::rows::Segment;
 
 impl<'a> InsertBuilder<'a> {
     pub fn new(database: &'a str, super_table: &'a str, batch_size: usize) -> Self {
@@ -125,7 +100,7 @@ impl<'a> InsertBuilder<'a> {
     }
 
     /// `` `db`.`t` USING `db`.`st` (`tags`) TAGS (values) (`_ts`, cols) VALUES ``
-    fn table_clause(&self, table: &TableRows) -> String {
+    fn table_clause(&self, table: &TableRows<'_>) -> String {
         let mut clause = format!(
             " {}.{} USING {}.{}",
             quote(self.database),
@@ -134,31 +109,45 @@ impl<'a> InsertBuilder<'a> {
             quote(self.super_table)
         );
         let names: Vec<String> = table.tags.iter().map(|(name, _)| quote(name)).collect();
-        let values: Vec<&str> = table.tags.iter().map(|(_, value)| value.as_str()).collect();
+        let values: Vec<String> = table
+            .tags
+            .iter()
+            .map(|(_, value)| {
+                value
+                    .as_deref()
+                    .and_then(escape_string)
+                    .unwrap_or_else(|| "NULL".to_owned())
+            })
+            .collect();
         let _ = write!(clause, " ({}) TAGS ({})", names.join(","), values.join(","));
         let mut columns = vec![quote(TIMESTAMP_COLUMN)];
-        columns.extend(table.columns.iter().map(|column| quote(column)));
+        columns.extend(table.columns.iter().map(|column| quote(&column.name)));
         let _ = write!(clause, " ({}) VALUES ", columns.join(","));
         clause
     }
 
     /// Adds a table's rows, starting new statements as the limits require.
-    pub fn add(&mut self, table: &TableRows) {
-        self.add_rows(table, 0..table.rows.len());
+    pub fn add(&mut self, table: &TableRows<'_>) {
+        self.add_rows(table, 0..table.row_count());
     }
 
     /// Adds some rows of a table (a table is numbered by the order of its first addition).
-    pub fn add_rows(&mut self, table: &TableRows, rows: std::ops::Range<usize>) {
+    pub fn add_rows(&mut self, table: &TableRows<'_>, rows: std::ops::Range<usize>) {
         let index = self.tables_added;
         self.tables_added += 1;
         let clause = self.table_clause(table);
         let mut clause_open = false;
+        // One row at a time, rendered once: `(ts,v1,v2)`.
+        let mut rendered = String::with_capacity(64);
         for row in rows {
-            let (timestamp, cells) = &table.rows[row];
-            let needed = decimal_len(*timestamp)
-                + cells.len()
-                + 2
-                + if clause_open { 0 } else { clause.len() };
+            rendered.clear();
+            let _ = write!(rendered, "({}", table.timestamps[row]);
+            for column in &table.columns {
+                rendered.push(',');
+                column.cells.render(row, &mut rendered);
+            }
+            rendered.push(')');
+            let needed = rendered.len() + if clause_open { 0 } else { clause.len() };
             let full = self.current_rows >= self.batch_size
                 || (self.current_rows > 0 && self.current.len() + needed > self.max_bytes);
             if full {
@@ -173,9 +162,7 @@ impl<'a> InsertBuilder<'a> {
                 clause_open = true;
                 self.current_segments.push((index, row..row));
             }
-            let _ = write!(self.current, "({timestamp}");
-            self.current.push_str(cells);
-            self.current.push(')');
+            self.current.push_str(&rendered);
             self.current_rows += 1;
             if let Some((_, range)) = self.current_segments.last_mut() {
                 range.end = row + 1;
@@ -285,51 +272,45 @@ mod tests {
         }
     }
 
-    fn table(child: &str, rows: usize) -> TableRows {
+    fn table(child: &str, rows: usize) -> TableRows<'static> {
         TableRows {
             child_table: child.into(),
-            tags: vec![("host".into(), "'a'".into())],
-            columns: vec!["value".into()],
-            rows: (0..rows).map(|i| (i as i64, format!(",{i}e0"))).collect(),
-        }
-    }
-
-    #[test]
-    fn decimal_lengths_match_the_printed_numbers() {
-        for number in [
-            0,
-            1,
-            9,
-            10,
-            -1,
-            -10,
-            99_999,
-            i64::MAX,
-            i64::MIN,
-            1_700_000_000_123,
-        ] {
-            assert_eq!(decimal_len(number), number.to_string().len(), "{number}");
+            tags: vec![("host".into(), Some("a".into()))],
+            timestamps: (0..rows as i64).collect(),
+            columns: vec![crate::rows::Column {
+                name: "value".into(),
+                cells: crate::rows::Cells::Double(
+                    (0..rows).map(|i| Some(i as f64 + 0.5)).collect(),
+                ),
+            }],
         }
     }
 
     #[test]
     fn golden_multi_table_insert() {
+        use crate::rows::{Cells, Column};
         let mut builder = InsertBuilder::new("metrics", "cpu", 5000);
         builder.add(&table("t_1", 2));
         builder.add(&TableRows {
             child_table: "t_2".into(),
-            tags: vec![
-                ("host".into(), "'b'".into()),
-                ("state".into(), "NULL".into()),
+            tags: vec![("host".into(), Some("b".into())), ("state".into(), None)],
+            timestamps: vec![-5],
+            columns: vec![
+                Column {
+                    name: "value".into(),
+                    cells: Cells::Double(vec![None]),
+                },
+                Column {
+                    name: "current".into(),
+                    cells: Cells::VarChar(vec![Some("x".into())]),
+                },
             ],
-            columns: vec!["value".into(), "current".into()],
-            rows: vec![(-5, ",NULL,'x'".into())],
         });
         let statements = builder.finish();
         assert_eq!(
             statements,
             vec![Insert {
-                sql: "INSERT INTO `metrics`.`t_1` USING `metrics`.`cpu` (`host`) TAGS ('a') (`_ts`,`value`) VALUES (0,0e0)(1,1e0) \
+                sql: "INSERT INTO `metrics`.`t_1` USING `metrics`.`cpu` (`host`) TAGS ('a') (`_ts`,`value`) VALUES (0,0.5)(1,1.5) \
                       `metrics`.`t_2` USING `metrics`.`cpu` (`host`,`state`) TAGS ('b',NULL) (`_ts`,`value`,`current`) VALUES (-5,NULL,'x')"
                     .into(),
                 rows: 3,

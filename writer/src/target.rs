@@ -1,12 +1,13 @@
 //! Opening the job's target (TDengine or a file), and its connectivity check.
 
 use influx2td_config::check::{EndCheck, Status};
-use influx2td_config::{Dsn, JobConfig};
+use influx2td_config::{Dsn, InsertMode, JobConfig};
 
 use crate::convert::Precision;
 use crate::file::FileSink;
+use crate::rows::{Segment, TableRows};
 use crate::schema::TableSchema;
-use crate::sink::{DatabaseInfo, Sink, SinkError};
+use crate::sink::{DatabaseInfo, InsertTarget, Sink, SinkError};
 use crate::tdengine::TdengineSink;
 
 /// The sink a DSN names.
@@ -17,21 +18,37 @@ pub enum AnySink {
 }
 
 /// Opens the sink of `dsn`. `writer_name` names this writer's file (file sink); `connections`
-/// bounds TDengine connections (one per concurrent statement).
+/// bounds TDengine connections (one per concurrent statement); `insert` says how rows go into
+/// TDengine.
 pub async fn open_sink(
     dsn: &Dsn,
     writer_name: &str,
     connections: usize,
+    insert: InsertMode,
 ) -> Result<AnySink, SinkError> {
     Ok(match dsn {
         Dsn::File { directory } => AnySink::File(FileSink::create(directory, writer_name)?),
-        Dsn::WebSocket { url, redacted } | Dsn::Native { url, redacted } => {
-            AnySink::Tdengine(TdengineSink::connect(url.expose(), redacted, connections).await?)
-        }
+        Dsn::WebSocket { url, redacted } | Dsn::Native { url, redacted } => AnySink::Tdengine(
+            TdengineSink::connect(url.expose(), redacted, connections)
+                .await?
+                .with_mode(insert),
+        ),
     })
 }
 
 impl Sink for AnySink {
+    async fn insert(
+        &self,
+        target: &InsertTarget<'_>,
+        tables: &[TableRows<'_>],
+        segments: &[Segment],
+    ) -> Result<(), SinkError> {
+        match self {
+            Self::File(sink) => sink.insert(target, tables, segments).await,
+            Self::Tdengine(sink) => sink.insert(target, tables, segments).await,
+        }
+    }
+
     async fn execute(&self, sql: &str) -> Result<(), SinkError> {
         match self {
             Self::File(sink) => sink.execute(sql).await,
@@ -70,7 +87,7 @@ impl Sink for AnySink {
 pub async fn check_target(job: &JobConfig) -> EndCheck {
     let target = &job.target;
     let mut report = EndCheck::new("TDengine", target.dsn.redacted());
-    let sink = match open_sink(&target.dsn, &format!("{}-check", job.job), 1).await {
+    let sink = match open_sink(&target.dsn, &format!("{}-check", job.job), 1, target.insert).await {
         Ok(sink) => sink,
         Err(error) => {
             report.step("reachable", Status::Failed, error.to_string());

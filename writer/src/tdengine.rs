@@ -5,12 +5,18 @@
 //! for as long as it takes; a code not listed here is retried too, but only `retry_limit` times,
 //! so that an error no retry heals cannot hold a job forever.
 
-use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder, TaosPool};
+use std::collections::BTreeMap;
+
+use influx2td_proto::ColumnType;
+use taos::{
+    AsyncFetchable, AsyncQueryable, AsyncTBuilder, ColumnView, TaosBuilder, TaosPool, Ty, Value,
+};
 
 use crate::convert::Precision;
-use crate::mapping::quote;
+use crate::mapping::{TIMESTAMP_COLUMN, quote};
+use crate::rows::{Cells, Segment, TableRows, rows_in};
 use crate::schema::{TableSchema, from_describe};
-use crate::sink::{DatabaseInfo, Sink, SinkError, SinkErrorKind};
+use crate::sink::{DatabaseInfo, InsertTarget, Sink, SinkError, SinkErrorKind, insert_as_sql};
 
 /// DDL for something that exists already: success for a writer racing another.
 const ALREADY_EXISTS: &[i32] = &[0x0360, 0x0369, 0x036B, 0x0381, 0x0603, 0x263C, 0x267F];
@@ -78,11 +84,16 @@ fn sink_error(error: &taos::Error, doing: &str) -> SinkError {
     )
 }
 
-/// Statements to a TDengine server.
+pub use influx2td_config::InsertMode;
+
+/// Statements and rows to a TDengine server.
 #[derive(Clone)]
 pub struct TdengineSink {
     pool: TaosPool,
     redacted: String,
+    /// `taos://`: the native client, whose binding calls block (they run on blocking threads).
+    native: bool,
+    mode: InsertMode,
 }
 
 impl std::fmt::Debug for TdengineSink {
@@ -116,6 +127,8 @@ impl TdengineSink {
         let sink = Self {
             pool,
             redacted: redacted.to_owned(),
+            native: !dsn.starts_with("ws"),
+            mode: InsertMode::default(),
         };
         // One round trip now, so a wrong address or password shows at start, not mid-job.
         let connection = sink
@@ -174,9 +187,199 @@ impl TdengineSink {
     pub fn redacted_dsn(&self) -> &str {
         &self.redacted
     }
+
+    /// The same sink writing rows the other way.
+    pub fn with_mode(mut self, mode: InsertMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn mode(&self) -> InsertMode {
+        self.mode
+    }
+
+    /// Writes rows by parameter binding: one prepared `INSERT INTO ? USING ...` for the union of
+    /// the segments' tags and columns, each child table bound as a batch, executed once.
+    async fn bind(
+        &self,
+        target: &InsertTarget<'_>,
+        tables: &[TableRows<'_>],
+        segments: &[Segment],
+    ) -> Result<(), SinkError> {
+        let bound = Bound::new(target, tables, segments);
+        let doing = format!(
+            "binding {} rows of {} child tables of {}.{}",
+            bound.rows,
+            bound.tables.len(),
+            quote(target.database),
+            quote(target.super_table)
+        );
+        let connection = self.connection().await?;
+        let outcome = if self.native {
+            // The native client's statement calls block: off the async threads.
+            tokio::task::spawn_blocking(move || {
+                use taos::sync::Bindable;
+                let mut statement = taos::Stmt::init(&connection)?;
+                statement.prepare(&bound.sql)?;
+                for (table, tags, columns) in &bound.tables {
+                    statement.set_tbname_tags(table, tags)?;
+                    statement.bind(columns)?;
+                    statement.add_batch()?;
+                }
+                statement.execute()
+            })
+            .await
+            .map_err(|error| {
+                SinkError::new(
+                    SinkErrorKind::Retryable,
+                    format!("binding rows for TDengine stopped: {error}"),
+                )
+            })?
+        } else {
+            use taos::AsyncBindable;
+            async {
+                let mut statement =
+                    <taos::Stmt as AsyncBindable<taos::Taos>>::init(&connection).await?;
+                statement.prepare(&bound.sql).await?;
+                for (table, tags, columns) in &bound.tables {
+                    statement.set_tbname_tags(table, tags).await?;
+                    statement.bind(columns).await?;
+                    statement.add_batch().await?;
+                }
+                statement.execute().await
+            }
+            .await
+        };
+        outcome
+            .map(|_| ())
+            .map_err(|error| sink_error(&error, &doing))
+    }
+}
+
+/// Rows ready to bind: the statement, and per child table its name, tags and columns.
+struct Bound {
+    sql: String,
+    tables: Vec<(String, Vec<Value>, Vec<ColumnView>)>,
+    rows: usize,
+}
+
+impl Bound {
+    fn new(target: &InsertTarget<'_>, tables: &[TableRows<'_>], segments: &[Segment]) -> Self {
+        // The union of the segments' tags and columns, in the order they first appear: a table
+        // lacking one binds NULL there.
+        let mut tag_names: Vec<&str> = Vec::new();
+        let mut columns: Vec<(&str, ColumnType)> = Vec::new();
+        for (table, _) in segments {
+            for (name, _) in &tables[*table].tags {
+                if !tag_names.contains(&name.as_str()) {
+                    tag_names.push(name);
+                }
+            }
+            for column in &tables[*table].columns {
+                if !columns.iter().any(|(name, _)| *name == column.name) {
+                    columns.push((&column.name, column.cells.column_type()));
+                }
+            }
+        }
+        let placeholders = |count: usize| vec!["?"; count].join(",");
+        let sql = format!(
+            "INSERT INTO ? USING {}.{} ({}) TAGS ({}) ({}) VALUES ({})",
+            quote(target.database),
+            quote(target.super_table),
+            tag_names
+                .iter()
+                .map(|name| quote(name))
+                .collect::<Vec<_>>()
+                .join(","),
+            placeholders(tag_names.len()),
+            std::iter::once(quote(TIMESTAMP_COLUMN))
+                .chain(columns.iter().map(|(name, _)| quote(name)))
+                .collect::<Vec<_>>()
+                .join(","),
+            placeholders(columns.len() + 1),
+        );
+        let bound = segments
+            .iter()
+            .map(|(index, range)| {
+                let table = &tables[*index];
+                let held: BTreeMap<&str, &Cells<'_>> = table
+                    .columns
+                    .iter()
+                    .map(|column| (column.name.as_str(), &column.cells))
+                    .collect();
+                let tags = tag_names
+                    .iter()
+                    .map(
+                        |name| match table.tags.iter().find(|(tag, _)| tag == name) {
+                            Some((_, Some(value))) => Value::NChar(value.clone()),
+                            _ => Value::Null(Ty::NChar),
+                        },
+                    )
+                    .collect();
+                let timestamps = table.timestamps[range.clone()].to_vec();
+                let mut views = vec![match target.precision {
+                    Precision::Nanoseconds => ColumnView::from_nanos_timestamp(timestamps),
+                    Precision::Microseconds => ColumnView::from_micros_timestamp(timestamps),
+                    Precision::Milliseconds => ColumnView::from_millis_timestamp(timestamps),
+                }];
+                views.extend(columns.iter().map(|(name, column_type)| {
+                    column_view(held.get(name).copied(), *column_type, range.clone())
+                }));
+                (
+                    format!("{}.{}", target.database, table.child_table),
+                    tags,
+                    views,
+                )
+            })
+            .collect();
+        Self {
+            sql,
+            tables: bound,
+            rows: rows_in(segments),
+        }
+    }
+}
+
+/// Rows `range` of a column as a view to bind; all NULL where the table has no such column.
+fn column_view(
+    cells: Option<&Cells<'_>>,
+    column_type: ColumnType,
+    range: std::ops::Range<usize>,
+) -> ColumnView {
+    let rows = range.len();
+    match (cells, column_type) {
+        (Some(Cells::Double(values)), _) => ColumnView::from_doubles(values[range].to_vec()),
+        (Some(Cells::BigInt(values)), _) => ColumnView::from_big_ints(values[range].to_vec()),
+        (Some(Cells::UBigInt(values)), _) => {
+            ColumnView::from_unsigned_big_ints(values[range].to_vec())
+        }
+        (Some(Cells::Bool(values)), _) => ColumnView::from_bools(values[range].to_vec()),
+        (Some(Cells::VarChar(values)), _) => ColumnView::from_varchar::<&str, _, _, _>(
+            values[range].iter().map(|value| value.as_deref()),
+        ),
+        (None, ColumnType::Double) => ColumnView::from_doubles(vec![None::<f64>; rows]),
+        (None, ColumnType::Int64) => ColumnView::from_big_ints(vec![None::<i64>; rows]),
+        (None, ColumnType::Uint64) => ColumnView::from_unsigned_big_ints(vec![None::<u64>; rows]),
+        (None, ColumnType::Bool) => ColumnView::from_bools(vec![None::<bool>; rows]),
+        (None, ColumnType::String) => {
+            ColumnView::from_varchar::<&str, _, _, _>(vec![None::<&str>; rows])
+        }
+    }
 }
 
 impl Sink for TdengineSink {
+    async fn insert(
+        &self,
+        target: &InsertTarget<'_>,
+        tables: &[TableRows<'_>],
+        segments: &[Segment],
+    ) -> Result<(), SinkError> {
+        match self.mode {
+            InsertMode::Bind => self.bind(target, tables, segments).await,
+            InsertMode::Sql => insert_as_sql(self, target, tables, segments).await,
+        }
+    }
+
     async fn execute(&self, sql: &str) -> Result<(), SinkError> {
         let connection = self.connection().await?;
         connection.exec(sql).await.map(|_| ()).map_err(|e| {
