@@ -16,6 +16,8 @@ bind-address = "127.0.0.1:$rpc_port"
   dir = "$dir/data"
   wal-dir = "$dir/wal"
   query-log-enabled = false
+  # Written points go to TSM files a second after the writes stop, as historical data is.
+  cache-snapshot-write-cold-duration = "1s"
 [coordinator]
   query-timeout = "0s"
 [http]
@@ -48,4 +50,18 @@ start_nats() {
 load_rows() {
     curl -sf -XPOST "$url/query" --data-urlencode "q=CREATE DATABASE $1" >/dev/null
     python3 bench/generate.py "$2" "$3" | split -l 100000 --filter "curl -sf -XPOST '$url/write?db=$1&precision=ns' --data-binary @- " -
+}
+
+# wait_for_tsm: until influxd's in-memory cache is empty (everything written is in TSM files):
+# reads of historical data are reads of TSM files, and cost influxd about half as much.
+wait_for_tsm() {
+    for _ in $(seq 120); do
+        local bytes
+        bytes=$(curl -sf "$url/debug/vars" | python3 -c '
+import json, sys
+print(sum(v["values"].get("memBytes", 0) for v in json.load(sys.stdin).values() if isinstance(v, dict) and v.get("name") == "tsm1_cache"))')
+        [ "$bytes" = 0 ] && return 0
+        sleep 0.5
+    done
+    echo "influxd still holds points in its cache" >&2
 }

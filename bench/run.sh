@@ -1,25 +1,45 @@
 #!/usr/bin/env bash
-# Reader throughput against InfluxDB's own export of the same windows, in the same run.
+# influx2td against InfluxDB's own export of the same data, side by side in one run.
 #
-#   bash bench/run.sh [--rows N] [--concurrency C]
+#   bash bench/run.sh [--rows N] [--measurements M] [--rounds R] [--shape wide|small]
+#   TDENGINE_DSN=taos://localhost:6030 bash bench/run.sh ...   # also into a real TDengine
 #
-# Starts a private influxd on free ports, loads a deterministic data set (bench/generate.py),
-# then alternates: (a) the raw baseline, every window exported through /query (chunked
-# MessagePack, as the reader asks for it) with curl to /dev/null, C windows at a time; (b)
-# influx2td's reader on the same windows at the same concurrency (query, decode, encode into
-# batches; no bus). Prints a table and writes target/bench/reader.json.
+# Starts a private influxd (and nats-server) on free ports and loads a deterministic data set
+# (bench/generate.py): by default ("wide") M measurements (2) x 32 series over 24 hours, fields
+# float, integer, string and boolean, N rows (1,008,000); "small" is the shape of many IoT and
+# Telegraf databases: 500 measurements x 10 series x 20 hourly points (100,000 rows). Then, for
+# R rounds (3), alternating, each of:
+#   export     InfluxDB's own export: `SELECT * FROM m GROUP BY *`, chunked MessagePack, with
+#              curl to /dev/null, the measurements one after the other (wide), or one query for
+#              all of them (small: `SELECT * FROM /.*/ GROUP BY *`);
+#   reader     influx2td's reader alone over the job's windows (query, decode, encode batches);
+#   file       `influx2td run` into the file target;
+#   tdengine   `influx2td run` into TDengine (with TDENGINE_DSN);
+#   nats       coordinator + reader + writer over nats-server, into TDengine (or the file target);
+# the job with its defaults (window 60m, read and write concurrency 50, batch size 5000).
+# Reports medians: rows/s, the ratio to the export, CPU-seconds per million rows of influx2td,
+# influxd and taosd, and peak RSS; writes target/bench/run.json and prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rows=1000000
-concurrency=4
+rows=1008000
+measurements=2
+rounds=3
+shape=wide
 while [ $# -gt 0 ]; do
     case "$1" in
         --rows) rows="$2"; shift 2 ;;
-        --concurrency) concurrency="$2"; shift 2 ;;
-        *) echo "usage: bash bench/run.sh [--rows N] [--concurrency C]" >&2; exit 2 ;;
+        --measurements) measurements="$2"; shift 2 ;;
+        --rounds) rounds="$2"; shift 2 ;;
+        --shape) shape="$2"; shift 2 ;;
+        *) echo "usage: bash bench/run.sh [--rows N] [--measurements M] [--rounds R] [--shape wide|small]" >&2; exit 2 ;;
     esac
 done
+case "$shape" in
+    wide) ;;
+    small) rows=100000 ;;
+    *) echo "--shape is wide or small" >&2; exit 2 ;;
+esac
 
 command -v influxd >/dev/null || { echo "influxd not found: bash .ci/run installs it" >&2; exit 1; }
 cargo build --release -q -p influx2td-bench -p influx2td
@@ -27,172 +47,177 @@ cargo build --release -q -p influx2td-bench -p influx2td
 source bench/lib.sh
 work=$(mktemp -d)
 start_influxd "$work"
-trap 'kill $influxd_pid 2>/dev/null; wait $influxd_pid 2>/dev/null; rm -rf "$work"' EXIT
+pids_to_stop="$influxd_pid"
+trap 'kill $pids_to_stop 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 start_ns=1700000000000000000
-echo "loading $rows rows ..."
-load_rows bench "$rows" "$start_ns"
-points_per_series=$((rows / 128))
-end_ns=$((start_ns + points_per_series * 10000000000))
-window_ns=3600000000000
-loaded=$(curl -sf -G "$url/query" --data-urlencode "db=bench" --data-urlencode 'q=SELECT count(usage) FROM cpu,mem,disk,net' | python3 -c 'import json,sys; print(sum(s["values"][0][1] for s in json.load(sys.stdin)["results"][0]["series"]))')
-echo "loaded $loaded rows ($((end_ns - start_ns)) ns of data, windows of 1h)"
+day_ns=86400000000000
+end_ns=$((start_ns + day_ns))
+echo "loading $rows rows ($shape) ..."
+curl -sf -XPOST "$url/query" --data-urlencode "q=CREATE DATABASE bench" >/dev/null
+python3 bench/generate.py "$rows" "$start_ns" --shape "$shape" --measurements "$measurements" --span-ns "$day_ns" | split -l 50000 --filter "curl -sf -XPOST '$url/write?db=bench&precision=ns' --data-binary @- " -
+wait_for_tsm
+names=$(curl -sf -G "$url/query" --data-urlencode "db=bench" --data-urlencode 'q=SHOW MEASUREMENTS' | python3 -c 'import json,sys; print(",".join(v[0] for v in json.load(sys.stdin)["results"][0]["series"][0]["values"]))')
+loaded=$(curl -sf -G "$url/query" --data-urlencode "db=bench" --data-urlencode 'q=SELECT count(usage) FROM /.*/' | python3 -c 'import json,sys; print(sum(s["values"][0][1] for s in json.load(sys.stdin)["results"][0]["series"]))')
+echo "loaded $loaded rows in $(echo "$names" | tr ',' '\n' | wc -l) measurements"
 
-windows="$work/windows.txt"
-for m in cpu mem disk net; do
-    s=$start_ns
-    while [ "$s" -lt "$end_ns" ]; do
-        e=$((s + window_ns)); [ "$e" -gt "$end_ns" ] && e=$end_ns
-        echo "SELECT *::field FROM \"bench\"..\"$m\" WHERE time >= $s AND time < $e GROUP BY *" >> "$windows"
-        s=$e
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { python3 -c "import sys; f=open('/proc/$1/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/100)"; }
+taosd_pid=$(pgrep -x taosd || true)
+taosd_cpu() { if [ -n "$taosd_pid" ]; then cpu_of "$taosd_pid"; else echo 0; fi; }
+now() { date +%s.%N; }
+# Peak RSS (MiB) and CPU seconds of a command run under /usr/bin/time -v.
+time_rss() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
+time_cpu() { awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$1"; }
+results="$work/results.jsonl"
+record() { # what seconds influx2td_cpu influxd_cpu taosd_cpu rss
+    python3 -c "import json,sys; a=sys.argv; print(json.dumps(dict(what=a[1], seconds=float(a[2]), influx2td_cpu=float(a[3]), influxd_cpu=float(a[4]), taosd_cpu=float(a[5]), rss_mib=float(a[6]))))" "$@" >> "$results"
+}
+# Runs one measured phase: before/after CPU of influxd and taosd around "$@".
+phase() { # what time-file command...
+    local what=$1 timefile=$2; shift 2
+    local influxd0 taosd0 t0 seconds
+    influxd0=$(cpu_of "$influxd_pid"); taosd0=$(taosd_cpu); t0=$(now)
+    "$@"
+    seconds=$(python3 -c "print($(now) - $t0)")
+    local influx2td_cpu=0 rss=0
+    if [ -s "$timefile" ]; then influx2td_cpu=$(time_cpu "$timefile"); rss=$(time_rss "$timefile"); fi
+    record "$what" "$seconds" "$influx2td_cpu" "$(python3 -c "print($(cpu_of "$influxd_pid") - $influxd0)")" "$(python3 -c "print($(taosd_cpu) - $taosd0)")" "$rss"
+    echo "  $what: ${seconds}s"
+}
+
+export_all() {
+    local queries=()
+    if [ "$shape" = small ]; then
+        queries=('SELECT * FROM /.*/ GROUP BY *')
+    else
+        for m in ${names//,/ }; do queries+=("SELECT * FROM \"$m\" GROUP BY *"); done
+    fi
+    for q in "${queries[@]}"; do
+        curl -sf -G "$url/query" -H 'Accept: application/x-msgpack' --data-urlencode 'db=bench' \
+            --data-urlencode 'epoch=ns' --data-urlencode 'chunked=true' --data-urlencode 'chunk_size=10000' \
+            --data-urlencode "q=$q" -o /dev/null
     done
-done
-window_count=$(wc -l < "$windows")
-
-raw_export() {
-    local t0 t1
-    t0=$(date +%s.%N)
-    tr '\n' '\0' < "$windows" | xargs -0 -P "$concurrency" -I{} curl -sf -G "$url/query" \
-        -H 'Accept: application/x-msgpack' --data-urlencode 'db=bench' --data-urlencode 'epoch=ns' \
-        --data-urlencode 'chunked=true' --data-urlencode 'chunk_size=10000' --data-urlencode "q={}" -o /dev/null
-    t1=$(date +%s.%N)
-    python3 -c "print($t1 - $t0)"
 }
 
-reader_run() {
-    /usr/bin/time -v -o "$work/time.txt" target/release/reader-bench --url "$url" --database bench \
-        --measurements cpu,mem,disk,net --begin "$start_ns" --end "$end_ns" --window "$window_ns" \
-        --concurrency "$concurrency" > "$work/reader.json"
-    rss_kib=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
-    python3 -c "import json; r=json.load(open('$work/reader.json')); print(r['seconds'], r['rows'], $rss_kib)"
+iso() { python3 -c "import datetime; print(datetime.datetime.fromtimestamp($1/1e9, datetime.timezone.utc).isoformat())"; }
+begin_iso=$(iso "$start_ns"); end_iso=$(iso "$end_ns")
+# Runs a command with the job's environment (defaults otherwise), replacing the calling shell.
+job_env() { # job dsn command...
+    local job=$1 dsn=$2; shift 2
+    exec env INFLUX2TD_SOURCE_URL="$url" INFLUX2TD_BUCKET=bench INFLUX2TD_JOB="$job" \
+        INFLUX2TD_BEGIN="$begin_iso" INFLUX2TD_END="$end_iso" INFLUX2TD_LOG_LEVEL=warn \
+        INFLUX2TD_TARGET_DSN="$dsn" INFLUX2TD_TARGET_DATABASE="$database" \
+        INFLUX2TD_TARGET_CREATE_DATABASE=true INFLUX2TD_STATE_DIR="$work/state" "$@"
+}
+database=bench
+run_into() { # job dsn time-file
+    (job_env "$1" "$2" /usr/bin/time -v -o "$3" target/release/influx2td run)
+}
+nats_job() { # job dsn time-file: coordinator, reader and writer processes; CPU of all three
+    local job=$1 dsn=$2 timefile=$3 reader writer
+    (job_env "$job" "$dsn" env INFLUX2TD_NATS_URL="$nats_url" /usr/bin/time -v -o "$timefile.reader" target/release/influx2td reader) &
+    reader=$!
+    (job_env "$job" "$dsn" env INFLUX2TD_NATS_URL="$nats_url" /usr/bin/time -v -o "$timefile.writer" target/release/influx2td writer) &
+    writer=$!
+    local status=0
+    (job_env "$job" "$dsn" env INFLUX2TD_NATS_URL="$nats_url" /usr/bin/time -v -o "$timefile.coordinator" target/release/influx2td coordinator) || status=$?
+    pkill -TERM -P "$reader" 2>/dev/null || true; pkill -TERM -P "$writer" 2>/dev/null || true
+    wait "$reader" "$writer" || true
+    [ "$status" = 0 ] || { echo "the coordinator failed ($status)" >&2; return "$status"; }
+    python3 - "$timefile" <<'PY'
+import re, sys
+base = sys.argv[1]
+cpu = rss = 0.0
+for role in ("coordinator", "reader", "writer"):
+    text = open(f"{base}.{role}").read()
+    cpu += float(re.search(r"User time \(seconds\): ([\d.]+)", text)[1]) + float(re.search(r"System time \(seconds\): ([\d.]+)", text)[1])
+    rss = max(rss, float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)[1]) / 1024)
+open(base, "w").write(f"\tUser time (seconds): {cpu}\n\tSystem time (seconds): 0\n\tMaximum resident set size (kbytes): {int(rss * 1024)}\n")
+PY
+}
+reader_alone() { # time-file
+    /usr/bin/time -v -o "$1" target/release/reader-bench --url "$url" --database bench \
+        --measurements "$names" --begin "$start_ns" --end "$end_ns" --window 3600000000000 \
+        --concurrency 50 > "$work/reader.json"
 }
 
-best_raw=999999; best_reader=999999; reader_rows=0; reader_rss=0
-for round in 1 2; do
-    raw=$(raw_export)
-    read -r seconds rows_read rss <<< "$(reader_run)"
-    echo "round $round: raw export ${raw}s, reader ${seconds}s (${rows_read} rows, peak RSS ${rss} KiB)"
-    best_raw=$(python3 -c "print(min($best_raw, $raw))")
-    best_reader=$(python3 -c "print(min($best_reader, $seconds))")
-    reader_rows=$rows_read; reader_rss=$(python3 -c "print(max($reader_rss, $rss))")
-done
-
-# influx2td end to end into the file target: embedded (one process), then over NATS (three).
-# Runs a command with the job's environment, replacing the calling (sub)shell, so that `$!` of
-# `job_env ... &` is the command's own pid. Call it in ( ) in the foreground.
-job_env() {
-    exec env INFLUX2TD_SOURCE_URL="$url" INFLUX2TD_BUCKET=bench INFLUX2TD_JOB="$1" \
-        INFLUX2TD_BEGIN="$(python3 -c "import datetime; print(datetime.datetime.fromtimestamp($start_ns/1e9, datetime.timezone.utc).isoformat())")" \
-        INFLUX2TD_END="$(python3 -c "import datetime; print(datetime.datetime.fromtimestamp($end_ns/1e9, datetime.timezone.utc).isoformat())")" \
-        INFLUX2TD_WINDOW=1h INFLUX2TD_READ_CONCURRENCY="$concurrency" INFLUX2TD_LOG_LEVEL=warn \
-        INFLUX2TD_TARGET_DSN="file://$work/target-$1" INFLUX2TD_TARGET_DATABASE=bench \
-        INFLUX2TD_STATE_DIR="$work/state" "${@:2}"
+# Drops a TDengine database the benchmark made (each run makes its own).
+drop_database() {
+    python3 -c "import taos; taos.connect().execute('DROP DATABASE IF EXISTS \`$1\`')" 2>/dev/null \
+        || taos -s "DROP DATABASE IF EXISTS \`$1\`" >/dev/null 2>&1 \
+        || echo "  (could not drop TDengine database $1: drop it by hand)" >&2
 }
-rss_of() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
-t0=$(date +%s.%N)
-(job_env embedded /usr/bin/time -v -o "$work/embedded.time" target/release/influx2td run)
-embedded_seconds=$(python3 -c "print($(date +%s.%N) - $t0)")
-embedded_rss=$(rss_of "$work/embedded.time")
 
+have_nats=false
 if command -v nats-server >/dev/null; then
-    start_nats "$work"
-    trap 'kill $influxd_pid $nats_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-    # Roles started directly (no wrapper) so that their pids take the signal; peak RSS from
-    # /proc (VmHWM) just before they stop. One reader and one writer, then two of each (a job
-    # of its own, so its own streams).
-    peak() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-    nats_job() { # pairs -> sets nats_seconds_<pairs>, nats_rss_<pairs>
-        local pairs=$1 pids=() reader_rss=0 writer_rss=0
-        for _ in $(seq "$pairs"); do
-            job_env "nats$pairs" INFLUX2TD_NATS_URL="$nats_url" target/release/influx2td reader &
-            pids+=("r:$!")
-            job_env "nats$pairs" INFLUX2TD_NATS_URL="$nats_url" target/release/influx2td writer &
-            pids+=("w:$!")
-        done
-        local t0; t0=$(date +%s.%N)
-        (job_env "nats$pairs" INFLUX2TD_NATS_URL="$nats_url" /usr/bin/time -v -o "$work/coordinator$pairs.time" target/release/influx2td coordinator)
-        printf -v "nats_seconds_$pairs" '%s' "$(python3 -c "print($(date +%s.%N) - $t0)")"
-        for entry in "${pids[@]}"; do
-            local rss; rss=$(peak "${entry#*:}")
-            if [[ $entry == r:* ]]; then
-                reader_rss=$(( rss > reader_rss ? rss : reader_rss ))
-            else
-                writer_rss=$(( rss > writer_rss ? rss : writer_rss ))
-            fi
-            kill -TERM "${entry#*:}"
-        done
-        wait "${pids[@]#*:}" || true
-        printf -v "nats_rss_$pairs" '%s' "coordinator $(rss_of "$work/coordinator$pairs.time") MiB, reader $reader_rss MiB, writer $writer_rss MiB"
-    }
-    nats_job 1
-    nats_job 2
-    nats_seconds=$nats_seconds_1; nats_rss=$nats_rss_1
-    nats2_seconds=$nats_seconds_2; nats2_rss=$nats_rss_2
-else
-    nats_seconds=0; nats_rss="nats-server not installed"; nats2_seconds=0; nats2_rss=""
+    start_nats "$work"; pids_to_stop="$pids_to_stop $nats_pid"; have_nats=true
 fi
-# Into a real TDengine, when there is one: embedded run, then `verify` compares the counts.
-tdengine_seconds=0; tdengine_rss=0
-if [ -n "${TDENGINE_DSN:-}" ]; then
-    tdengine_database="influx2td_bench_$(date +%s)"
-    t0=$(date +%s.%N)
-    (job_env tdengine INFLUX2TD_TARGET_DSN="$TDENGINE_DSN" INFLUX2TD_TARGET_DATABASE="$tdengine_database" \
-        INFLUX2TD_TARGET_CREATE_DATABASE=true /usr/bin/time -v -o "$work/tdengine.time" target/release/influx2td run)
-    tdengine_seconds=$(python3 -c "print($(date +%s.%N) - $t0)")
-    tdengine_rss=$(rss_of "$work/tdengine.time")
-    (job_env tdengine INFLUX2TD_TARGET_DSN="$TDENGINE_DSN" INFLUX2TD_TARGET_DATABASE="$tdengine_database" \
-        target/release/influx2td verify > "$work/tdengine.verify") || { cat "$work/tdengine.verify"; exit 1; }
-    echo "TDengine database $tdengine_database verified against the source"
-fi
-writer_json=$(target/release/writer-bench --rows 2000000)
+td_dsn=${TDENGINE_DSN:-}
+for round in $(seq "$rounds"); do
+    echo "round $round"
+    phase export "" export_all
+    phase reader "$work/reader.time" reader_alone "$work/reader.time"
+    rm -rf "$work/state" "$work/target"
+    phase file "$work/file.time" run_into "file-$round" "file://$work/target" "$work/file.time"
+    if [ -n "$td_dsn" ]; then
+        database="influx2td_bench_$$_$round"
+        rm -rf "$work/state"
+        phase tdengine "$work/td.time" run_into "td-$round" "$td_dsn" "$work/td.time"
+        if [ "$round" = "$rounds" ]; then
+            (job_env "td-$round" "$td_dsn" target/release/influx2td verify > "$work/verify.txt") || { cat "$work/verify.txt"; exit 1; }
+            echo "  verify: TDengine database $database equals the source"
+        fi
+        drop_database "$database"
+    fi
+    if $have_nats; then
+        nats_dsn=${td_dsn:-file://$work/nats-target}
+        database="influx2td_bench_nats_$$_$round"
+        rm -rf "$work/state"
+        phase nats "$work/nats.time" nats_job "nats-$round" "$nats_dsn" "$work/nats.time"
+        if [ -n "$td_dsn" ]; then drop_database "$database"; fi
+    fi
+    database=bench
+done
 
 mkdir -p target/bench
-python3 - "$embedded_seconds" "$embedded_rss" "$nats_seconds" "$nats_rss" "$writer_json" "$tdengine_seconds" "$tdengine_rss" "$nats2_seconds" "$nats2_rss" <<'PY'
-import json, sys
-embedded, embedded_rss, nats, nats_rss, writer, tdengine, tdengine_rss, nats2, nats2_rss = sys.argv[1:]
-open("target/bench/end_to_end.json", "w").write(json.dumps({
-    "nats_2x2_seconds": float(nats2), "nats_2x2_peak_rss": nats2_rss,
-    "embedded_seconds": float(embedded), "embedded_peak_rss_mib": int(embedded_rss),
-    "tdengine_seconds": float(tdengine), "tdengine_peak_rss_mib": int(tdengine_rss),
-    "nats_seconds": float(nats), "nats_peak_rss": nats_rss,
-    "writer_statement_building": json.loads(writer),
-}, indent=2))
-PY
-
-python3 - "$loaded" "$reader_rows" "$best_raw" "$best_reader" "$reader_rss" "$window_count" "$concurrency" <<'PY'
-import json, platform, os, sys
-loaded, reader_rows, raw, reader, rss, windows, concurrency = sys.argv[1:]
-loaded, reader_rows, windows, concurrency = int(loaded), int(reader_rows), int(windows), int(concurrency)
-raw, reader, rss = float(raw), float(reader), int(rss)
-if reader_rows != loaded:
-    sys.exit(f"reader read {reader_rows} rows, the data set has {loaded}")
-result = {
-    "rows": loaded, "windows": windows, "concurrency": concurrency,
-    "raw_export_seconds": raw, "raw_export_rows_per_second": loaded / raw,
-    "reader_seconds": reader, "reader_rows_per_second": loaded / reader,
-    "ratio_to_raw": raw / reader, "reader_peak_rss_mib": rss / 1024,
-    "cpus": os.cpu_count(), "machine": platform.machine(),
+python3 - "$results" "$loaded" "$shape" "$rounds" "${td_dsn:+tdengine}" <<'PY'
+import json, statistics, sys
+path, rows, shape, rounds, tdengine = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+by = {}
+for line in open(path):
+    entry = json.loads(line)
+    by.setdefault(entry["what"], []).append(entry)
+median = lambda entries, key: statistics.median(e[key] for e in entries)
+export = median(by["export"], "seconds")
+labels = {
+    "export": "InfluxDB's own export (curl, chunked MessagePack)",
+    "reader": "influx2td reader alone (query, decode, encode)",
+    "file": "influx2td run into the file target",
+    "tdengine": "influx2td run into TDengine (native, binding)",
+    "nats": "influx2td over NATS (coordinator + reader + writer)" + (" into TDengine" if tdengine else " into the file target"),
 }
-e2e = json.load(open("target/bench/end_to_end.json"))
-result["end_to_end"] = e2e
-json.dump(result, open("target/bench/reader.json", "w"), indent=2)
-print()
-print(f"| what | seconds | rows/s | peak RSS |")
-print(f"|---|---|---|---|")
-print(f"| raw export (curl, /query msgpack, {concurrency} at a time) | {raw:.2f} | {loaded/raw:,.0f} | - |")
-print(f"| influx2td reader (decode + encode batches) | {reader:.2f} | {loaded/reader:,.0f} | {rss/1024:.0f} MiB |")
-embedded = e2e["embedded_seconds"]
-print(f"| influx2td run, embedded (read + write into the file target) | {embedded:.2f} | {loaded/embedded:,.0f} | {e2e['embedded_peak_rss_mib']} MiB |")
-if e2e["nats_seconds"]:
-    nats = e2e["nats_seconds"]
-    print(f"| influx2td over NATS (coordinator + reader + writer) | {nats:.2f} | {loaded/nats:,.0f} | {e2e['nats_peak_rss']} |")
-if e2e["nats_2x2_seconds"]:
-    nats2 = e2e["nats_2x2_seconds"]
-    print(f"| influx2td over NATS (coordinator + 2 readers + 2 writers) | {nats2:.2f} | {loaded/nats2:,.0f} | {e2e['nats_2x2_peak_rss']} (largest of each) |")
-if e2e["tdengine_seconds"]:
-    tdengine = e2e["tdengine_seconds"]
-    print(f"| influx2td run, embedded, into TDengine (TDENGINE_DSN) | {tdengine:.2f} | {loaded/tdengine:,.0f} | {e2e['tdengine_peak_rss_mib']} MiB |")
-writer = e2e["writer_statement_building"]
-print(f"\nreader / raw export = {raw/reader:.2f}x; embedded end to end / raw export = {raw/embedded:.2f}x  ({loaded:,} rows, {windows} windows)")
-print(f"writer statement building: {writer['rows_per_second_per_core']:,.0f} rows/s on one core")
+report = {"rows": rows, "shape": shape, "rounds": rounds, "results": {}}
+print(f"\n{rows:,} rows ({shape}), medians of {rounds} rounds\n")
+print("| what | seconds | rows/s | × export | influx2td CPU-s / M rows | influxd CPU-s / M rows | taosd CPU-s / M rows | peak RSS |")
+print("|---|---|---|---|---|---|---|---|")
+for what in ["export", "reader", "file", "tdengine", "nats"]:
+    if what not in by:
+        continue
+    entries = by[what]
+    seconds = median(entries, "seconds")
+    per_million = lambda key: median(entries, key) / (rows / 1e6)
+    row = {
+        "seconds": seconds, "rows_per_second": rows / seconds, "ratio_to_export": export / seconds,
+        "influx2td_cpu_per_million": per_million("influx2td_cpu"), "influxd_cpu_per_million": per_million("influxd_cpu"),
+        "taosd_cpu_per_million": per_million("taosd_cpu"), "peak_rss_mib": max(e["rss_mib"] for e in entries),
+        "rounds_seconds": [e["seconds"] for e in entries],
+    }
+    report["results"][what] = row
+    cells = [labels[what], f"{seconds:.2f}", f"{rows/seconds:,.0f}", f"{export/seconds:.2f}"]
+    for key in ("influx2td_cpu_per_million", "influxd_cpu_per_million", "taosd_cpu_per_million"):
+        cells.append(f"{row[key]:.2f}" if row[key] else "-")
+    cells.append(f"{row['peak_rss_mib']:.0f} MiB" if row["peak_rss_mib"] else "-")
+    print("| " + " | ".join(cells) + " |")
+json.dump(report, open("target/bench/run.json", "w"), indent=2)
 PY
