@@ -10,7 +10,6 @@ pub mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use influx2td_config::check::Status;
@@ -199,7 +198,7 @@ pub enum DeadLettersAction {
 }
 
 /// Runs the command line; returns the process exit code.
-pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> ExitCode {
+pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> u8 {
     if let Command::Console {
         listen,
         state_dir,
@@ -216,14 +215,14 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
             Ok(token) => token.map(|t| t.trim().to_owned()),
             Err(error) => {
                 eprintln!("error: --token-file: {error}");
-                return ExitCode::from(exit::USAGE);
+                return exit::USAGE;
             }
         };
         let nats = match console_nats(&cli.global, env, nats_url.as_deref()) {
             Ok(nats) => nats,
             Err(error) => {
                 eprintln!("error: {error}");
-                return ExitCode::from(exit::USAGE);
+                return exit::USAGE;
             }
         };
         let served = runtime().and_then(|runtime| {
@@ -235,10 +234,10 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
             }))
         });
         return match served {
-            Ok(()) => ExitCode::from(exit::SUCCESS),
+            Ok(()) => exit::SUCCESS,
             Err(error) => {
                 eprintln!("error: {error:#}");
-                ExitCode::from(exit::FAILURE)
+                exit::FAILURE
             }
         };
     }
@@ -246,7 +245,7 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         Ok(job) => job,
         Err(error) => {
             eprintln!("error: {error}");
-            return ExitCode::from(exit::USAGE);
+            return exit::USAGE;
         }
     };
     let traces = match traced_service(&cli.command) {
@@ -260,7 +259,7 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
                 Ok(traces) => traces,
                 Err(error) => {
                     eprintln!("error: {error}");
-                    return ExitCode::from(exit::USAGE);
+                    return exit::USAGE;
                 }
             }
         }
@@ -276,10 +275,10 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> E
         traces.shutdown();
     }
     match result {
-        Ok(()) => ExitCode::from(exit::SUCCESS),
+        Ok(()) => exit::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(exit::FAILURE)
+            exit::FAILURE
         }
     }
 }

@@ -86,6 +86,16 @@ fn sink_error(error: &taos::Error, doing: &str) -> SinkError {
 
 pub use influx2td_config::InsertMode;
 
+/// Whether this process has loaded TDengine's native client library (see [`native_client_used`]).
+static NATIVE_CLIENT_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process has used TDengine's native client library. Its exit handler joins a
+/// heartbeat thread that sleeps 1.5 s between beats, so a process that used it ends up to
+/// 1.5 s after its work is done unless it leaves without exit handlers (the binary does).
+pub fn native_client_used() -> bool {
+    NATIVE_CLIENT_USED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Statements and rows to a TDengine server.
 #[derive(Clone)]
 pub struct TdengineSink {
@@ -124,10 +134,14 @@ impl TdengineSink {
                     format!("cannot set up connections to {redacted}: {e}"),
                 )
             })?;
+        let native = !dsn.starts_with("ws");
+        if native {
+            NATIVE_CLIENT_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let sink = Self {
             pool,
             redacted: redacted.to_owned(),
-            native: !dsn.starts_with("ws"),
+            native,
             mode: InsertMode::default(),
         };
         // One round trip now, so a wrong address or password shows at start, not mid-job.
