@@ -351,6 +351,33 @@ pub async fn consume<Q, H, Fut>(
     H: Fn(Q::Delivery) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    consume_pulls(
+        queue,
+        what,
+        limit,
+        |deliveries| deliveries.into_iter().map(&handle).collect(),
+        shutdown,
+        grace,
+    )
+    .await;
+}
+
+/// [`consume`], but `plan` gets every delivery of one pull at once and turns them into the
+/// tasks to run (one per delivery, or one for several that are better handled together); at
+/// most `limit()` tasks are in flight, and a pull never asks for more deliveries than tasks
+/// may still start.
+pub async fn consume_pulls<Q, P, Fut>(
+    queue: &Q,
+    what: &'static str,
+    limit: impl Fn() -> usize,
+    plan: P,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) where
+    Q: WorkQueue,
+    P: Fn(Vec<Q::Delivery>) -> Vec<Fut>,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut in_flight = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -367,9 +394,10 @@ pub async fn consume<Q, H, Fut>(
             pulled = queue.pull(free, Duration::from_secs(1)) => pulled,
         };
         match pulled {
+            Ok(deliveries) if deliveries.is_empty() => {}
             Ok(deliveries) => {
-                for delivery in deliveries {
-                    in_flight.spawn(handle(delivery));
+                for task in plan(deliveries) {
+                    in_flight.spawn(task);
                 }
             }
             Err(error) => {

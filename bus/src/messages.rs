@@ -24,16 +24,21 @@ pub fn window_headers(
     headers
 }
 
-/// A work item on WORK, with its dedup id (a new attempt or another window is a new id).
+/// A work item on WORK, with its dedup id (a new attempt or another window is a new id; a read
+/// of several measurements has an id of its own, apart from the read of its first alone).
 pub fn work_item_message(names: &Names, item: &pb::WorkItem) -> OutgoingMessage {
+    let mut msg_id = names.work_msg_id(
+        &item.measurement,
+        item.window_start_ns,
+        item.window_end_ns,
+        item.attempt,
+    );
+    if item.measurements.len() > 1 {
+        msg_id.push_str(&format!("/group-of-{}", item.measurements.len()));
+    }
     OutgoingMessage {
         subject: names.subject(StreamKind::Work, &item.measurement),
-        msg_id: names.work_msg_id(
-            &item.measurement,
-            item.window_start_ns,
-            item.window_end_ns,
-            item.attempt,
-        ),
+        msg_id,
         headers: window_headers(
             names,
             &item.measurement,

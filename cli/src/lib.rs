@@ -532,6 +532,13 @@ fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSe
         lease_ttl: job.lease_ttl,
         ack_wait: job.ack_wait,
         max_outstanding: (job.read_concurrency * 4).max(8),
+        // InfluxQL reads several measurements in one query; Flux one at a time.
+        max_group: match job.source.query_language {
+            influx2td_config::QueryLanguage::Influxql => {
+                influx2td_coordinator::service::DEFAULT_MAX_GROUP
+            }
+            influx2td_config::QueryLanguage::Flux => 1,
+        },
         ..influx2td_coordinator::CoordinatorSettings::new(job.begin_ns, job.end_ns, job.window)
     }
 }

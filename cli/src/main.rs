@@ -11,7 +11,12 @@ const EXIT_WITH: &str = "--influx2td-exit-with";
 fn main() {
     let mut arguments = std::env::args();
     if arguments.nth(1).as_deref() == Some(EXIT_WITH) {
-        std::process::exit(arguments.next().and_then(|code| code.parse().ok()).unwrap_or(1));
+        std::process::exit(
+            arguments
+                .next()
+                .and_then(|code| code.parse().ok())
+                .unwrap_or(1),
+        );
     }
     let cli = influx2td::Cli::parse();
     let code = influx2td::main_with(cli, std::env::vars());

@@ -54,6 +54,7 @@ async fn inspect_decodes_work_items_and_row_batches() {
         window_end_ns: T0 + 3_600_000_000_000,
         attempt: 1001,
         split_depth: 0,
+        ..Default::default()
     };
     let work = bus.queue(QueueConfig::new(StreamKind::Work)).await.unwrap();
     work.publish(influx2td_bus::work_item_message(&names, &item))

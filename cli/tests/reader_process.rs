@@ -74,6 +74,7 @@ async fn reader_process_reads_windows_and_stops_on_sigterm() {
         window_end_ns: 1_700_000_001_000_000_000,
         attempt: 1,
         split_depth: 0,
+        ..Default::default()
     };
     work.publish(OutgoingMessage {
         subject: names.subject(StreamKind::Work, "cpu"),

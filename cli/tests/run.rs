@@ -526,6 +526,87 @@ fn run_splits_a_dense_window_and_still_copies_every_row() {
     assert_eq!(report["measurements"]["dense"]["watermark_ns"], T0 + HOUR);
 }
 
+/// 30 sparse measurements over five hours, two series each, one point per series and hour;
+/// `v` is an integer, a float, a string or a boolean depending on the measurement (a read of
+/// them together must keep each one's type), and some names need quoting.
+fn sparse_points() -> Vec<Point> {
+    let mut points = Vec::new();
+    for index in 0..30 {
+        let name = match index {
+            7 => "we ird,m".to_owned(),
+            8 => "disk.io-ü".to_owned(),
+            _ => format!("m{index:02}"),
+        };
+        let measurement: &'static str = Box::leak(name.into_boxed_str());
+        for hour in 0..5 {
+            for series in 0..2 {
+                let n = index * 10 + hour * 2 + series;
+                let value = match index % 4 {
+                    0 => int(9_007_199_254_740_993 + n),
+                    1 => float(n as f64 + 0.25),
+                    2 => text(&format!("v \"{n}\"")),
+                    _ => boolean(n % 2 == 0),
+                };
+                points.push(Point {
+                    measurement,
+                    tags: vec![("site", format!("s{series}"))],
+                    time: T0 + hour * HOUR + series * 1_000 + index,
+                    fields: vec![field("v", value)],
+                });
+            }
+        }
+    }
+    points
+}
+
+#[test]
+fn sparse_measurements_are_read_together_and_each_copied_exactly() {
+    let Some(influxd) = Influxd::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db");
+    let copied = sparse_points();
+    influxd.write("db", &copied.iter().map(line).collect::<String>());
+    let end = influx2td_config::format_time(T0 + 5 * HOUR);
+    // As it comes, and with reads of at most 5 rows: a read together then stops midway and
+    // each measurement is read on its own instead; either way every row arrives once.
+    for (job, max_window_rows) in [("together", "1000000"), ("apart", "5")] {
+        let (_directory, target, state) = workdir();
+        let settings = [
+            ("INFLUX2TD_JOB", job.to_owned()),
+            ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+            ("INFLUX2TD_END", end.clone()),
+            ("INFLUX2TD_MAX_WINDOW_ROWS", max_window_rows.to_owned()),
+        ];
+        let output = command(&["run"], &influxd.url(), &target, &state, &settings)
+            .output()
+            .unwrap();
+        let text = output_text(&output);
+        assert_eq!(output.status.code(), Some(0), "{job}: {text}");
+        let reads = text.matches("window read").count();
+        if job == "together" {
+            assert!((5..=15).contains(&reads), "{job}: {reads} reads: {text}");
+        } else {
+            assert!(text.contains("read one by one instead"), "{job}: {text}");
+            assert!(reads >= 150, "{job}: {reads} reads: {text}");
+        }
+        assert_target_equals(&target, &copied);
+        let report = status_json(&influxd, &target, &state, &settings);
+        for name in ["m00", "m01", "m02", "m03", "we ird,m", "disk.io-ü"] {
+            let measurement = &report["measurements"][name];
+            assert_eq!(
+                (
+                    measurement["rows_written"].as_u64(),
+                    measurement["windows_done"].as_u64(),
+                    measurement["watermark_ns"].as_i64()
+                ),
+                (Some(10), Some(5), Some(T0 + 5 * HOUR)),
+                "{job} {name}: {measurement}"
+            );
+        }
+    }
+}
+
 #[test]
 fn plan_reports_conflicts_windows_rows_and_ddl_and_writes_nothing() {
     let Some(influxd) = Influxd::start() else {

@@ -6,21 +6,36 @@ use influx2td_reader::{InfluxClient, SourceError, schema};
 
 use crate::service::PlannedMeasurement;
 
+/// Measurements whose bounds one task looks up (in as few requests as their names allow).
+const BOUNDS_PER_TASK: usize = 16;
+
 /// The job's measurements (its filter applied) with their first and last timestamps, looked up
-/// `concurrency` at a time.
+/// `concurrency` requests at a time, each for several measurements.
 pub async fn discover(
     client: &InfluxClient,
     job: &JobConfig,
     concurrency: usize,
 ) -> Result<Vec<PlannedMeasurement>, SourceError> {
     let names = schema::measurements(client, &job.measurements).await?;
-    let planned: Vec<Result<PlannedMeasurement, SourceError>> = futures::stream::iter(names)
-        .map(|name| async move {
-            let bounds = schema::time_bounds(client, &name).await?;
-            Ok(PlannedMeasurement { name, bounds })
+    let chunks: Vec<Vec<String>> = names
+        .chunks(BOUNDS_PER_TASK)
+        .map(<[String]>::to_vec)
+        .collect();
+    let planned: Vec<Result<Vec<PlannedMeasurement>, SourceError>> = futures::stream::iter(chunks)
+        .map(|names| async move {
+            let bounds = schema::time_bounds_of(client, &names).await?;
+            Ok(names
+                .into_iter()
+                .zip(bounds)
+                .map(|(name, bounds)| PlannedMeasurement { name, bounds })
+                .collect())
         })
         .buffered(concurrency.max(1))
         .collect()
         .await;
-    planned.into_iter().collect()
+    let mut measurements = Vec::with_capacity(names.len());
+    for chunk in planned {
+        measurements.extend(chunk?);
+    }
+    Ok(measurements)
 }

@@ -1,5 +1,6 @@
 //! The coordinator role: takes the job's lease, resumes every measurement from its checkpoint,
-//! publishes windows lazily (never more than `max_outstanding`), counts the writers'
+//! publishes windows lazily (a new read only while fewer than `max_outstanding` windows are in
+//! flight; sparse measurements due for the same window in one read together), counts the writers'
 //! acknowledgements, re-publishes windows whose acknowledgements do not arrive in time (a new
 //! attempt, so a new dedup id), stores checkpoints with compare-and-set, and ends when every
 //! window up to `end` is written, or keeps following new data when the job has no end.
@@ -34,7 +35,8 @@ pub struct CoordinatorSettings {
     /// Continuous sync reads each window once more when `window_end + delay + lookback <= now`
     /// (zero: never), for points that arrive later than `delay`.
     pub lookback: Duration,
-    /// Windows published and not yet written, at most.
+    /// A new read is published only while fewer windows than this are published and not yet
+    /// written (a read together then adds up to `max_group` windows).
     pub max_outstanding: usize,
     /// A window whose acknowledgements stop arriving for this long is published again.
     pub window_deadline: Duration,
@@ -50,7 +52,22 @@ pub struct CoordinatorSettings {
     pub exclusive_store: bool,
     /// Where the coordinator shows the job's live status (for `/status` and progress bars).
     pub status: StatusBoard,
+    /// Sparse measurements whose next windows are the same are read together, this many at most
+    /// in one query (1: each on its own; InfluxQL only).
+    pub max_group: usize,
+    /// A measurement whose last window held more rows than this is read on its own.
+    pub sparse_rows: u64,
 }
+
+/// Measurements read together at most, by default, where the source can (InfluxQL).
+pub const DEFAULT_MAX_GROUP: usize = 64;
+/// A window of at most this many rows is sparse: its measurement is read with others.
+pub const DEFAULT_SPARSE_ROWS: u64 = 5_000;
+/// The statements of one read together at most (bytes, estimated): the query travels in a URL,
+/// and proxies in front of InfluxDB refuse long ones (nginx: 8 KiB by default).
+const MAX_GROUP_QUERY_BYTES: usize = 6_144;
+/// What a window's statement costs beside its measurement's name (bytes, estimated generously).
+const STATEMENT_BYTES: usize = 128;
 
 impl CoordinatorSettings {
     pub fn new(begin_ns: i64, end_ns: Option<i64>, window: Duration) -> Self {
@@ -67,6 +84,8 @@ impl CoordinatorSettings {
             ack_wait: QueueConfig::new(StreamKind::Work).ack_wait,
             exclusive_store: false,
             status: StatusBoard::new(),
+            max_group: 1,
+            sparse_rows: DEFAULT_SPARSE_ROWS,
         }
     }
 }
@@ -453,29 +472,33 @@ pub async fn run<B: Bus>(
         while tracker.outstanding() < settings.max_outstanding && idle_rounds < names_list.len() {
             let name = &names_list[round_robin % names_list.len().max(1)];
             round_robin = round_robin.wrapping_add(1);
-            let cursor = tracker.cursor(name).unwrap_or(i64::MAX);
-            let window_end = cursor.saturating_add(window);
-            let publish_end = match plans[name].end_ns {
-                Some(end) if cursor < end => Some(window_end.min(end)),
-                Some(_) => None,
-                None if window_end <= now_limit => Some(window_end),
-                None => None,
+            let due = Due {
+                tracker: &tracker,
+                plans: &plans,
+                window,
+                now_limit,
             };
-            let Some(publish_end) = publish_end else {
+            let Some((cursor, publish_end)) = due.next(name) else {
                 idle_rounds += 1;
                 continue;
             };
             idle_rounds = 0;
-            publish(&work, &names, name, cursor, publish_end, first_attempt).await?;
-            tracker.published(name, cursor, publish_end, first_attempt);
-            metrics.window(&job, "published");
-            if lookback_ns > 0 && plans[name].end_ns.is_none() {
-                lookbacks.push_back((name.clone(), cursor, publish_end));
-            }
-            deadlines.insert(
-                (name.clone(), cursor),
-                Instant::now() + settings.window_deadline,
+            let group = due.read_with(
+                name,
+                (cursor, publish_end),
+                &names_list,
+                round_robin,
+                &settings,
             );
+            publish(&work, &names, &group, cursor, publish_end, first_attempt).await?;
+            for member in group {
+                tracker.published(&member, cursor, publish_end, first_attempt);
+                metrics.window(&job, "published");
+                if lookback_ns > 0 && plans[&member].end_ns.is_none() {
+                    lookbacks.push_back((member.clone(), cursor, publish_end));
+                }
+                deadlines.insert((member, cursor), Instant::now() + settings.window_deadline);
+            }
         }
 
         // Windows due for their second read: not tracked (the first read moved the watermark);
@@ -485,7 +508,7 @@ pub async fn run<B: Bus>(
             if end > lookback_limit {
                 break;
             }
-            publish(&work, &names, &name, start, end, lookback_attempt).await?;
+            publish_one(&work, &names, &name, (start, end), lookback_attempt).await?;
             metrics.window(&job, "lookback");
             tracing::debug!(
                 measurement = name,
@@ -639,7 +662,7 @@ pub async fn run<B: Bus>(
                 attempt = attempt + 1,
                 "window not written in time; publishing it again"
             );
-            publish(&work, &names, &name, start, end, attempt + 1).await?;
+            publish_one(&work, &names, &name, (start, end), attempt + 1).await?;
             tracker.published(&name, start, end, attempt + 1);
             retry_board.forget_window(&name, start);
             metrics.window(&job, "republished");
@@ -728,6 +751,70 @@ pub async fn run<B: Bus>(
     Ok(summary)
 }
 
+/// What is due to be published: windows of `window` nanoseconds, none ending after `now_limit`
+/// in continuous sync.
+struct Due<'a> {
+    tracker: &'a Tracker,
+    plans: &'a BTreeMap<String, Plan>,
+    window: i64,
+    now_limit: i64,
+}
+
+impl Due<'_> {
+    /// The next window of `name` to publish, `(start, end)`, if one is due.
+    fn next(&self, name: &str) -> Option<(i64, i64)> {
+        let cursor = self.tracker.cursor(name).unwrap_or(i64::MAX);
+        let window_end = cursor.saturating_add(self.window);
+        let end = match self.plans.get(name)?.end_ns {
+            Some(end) if cursor < end => window_end.min(end),
+            Some(_) => return None,
+            None if window_end <= self.now_limit => window_end,
+            None => return None,
+        };
+        Some((cursor, end))
+    }
+
+    /// The measurements to read in one query with `first`, whose next window is `next`: those
+    /// sparse like it whose next window is the same, taken in turn from `names[after..]`, as
+    /// many as the settings allow.
+    fn read_with(
+        &self,
+        first: &str,
+        next: (i64, i64),
+        names: &[String],
+        after: usize,
+        settings: &CoordinatorSettings,
+    ) -> Vec<String> {
+        let mut group = vec![first.to_owned()];
+        let sparse = |name: &str| {
+            self.tracker
+                .last_window_rows(name)
+                .is_none_or(|rows| rows <= settings.sparse_rows)
+        };
+        if settings.max_group <= 1 || !sparse(first) {
+            return group;
+        }
+        let mut bytes = first.len() + STATEMENT_BYTES;
+        for offset in 0..names.len().saturating_sub(1) {
+            // (A read together is one read for `max_outstanding`: publishing starts while fewer
+            // windows than that are in flight, and then takes the whole group, else reads
+            // together would shrink to one as windows finish one by one.)
+            if group.len() >= settings.max_group {
+                break;
+            }
+            let other = &names[(after + offset) % names.len()];
+            if bytes + other.len() + STATEMENT_BYTES > MAX_GROUP_QUERY_BYTES {
+                break;
+            }
+            if other != first && sparse(other) && self.next(other) == Some(next) {
+                bytes += other.len() + STATEMENT_BYTES;
+                group.push(other.clone());
+            }
+        }
+        group
+    }
+}
+
 /// Attempts of one coordinator run: `epoch * ATTEMPTS_PER_EPOCH + 1`, then one more per re-publish.
 const ATTEMPTS_PER_EPOCH: u32 = 1000;
 /// The checkpoint key counting coordinator runs of a job.
@@ -778,15 +865,30 @@ pub fn align_up(time: i64, origin: i64, window: i64) -> i64 {
     }
 }
 
-/// Publishes a window; a bus that is down for a while (NATS restarting) is waited out.
-async fn publish<Q: WorkQueue>(
+/// Publishes a window `(start, end)` of one measurement.
+async fn publish_one<Q: WorkQueue>(
     work: &Q,
     names: &influx2td_proto::names::Names,
     measurement: &str,
+    (start_ns, end_ns): (i64, i64),
+    attempt: u32,
+) -> Result<(), BusError> {
+    let measurements = [measurement.to_owned()];
+    publish(work, names, &measurements, start_ns, end_ns, attempt).await
+}
+
+/// Publishes a window of one measurement, or of several read together (`measurements`, the
+/// first named in subjects and logs); a bus that is down for a while (NATS restarting) is
+/// waited out.
+async fn publish<Q: WorkQueue>(
+    work: &Q,
+    names: &influx2td_proto::names::Names,
+    measurements: &[String],
     start_ns: i64,
     end_ns: i64,
     attempt: u32,
 ) -> Result<(), BusError> {
+    let measurement = measurements.first().map_or("", String::as_str);
     let item = pb::WorkItem {
         job: names.job().to_owned(),
         measurement: measurement.to_owned(),
@@ -794,12 +896,18 @@ async fn publish<Q: WorkQueue>(
         window_end_ns: end_ns,
         attempt,
         split_depth: 0,
+        measurements: if measurements.len() > 1 {
+            measurements.to_vec()
+        } else {
+            Vec::new()
+        },
     };
     // Each window (and each attempt of it) is a trace of its own: this span is its root.
     let span = tracing::debug_span!(
         parent: None,
         "publish window",
         measurement,
+        measurements = measurements.len(),
         window_start = start_ns,
         window_end = end_ns,
         attempt,
@@ -996,5 +1104,92 @@ mod tests {
         assert_eq!(align_up(20, 0, 10), 20);
         assert_eq!(align_up(21, 0, 10), 30);
         assert_eq!(align_up(-9, 0, 10), 0);
+    }
+
+    /// Measurements `names` from 0 to `end`, `dense` having read a window of 10,000 rows, and
+    /// `late` one window further on.
+    fn grouping(names: &[String], end: i64) -> (Tracker, BTreeMap<String, Plan>) {
+        let mut tracker = Tracker::default();
+        let mut plans = BTreeMap::new();
+        for name in names {
+            tracker.resume(name, Progress::default());
+            plans.insert(
+                name.clone(),
+                Plan {
+                    end_ns: Some(end),
+                    revision: None,
+                    persisted: Progress::default(),
+                },
+            );
+        }
+        tracker.published("dense", 0, 10, 1);
+        tracker.acked(&pb::WindowDone {
+            measurement: "dense".into(),
+            window_start_ns: 0,
+            window_end_ns: 10,
+            attempt: 1,
+            read: 1,
+            rows_written: 10_000,
+            outcome: pb::Outcome::Written as i32,
+            totals: Some(pb::WindowTotals {
+                batches: 1,
+                rows: 10_000,
+            }),
+            ..Default::default()
+        });
+        tracker.skip_to("dense", 0);
+        tracker.published("late", 0, 10, 1);
+        (tracker, plans)
+    }
+
+    #[test]
+    fn sparse_measurements_due_for_the_same_window_are_grouped_within_the_limits() {
+        let mut names: Vec<String> = ["dense", "late"].map(str::to_owned).to_vec();
+        names.extend((0..100).map(|n| format!("m{n:03}")));
+        names.push("x".repeat(6_000));
+        let (tracker, plans) = grouping(&names, 100);
+        let due = Due {
+            tracker: &tracker,
+            plans: &plans,
+            window: 10,
+            now_limit: i64::MAX,
+        };
+        let mut settings = CoordinatorSettings::new(0, Some(100), Duration::from_nanos(10));
+        settings.max_group = 64;
+        settings.max_outstanding = 1_000;
+        assert_eq!(due.next("m000"), Some((0, 10)));
+        assert_eq!(due.next("late"), Some((10, 20)));
+        let group = due.read_with("m000", (0, 10), &names, 0, &settings);
+        assert_eq!(group.len(), 6_144 / (4 + STATEMENT_BYTES), "{group:?}");
+        assert_eq!(group[0], "m000");
+        assert!(
+            group.iter().all(|name| name.starts_with('m')),
+            "neither the dense one, nor one due for another window, nor a name too long: {group:?}"
+        );
+        let mut unique = group.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), group.len());
+        settings.max_group = 8;
+        assert_eq!(
+            due.read_with("m000", (0, 10), &names, 0, &settings).len(),
+            8
+        );
+        settings.max_outstanding = 4;
+        assert_eq!(
+            due.read_with("m000", (0, 10), &names, 0, &settings).len(),
+            8,
+            "a read together counts as one read in flight"
+        );
+        assert_eq!(
+            due.read_with("dense", (0, 10), &names, 0, &settings),
+            ["dense"],
+            "a dense measurement is read on its own"
+        );
+        settings.max_group = 1;
+        assert_eq!(
+            due.read_with("m000", (0, 10), &names, 0, &settings),
+            ["m000"]
+        );
     }
 }

@@ -93,6 +93,8 @@ struct MeasurementTrack {
     outstanding: BTreeMap<i64, WindowTrack>,
     /// Where the next window to publish starts: the watermark once nothing is outstanding.
     cursor_ns: i64,
+    /// Rows the last window read held (of this run): how dense the measurement is.
+    last_window_rows: Option<u64>,
 }
 
 /// What an acknowledgement did.
@@ -132,6 +134,7 @@ impl Tracker {
                 progress,
                 outstanding: BTreeMap::new(),
                 cursor_ns,
+                last_window_rows: None,
             },
         );
     }
@@ -175,6 +178,11 @@ impl Tracker {
                 outcome: None,
             });
         window.attempt = window.attempt.max(attempt);
+    }
+
+    /// How many rows the last window read of `measurement` held; `None` before the first.
+    pub fn last_window_rows(&self, measurement: &str) -> Option<u64> {
+        self.measurements.get(measurement)?.last_window_rows
     }
 
     /// The attempt a window was last published with.
@@ -259,6 +267,7 @@ impl Tracker {
                 });
             }
             track.progress.rows_read += read.totals.map_or(0, |totals| totals.rows);
+            track.last_window_rows = read.totals.map(|totals| totals.rows);
             track.progress.rows_written += read.rows_written;
             track.progress.rows_dead_lettered += read.rows_dead_lettered;
             if track.progress.dead_letter_reason.is_empty() {

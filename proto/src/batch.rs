@@ -118,9 +118,16 @@ pub struct WindowRef {
     pub window_start_ns: i64,
     pub window_end_ns: i64,
     pub attempt: u32,
-    /// Which delivery of the work item this read is (1 = the first).
+    /// Which delivery of the work item this read is (1 = the first), with [`GROUPED_READ`] set
+    /// when the item read several measurements together.
     pub read: u32,
 }
+
+/// Set in [`WindowRef::read`] for a read of several measurements together. Such a read that
+/// stops midway (too many rows) is replaced by one read of each measurement, whose first
+/// delivery is read 1 again; the flag keeps the two reads' batches apart, in their dedup ids
+/// and in the coordinator's count of a window's batches.
+pub const GROUPED_READ: u32 = 1 << 31;
 
 #[derive(Debug)]
 struct OpenSeries {

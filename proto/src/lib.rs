@@ -10,5 +10,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/influx2td.v1.rs"));
 }
 
-pub use batch::{BatchEncoder, ColumnType, EncodeError, EncodedBatch, MAX_BATCH_BYTES, Value};
+pub use batch::{
+    BatchEncoder, ColumnType, EncodeError, EncodedBatch, GROUPED_READ, MAX_BATCH_BYTES, Value,
+};
 pub use prost::Message;

@@ -42,6 +42,8 @@ struct QueryResponse {
 #[derive(Debug, Deserialize)]
 struct StatementResult {
     #[serde(default)]
+    statement_id: usize,
+    #[serde(default)]
     series: Vec<JsonSeries>,
     error: Option<String>,
 }
@@ -285,6 +287,38 @@ impl InfluxClient {
     /// Runs a small (metadata) statement and returns its series; an error inside the answer
     /// (InfluxDB reports those with HTTP 200) becomes [`SourceError::Query`].
     pub async fn query(&self, statement: &str) -> Result<Vec<JsonSeries>, SourceError> {
+        Ok(self
+            .query_results(statement)
+            .await?
+            .into_iter()
+            .flat_map(|result| result.series)
+            .collect())
+    }
+
+    /// Runs several small statements in one request and returns each one's series, in order.
+    pub async fn query_each(
+        &self,
+        statements: &[String],
+    ) -> Result<Vec<Vec<JsonSeries>>, SourceError> {
+        let statement = statements.join(";");
+        let mut answers = vec![None; statements.len()];
+        for result in self.query_results(&statement).await? {
+            if let Some(answer) = answers.get_mut(result.statement_id) {
+                *answer = Some(result.series);
+            }
+        }
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(index, answer)| {
+                answer.ok_or_else(|| SourceError::Malformed {
+                    detail: format!("no answer to statement {index} of {statement}"),
+                })
+            })
+            .collect()
+    }
+
+    async fn query_results(&self, statement: &str) -> Result<Vec<StatementResult>, SourceError> {
         let response = self
             .query_request(statement, &[])
             .timeout(Duration::from_secs(120))
@@ -309,11 +343,7 @@ impl InfluxClient {
         if let Some(message) = error {
             return Err(self.statement_error(statement, message));
         }
-        Ok(parsed
-            .results
-            .into_iter()
-            .flat_map(|result| result.series)
-            .collect())
+        Ok(parsed.results)
     }
 
     /// Opens a streaming, chunked MessagePack answer to `statement`.

@@ -27,10 +27,29 @@ pub fn window_statement(
     start_ns: i64,
     end_ns: i64,
 ) -> String {
-    format!(
-        "SELECT *::field FROM {} WHERE time >= {start_ns} AND time < {end_ns} GROUP BY *",
-        from_clause(client, measurement)
-    )
+    group_statement(client, &[measurement], start_ns, end_ns)
+}
+
+/// The statements reading `[start_ns, end_ns)` of several measurements in one query: one
+/// statement each, `;`-separated, so that each is read exactly as on its own. (One statement
+/// with a list in `FROM` would be cheaper for InfluxDB, but it casts a field that two
+/// measurements type differently to one type: integers become floats, strings vanish.)
+pub fn group_statement(
+    client: &InfluxClient,
+    measurements: &[&str],
+    start_ns: i64,
+    end_ns: i64,
+) -> String {
+    let statements: Vec<String> = measurements
+        .iter()
+        .map(|measurement| {
+            format!(
+                "SELECT *::field FROM {} WHERE time >= {start_ns} AND time < {end_ns} GROUP BY *",
+                from_clause(client, measurement)
+            )
+        })
+        .collect();
+    statements.join(";")
 }
 
 pub use crate::flux::ByteStream;
@@ -43,18 +62,25 @@ pub struct ReadStats {
     pub chunks: u64,
 }
 
-/// Streams the row batches of one window.
+/// One measurement of a read: its schema, and the batches of its window.
+struct Member {
+    schema: Arc<MeasurementSchema>,
+    encoder: Option<BatchEncoder>,
+    /// Tags and field columns of the series open in the encoder.
+    open_series: Option<(Vec<Tag>, Vec<String>)>,
+}
+
+/// Streams the row batches of one window, of one measurement or of several read together.
 pub struct WindowReader {
     client: InfluxClient,
     statement: String,
-    schema: Arc<MeasurementSchema>,
+    members: Vec<Member>,
     body: ByteStream,
     buffer: Vec<u8>,
     framer: Framer,
-    encoder: Option<BatchEncoder>,
-    ready: VecDeque<EncodedBatch>,
-    /// Tags and field columns of the series open in the encoder.
-    open_series: Option<(Vec<Tag>, Vec<String>)>,
+    /// Finished batches and the member they are of.
+    ready: VecDeque<(usize, EncodedBatch)>,
+    finished: bool,
     stats: ReadStats,
 }
 
@@ -63,6 +89,7 @@ impl std::fmt::Debug for WindowReader {
         formatter
             .debug_struct("WindowReader")
             .field("statement", &self.statement)
+            .field("measurements", &self.members.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -76,18 +103,31 @@ impl WindowReader {
         window: WindowRef,
         batch_limit: usize,
     ) -> Result<Self, SourceError> {
-        let statement = window_statement(
-            client,
-            &window.measurement,
-            window.window_start_ns,
-            window.window_end_ns,
-        );
+        Self::open_group(client, vec![(schema, window)], batch_limit).await
+    }
+
+    /// Sends one query for the same window of several measurements (`members`: each one's
+    /// schema and window); their batches come from [`WindowReader::next_member_batch`].
+    pub async fn open_group(
+        client: &InfluxClient,
+        members: Vec<(Arc<MeasurementSchema>, WindowRef)>,
+        batch_limit: usize,
+    ) -> Result<Self, SourceError> {
+        let Some((_, first)) = members.first() else {
+            return Err(SourceError::Config {
+                detail: "a window read needs a measurement".into(),
+            });
+        };
+        let names: Vec<&str> = members
+            .iter()
+            .map(|(_, window)| window.measurement.as_str())
+            .collect();
+        let statement = group_statement(client, &names, first.window_start_ns, first.window_end_ns);
         let response = client.query_msgpack(&statement, CHUNK_ROWS).await?;
-        Ok(Self::from_body(
+        Ok(Self::from_group_body(
             client,
             statement,
-            schema,
-            window,
+            members,
             batch_limit,
             Box::pin(response.bytes_stream()),
         ))
@@ -102,16 +142,33 @@ impl WindowReader {
         batch_limit: usize,
         body: ByteStream,
     ) -> Self {
+        Self::from_group_body(client, statement, vec![(schema, window)], batch_limit, body)
+    }
+
+    /// [`WindowReader::from_body`] of a read of several measurements.
+    pub fn from_group_body(
+        client: &InfluxClient,
+        statement: String,
+        members: Vec<(Arc<MeasurementSchema>, WindowRef)>,
+        batch_limit: usize,
+        body: ByteStream,
+    ) -> Self {
         Self {
             client: client.clone(),
             statement,
-            schema,
+            members: members
+                .into_iter()
+                .map(|(schema, window)| Member {
+                    schema,
+                    encoder: Some(BatchEncoder::with_limit(window, batch_limit)),
+                    open_series: None,
+                })
+                .collect(),
             body,
             buffer: Vec::new(),
             framer: Framer::new(MAX_CHUNK_BYTES),
-            encoder: Some(BatchEncoder::with_limit(window, batch_limit)),
             ready: VecDeque::new(),
-            open_series: None,
+            finished: false,
             stats: ReadStats::default(),
         }
     }
@@ -122,11 +179,19 @@ impl WindowReader {
 
     /// The next batch; the last one carries the window's totals; then `None`.
     pub async fn next_batch(&mut self) -> Result<Option<EncodedBatch>, SourceError> {
+        Ok(self.next_member_batch().await?.map(|(_, batch)| batch))
+    }
+
+    /// The next batch and the member (by its place in the read) it is of; each member's last
+    /// batch carries its totals, and every member has one, rows or not; then `None`.
+    pub async fn next_member_batch(
+        &mut self,
+    ) -> Result<Option<(usize, EncodedBatch)>, SourceError> {
         loop {
             if let Some(batch) = self.ready.pop_front() {
                 return Ok(Some(batch));
             }
-            if self.encoder.is_none() {
+            if self.finished {
                 return Ok(None);
             }
             if let Some(length) = self.framer.scan(&self.buffer)? {
@@ -152,8 +217,11 @@ impl WindowReader {
                     });
                 }
                 None => {
-                    if let Some(encoder) = self.encoder.take() {
-                        self.ready.push_back(encoder.finish());
+                    self.finished = true;
+                    for (index, member) in self.members.iter_mut().enumerate() {
+                        if let Some(encoder) = member.encoder.take() {
+                            self.ready.push_back((index, encoder.finish()));
+                        }
                     }
                 }
             }
@@ -198,11 +266,31 @@ impl WindowReader {
         Ok(())
     }
 
+    /// The member a series named `name` is of (a read of one measurement takes any name).
+    fn member_of(&self, name: Option<&str>) -> Result<usize, SourceError> {
+        if self.members.len() == 1 {
+            return Ok(0);
+        }
+        name.and_then(|name| {
+            self.members
+                .iter()
+                .position(|member| member.schema.measurement == name)
+        })
+        .ok_or_else(|| SourceError::Malformed {
+            detail: format!(
+                "a series of {name:?}, not one of the measurements asked for in {}",
+                self.statement
+            ),
+        })
+    }
+
     fn decode_series(&mut self, cursor: &mut Cursor<'_>) -> Result<(), SourceError> {
+        let mut name = None;
         let mut tags = Vec::new();
         let mut columns: Vec<String> = Vec::new();
         for _ in 0..cursor.map()? {
             match cursor.str()? {
+                "name" => name = Some(cursor.str()?.to_owned()),
                 "tags" => {
                     for _ in 0..cursor.map()? {
                         let key = cursor.str()?;
@@ -222,7 +310,10 @@ impl WindowReader {
                         .map(|_| cursor.str().map(str::to_owned))
                         .collect::<Result<_, _>>()?;
                 }
-                "values" => self.decode_rows(cursor, &tags, &columns)?,
+                "values" => {
+                    let member = self.member_of(name.as_deref())?;
+                    self.decode_rows(cursor, member, &tags, &columns)?;
+                }
                 _ => cursor.skip()?,
             }
         }
@@ -232,6 +323,7 @@ impl WindowReader {
     fn decode_rows(
         &mut self,
         cursor: &mut Cursor<'_>,
+        member: usize,
         tags: &[Tag],
         columns: &[String],
     ) -> Result<(), SourceError> {
@@ -247,23 +339,40 @@ impl WindowReader {
                 ),
             });
         };
+        let schema = self.members[member].schema.clone();
         let fields: Vec<String> = columns.iter().filter(|c| *c != "time").cloned().collect();
         let types: Vec<ColumnType> = fields
             .iter()
             .map(|name| {
-                self.schema
+                schema
                     .field_type(name)
                     .ok_or_else(|| SourceError::SchemaChanged {
-                        measurement: self.schema.measurement.clone(),
+                        measurement: schema.measurement.clone(),
                         field: name.clone(),
                     })
             })
             .collect::<Result<_, _>>()?;
-        let same_series = self
+        // The statements are answered one after the other: a member's first rows mean that
+        // those asked before it are whole, and their last batches can go now.
+        for (index, earlier) in self.members[..member].iter_mut().enumerate() {
+            if let Some(encoder) = earlier.encoder.take() {
+                self.ready.push_back((index, encoder.finish()));
+            }
+        }
+        let state = &mut self.members[member];
+        if state.encoder.is_none() {
+            return Err(SourceError::Malformed {
+                detail: format!(
+                    "rows of {:?} after those of a later statement in {}",
+                    schema.measurement, self.statement
+                ),
+            });
+        }
+        let same_series = state
             .open_series
             .as_ref()
             .is_some_and(|(open_tags, open_fields)| open_tags == tags && *open_fields == fields);
-        let Some(encoder) = self.encoder.as_mut() else {
+        let Some(encoder) = state.encoder.as_mut() else {
             return Ok(());
         };
         if !same_series {
@@ -271,7 +380,7 @@ impl WindowReader {
                 tags.to_vec(),
                 fields.iter().cloned().zip(types.iter().copied()).collect(),
             );
-            self.open_series = Some((tags.to_vec(), fields.clone()));
+            state.open_series = Some((tags.to_vec(), fields.clone()));
         }
         let mut row: Vec<Option<Value<'_>>> = Vec::with_capacity(fields.len());
         for _ in 0..rows {
@@ -305,7 +414,7 @@ impl WindowReader {
             }
             let timestamp = timestamp.unwrap_or_default();
             if let Some(batch) = encoder.push_row(timestamp, &row)? {
-                self.ready.push_back(batch);
+                self.ready.push_back((member, batch));
             }
             self.stats.rows += 1;
         }

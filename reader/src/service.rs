@@ -102,6 +102,8 @@ const MAX_SPLIT_DEPTH: u32 = 40;
 #[derive(Debug, Default)]
 struct SchemaCache {
     schemas: Mutex<HashMap<String, Arc<MeasurementSchema>>>,
+    /// Held while schemas are asked for together, so that reads starting at once ask once.
+    asking: tokio::sync::Mutex<()>,
 }
 
 impl SchemaCache {
@@ -117,6 +119,44 @@ impl SchemaCache {
         let schema = Arc::new(schema::schema(client, measurement).await?);
         self.lock().insert(measurement.to_owned(), schema.clone());
         Ok(schema)
+    }
+
+    /// The schemas of `measurements`, in that order; those not cached are asked for together.
+    async fn get_many(
+        &self,
+        client: &InfluxClient,
+        measurements: &[&str],
+    ) -> Result<Vec<Arc<MeasurementSchema>>, SourceError> {
+        let missing = || -> Vec<&str> {
+            let cached = self.lock();
+            measurements
+                .iter()
+                .copied()
+                .filter(|measurement| !cached.contains_key(*measurement))
+                .collect()
+        };
+        if !missing().is_empty() {
+            let _asking = self.asking.lock().await;
+            // Those another read asked for while this one waited are cached now.
+            let missing = missing();
+            let found = schema::schemas_of(client, &missing).await?;
+            let mut cached = self.lock();
+            for (measurement, schema) in found {
+                cached.insert(measurement, Arc::new(schema));
+            }
+        }
+        let cached = self.lock();
+        Ok(measurements
+            .iter()
+            .map(|measurement| {
+                cached.get(*measurement).cloned().unwrap_or_else(|| {
+                    Arc::new(MeasurementSchema {
+                        measurement: (*measurement).to_owned(),
+                        ..Default::default()
+                    })
+                })
+            })
+            .collect())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<MeasurementSchema>>> {
@@ -203,15 +243,30 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
             return;
         }
     };
-    let window = WindowRef {
+    let read = u32::try_from(delivery.delivered())
+        .unwrap_or(u32::MAX)
+        .min(influx2td_proto::GROUPED_READ - 1);
+    let read = if item.measurements.len() > 1 {
+        read | influx2td_proto::GROUPED_READ
+    } else {
+        read
+    };
+    let window_of = |measurement: &str| WindowRef {
         job: item.job.clone(),
-        measurement: item.measurement.clone(),
+        measurement: measurement.to_owned(),
         window_start_ns: item.window_start_ns,
         window_end_ns: item.window_end_ns,
         attempt: item.attempt,
-        read: u32::try_from(delivery.delivered()).unwrap_or(u32::MAX),
+        read,
+    };
+    // One measurement, or several sparse ones read together (the coordinator grouped them).
+    let members: Vec<WindowRef> = if item.measurements.len() > 1 {
+        item.measurements.iter().map(|m| window_of(m)).collect()
+    } else {
+        vec![window_of(&item.measurement)]
     };
     // A part of the window's trace, begun by the coordinator when it published the window.
+    let window = &members[0];
     let span = tracing::debug_span!(
         "read window",
         measurement = window.measurement,
@@ -219,11 +274,12 @@ async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>:
         window_end = window.window_end_ns,
         attempt = window.attempt,
         read = window.read,
+        measurements = members.len(),
         rows = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
     influx2td_telemetry::continue_trace(&span, |name| delivery.header(name));
-    handle_window(context, delivery, item, window)
+    handle_window(context, delivery, item, members)
         .instrument(span)
         .await;
 }
@@ -232,12 +288,15 @@ async fn handle_window<B: Bus>(
     context: &Context<B>,
     delivery: <B::Queue as WorkQueue>::Delivery,
     item: pb::WorkItem,
-    window: WindowRef,
+    members: Vec<WindowRef>,
 ) {
     let started = std::time::Instant::now();
-    let splittable = item.split_depth < MAX_SPLIT_DEPTH
+    let window = &members[0];
+    let grouped = members.len() > 1;
+    let splittable = !grouped
+        && item.split_depth < MAX_SPLIT_DEPTH
         && window.window_end_ns - window.window_start_ns >= MIN_SPLIT_NS;
-    let outcome = read_window(context, &delivery, &window, splittable).await;
+    let outcome = read_window(context, &delivery, &members, splittable || grouped).await;
     let learned = match &outcome {
         Ok(read) => Some(ReadOutcome::Answered {
             latency: read.latency,
@@ -273,30 +332,56 @@ async fn handle_window<B: Bus>(
             bytes,
             ..
         }) => {
-            influx2td_telemetry::metrics().read(
-                &window.job,
-                fields.0,
-                rows,
-                bytes,
-                started.elapsed(),
-            );
+            let total: u64 = rows.iter().sum();
+            for (member, member_rows) in members.iter().zip(&rows) {
+                influx2td_telemetry::metrics().read(
+                    &member.job,
+                    &member.measurement,
+                    *member_rows,
+                    if grouped { 0 } else { bytes },
+                    started.elapsed(),
+                );
+            }
             tracing::Span::current()
-                .record("rows", rows)
+                .record("rows", total)
                 .record("outcome", "read");
             tracing::info!(
                 measurement = fields.0,
+                measurements = members.len(),
                 window_start = fields.1,
                 window_end = fields.2,
                 attempt = fields.3,
                 read = fields.4,
-                rows,
+                rows = total,
                 batches,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "window read"
             );
             settle(delivery, Settle::Ack).await;
         }
-        Err(WindowError::TooLarge(rows)) => match split(context, &window, item.split_depth).await {
+        // Too many rows to read together, or a failure that waiting does not heal: each
+        // measurement is read on its own instead (it then fails, if it does, on its own).
+        Err(error) if grouped && error.retry() != Retry::Backoff => {
+            match ungroup(context, &members).await {
+                Ok(()) => {
+                    tracing::Span::current().record("outcome", "ungrouped");
+                    tracing::info!(
+                        measurement = fields.0,
+                        measurements = members.len(),
+                        window_start = fields.1,
+                        %error,
+                        "window of several measurements read one by one instead"
+                    );
+                    settle(delivery, Settle::Ack).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot ungroup a window; it will be redelivered");
+                    let delay = Duration::from_secs(1);
+                    settle(delivery, Settle::Nak { delay }).await;
+                }
+            }
+        }
+        Err(WindowError::TooLarge(rows)) => match split(context, window, item.split_depth).await {
             Ok(split_at) => {
                 tracing::Span::current().record("outcome", "split");
                 tracing::info!(
@@ -332,44 +417,55 @@ async fn handle_window<B: Bus>(
                 );
             } else {
                 tracing::warn!(
-                    measurement = fields.0, window_start = fields.1, window_end = fields.2, read = fields.4,
-                    %error, retry_in_ms = delay.as_millis() as u64, "window read failed, will retry"
+                    measurement = fields.0, measurements = members.len(), window_start = fields.1,
+                    window_end = fields.2, read = fields.4, %error, retry_in_ms = delay.as_millis() as u64,
+                    "window read failed, will retry"
                 );
             }
-            let notice = influx2td_bus::retrying_message(
-                &context.names,
-                &window,
-                &influx2td_bus::Retrying {
-                    role: "reader",
-                    seq: None,
-                    tries: delivery.delivered(),
-                    cause: error.cause(),
-                    reason: &error.to_string(),
-                    retry_limit: 0,
-                },
-            );
-            if let Err(notice_error) = context.done.publish(notice).await {
-                tracing::debug!(error = %notice_error, "cannot report a window being retried");
+            let reason = error.to_string();
+            for member in &members {
+                let notice = influx2td_bus::retrying_message(
+                    &context.names,
+                    member,
+                    &influx2td_bus::Retrying {
+                        role: "reader",
+                        seq: None,
+                        tries: delivery.delivered(),
+                        cause: error.cause(),
+                        reason: &reason,
+                        retry_limit: 0,
+                    },
+                );
+                if let Err(notice_error) = context.done.publish(notice).await {
+                    tracing::debug!(error = %notice_error, "cannot report a window being retried");
+                }
             }
-            if let WindowError::Source(SourceError::SchemaChanged { .. }) = error
+            if let WindowError::Source(SourceError::SchemaChanged { measurement, .. }) = &error
                 && let Err(refresh_error) = context
                     .schemas
-                    .get(&context.client, &window.measurement, true)
+                    .get(&context.client, measurement, true)
                     .await
             {
-                tracing::warn!(measurement = fields.0, error = %refresh_error, "cannot refresh the schema");
+                tracing::warn!(measurement, error = %refresh_error, "cannot refresh the schema");
             }
             settle(delivery, Settle::Nak { delay }).await;
         }
         Err(error) => {
             tracing::Span::current().record("outcome", "failed");
             tracing::error!(
-                measurement = fields.0, window_start = fields.1, window_end = fields.2, %error,
-                "window cannot be read; reporting it"
+                measurement = fields.0, measurements = members.len(), window_start = fields.1,
+                window_end = fields.2, %error, "window cannot be read; reporting it"
             );
             let reason = error.to_string();
             // Reported before the item goes, so a lost report means a redelivery, never silence.
-            match report_failure(context, &window, &reason).await {
+            let mut reported = Ok(());
+            for member in &members {
+                if let Err(report_error) = report_failure(context, member, &reason).await {
+                    reported = Err(report_error);
+                    break;
+                }
+            }
+            match reported {
                 Ok(()) => settle(delivery, Settle::Terminate { reason }).await,
                 Err(report_error) => {
                     tracing::warn!(error = %report_error, "cannot report the failed window; it will be redelivered");
@@ -381,7 +477,26 @@ async fn handle_window<B: Bus>(
     }
 }
 
-/// 1 s, 2 s, 4 s, ... up to `max`.
+/// Replaces a window read of several measurements by one read of each (same window, same
+/// attempt): the coordinator tracks each measurement's window already.
+async fn ungroup<B: Bus>(context: &Context<B>, members: &[WindowRef]) -> Result<(), BusError> {
+    for member in members {
+        let item = pb::WorkItem {
+            job: member.job.clone(),
+            measurement: member.measurement.clone(),
+            window_start_ns: member.window_start_ns,
+            window_end_ns: member.window_end_ns,
+            attempt: member.attempt,
+            ..Default::default()
+        };
+        context
+            .work
+            .publish(influx2td_bus::work_item_message(&context.names, &item))
+            .await?;
+    }
+    Ok(())
+}
+
 fn retry_delay(delivered: u64, max: Duration) -> Duration {
     let exponent = u32::try_from(delivered.saturating_sub(1))
         .unwrap_or(u32::MAX)
@@ -399,7 +514,8 @@ async fn settle<D: Delivery>(delivery: D, settle: Settle) {
 /// A window read and published.
 #[derive(Debug)]
 struct WindowRead {
-    rows: u64,
+    /// Of each measurement read, in the order asked.
+    rows: Vec<u64>,
     batches: u32,
     /// Of the batches published.
     bytes: u64,
@@ -407,21 +523,32 @@ struct WindowRead {
     latency: Duration,
 }
 
-/// Reads the window and publishes every batch.
+/// The schemas of `members`' measurements: from the cache, the missing ones asked for together.
+async fn member_schemas<B: Bus>(
+    context: &Context<B>,
+    members: &[WindowRef],
+) -> Result<Vec<Arc<MeasurementSchema>>, SourceError> {
+    if members.len() == 1 {
+        let schema = context
+            .schemas
+            .get(&context.client, &members[0].measurement, false)
+            .await?;
+        return Ok(vec![schema]);
+    }
+    let names: Vec<&str> = members.iter().map(|m| m.measurement.as_str()).collect();
+    context.schemas.get_many(&context.client, &names).await
+}
+
+/// Reads the window (of one measurement, or of several together) and publishes every batch.
 async fn read_window<B: Bus, D: Delivery>(
     context: &Context<B>,
     delivery: &D,
-    window: &WindowRef,
-    splittable: bool,
+    members: &[WindowRef],
+    bounded: bool,
 ) -> Result<WindowRead, WindowError> {
     let settings = &context.settings;
-    let schema = match settings.query_language {
-        QueryLanguage::Influxql => Some(
-            context
-                .schemas
-                .get(&context.client, &window.measurement, false)
-                .await?,
-        ),
+    let schemas = match settings.query_language {
+        QueryLanguage::Influxql => Some(member_schemas(context, members).await?),
         QueryLanguage::Flux => None,
     };
     let mut heartbeat = tokio::time::interval(context.settings.ack_wait / 3);
@@ -434,13 +561,25 @@ async fn read_window<B: Bus, D: Delivery>(
         rows = tracing::field::Empty,
         bytes = tracing::field::Empty,
     );
-    let open = WindowStream::open(
-        &context.client,
-        settings.query_language,
-        schema,
-        window.clone(),
-        settings.batch_limit,
-    );
+    let open = async {
+        match schemas {
+            Some(schemas) if members.len() > 1 => {
+                let members = schemas.into_iter().zip(members.iter().cloned()).collect();
+                WindowStream::open_group(&context.client, members, settings.batch_limit).await
+            }
+            schemas => {
+                let schema = schemas.and_then(|mut schemas| schemas.pop());
+                WindowStream::open(
+                    &context.client,
+                    settings.query_language,
+                    schema,
+                    members[0].clone(),
+                    settings.batch_limit,
+                )
+                .await
+            }
+        }
+    };
     let mut reader = tokio::select! {
         opened = open.instrument(query.clone()) => opened?,
         never = beat(&mut heartbeat, delivery) => match never {},
@@ -448,29 +587,37 @@ async fn read_window<B: Bus, D: Delivery>(
     let latency = asked.elapsed();
     let mut batches = 0;
     let mut bytes = 0;
+    let mut rows = vec![0u64; members.len()];
     loop {
         let next = tokio::select! {
-            next = reader.next_batch().instrument(query.clone()) => next?,
+            next = reader.next_member_batch().instrument(query.clone()) => next?,
             never = beat(&mut heartbeat, delivery) => match never {},
         };
         query
             .record("rows", reader.stats().rows)
             .record("bytes", reader.stats().bytes);
-        let Some(batch) = next else {
+        let Some((member, batch)) = next else {
             return Ok(WindowRead {
-                rows: reader.stats().rows,
+                rows,
                 batches,
                 bytes,
                 latency,
             });
         };
-        // Too dense for one read: stop here and let the halves be read instead (the batches
-        // already published are rewritten by the halves; same table, same timestamp).
-        if splittable && batch.totals.is_none() && reader.stats().rows > settings.max_window_rows {
+        // Too dense for one read: stop here and let the halves (or, for several measurements,
+        // each of them) be read instead (the batches already published are rewritten by those
+        // reads; same table, same timestamp).
+        // (A measurement's last batch of a read of several is not the read's last.)
+        if bounded
+            && (batch.totals.is_none() || members.len() > 1)
+            && reader.stats().rows > settings.max_window_rows
+        {
             return Err(WindowError::TooLarge(settings.max_window_rows));
         }
+        let window = members.get(member).unwrap_or(&members[0]);
         let message = batch_message(&context.names, window, &batch);
         bytes += message.payload.len() as u64;
+        rows[member.min(members.len() - 1)] += batch.rows;
         tokio::select! {
             published = context.data.publish(message) => { published?; }
             never = beat(&mut heartbeat, delivery) => match never {},
@@ -537,6 +684,7 @@ async fn split<B: Bus>(
             window_end_ns: end,
             attempt: window.attempt,
             split_depth: split_depth + 1,
+            ..Default::default()
         };
         context
             .work

@@ -46,6 +46,28 @@ impl WindowStream {
         })
     }
 
+    /// Starts one InfluxQL read of the same window of several measurements (each with its
+    /// schema and window).
+    pub async fn open_group(
+        client: &InfluxClient,
+        members: Vec<(Arc<MeasurementSchema>, WindowRef)>,
+        batch_limit: usize,
+    ) -> Result<Self, SourceError> {
+        Ok(Self::Influxql(Box::new(
+            WindowReader::open_group(client, members, batch_limit).await?,
+        )))
+    }
+
+    /// The next batch and which of the read's measurements it is of (0 for a read of one).
+    pub async fn next_member_batch(
+        &mut self,
+    ) -> Result<Option<(usize, EncodedBatch)>, SourceError> {
+        match self {
+            Self::Influxql(reader) => reader.next_member_batch().await,
+            Self::Flux(reader) => Ok(reader.next_batch().await?.map(|batch| (0, batch))),
+        }
+    }
+
     pub async fn next_batch(&mut self) -> Result<Option<EncodedBatch>, SourceError> {
         match self {
             Self::Influxql(reader) => reader.next_batch().await,

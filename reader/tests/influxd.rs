@@ -459,3 +459,95 @@ async fn influxd_killed_mid_read_is_a_retryable_error_never_a_short_window() {
     }
     influxd.start_again();
 }
+
+/// Measurements that one statement with a list in `FROM` would spoil: `v` is an integer in
+/// `a`, a float in `b`, a string in `c` (InfluxDB would cast `a`'s to floats and drop `c`'s
+/// rows); `t` is a tag of `a` and a field of `b`; `quiet` has nothing in the window.
+const GROUP_LINES: &str = r#"a,t=1 v=1i,w=1 1000
+a v=9007199254740993i 4000
+b,u=2 v=1.5,t=7i 2000
+c v="s \"q\"" 3000
+quiet v=1 99999999999
+"#;
+
+#[tokio::test]
+async fn a_read_of_several_measurements_gives_each_what_a_read_of_it_alone_gives() {
+    let Some(influxd) = seeded() else { return };
+    influxd.write(DB, GROUP_LINES);
+    let client = client(&influxd, DB);
+    let names = ["a", "b", "cpu load", "c", "disk.io-ü", "quiet"];
+    let schemas = schema::schemas_of(&client, &names).await.unwrap();
+    assert_eq!(schemas.len(), names.len(), "{schemas:?}");
+    assert_eq!(
+        schemas["a"].field_type("v"),
+        Some(ColumnType::Int64),
+        "schemas asked for together are each a measurement's own"
+    );
+    assert_eq!(schemas["b"].field_type("v"), Some(ColumnType::Double));
+    let (start, end) = (i64::MIN / 2, 10_000_000_000);
+    let members = names
+        .iter()
+        .map(|name| {
+            let mut window = window(name, start, end);
+            window.read = influx2td_proto::GROUPED_READ | 1;
+            (Arc::new(schemas[*name].clone()), window)
+        })
+        .collect();
+    let mut reader = WindowReader::open_group(&client, members, 300)
+        .await
+        .unwrap();
+    let mut grouped: Vec<Vec<pb::RowBatch>> = vec![Vec::new(); names.len()];
+    while let Some((member, batch)) = reader.next_member_batch().await.unwrap() {
+        let batch = pb::RowBatch::decode(batch.payload).unwrap();
+        assert_eq!(batch.measurement, names[member]);
+        assert_eq!(batch.read, influx2td_proto::GROUPED_READ | 1);
+        assert!(
+            grouped[member].iter().all(|b| b.totals.is_none()),
+            "{}: a batch after its last",
+            names[member]
+        );
+        grouped[member].push(batch);
+    }
+    for (name, batches) in names.iter().zip(&grouped) {
+        let totals = batches.last().and_then(|b| b.totals);
+        let rows: u64 = batches.iter().map(pb::RowBatch::row_count).sum();
+        assert_eq!(
+            totals.map(|t| (t.batches as usize, t.rows)),
+            Some((batches.len(), rows)),
+            "{name}: every measurement ends with its totals, rows or not"
+        );
+        let (alone, _) = read(&client, schemas[*name].clone(), start, end, 300).await;
+        assert_eq!(common::rows(batches), alone, "{name}");
+    }
+    assert_eq!(
+        common::values(&grouped[0]),
+        [
+            (
+                vec![],
+                4000,
+                vec![("v".to_owned(), "Int64(9007199254740993)".to_owned())]
+            ),
+            (
+                tags(&[("t", "1")]),
+                1000,
+                vec![
+                    ("v".to_owned(), "Int64(1)".to_owned()),
+                    ("w".to_owned(), "Double(1.0)".to_owned())
+                ]
+            ),
+        ],
+        "a's integers stay integers"
+    );
+    assert_eq!(common::rows(&grouped[1]).len(), 1);
+    assert_eq!(
+        common::rows(&grouped[3]),
+        [(vec![], 3000, vec![r#"v=String("s \"q\"")"#.to_owned()])],
+        "c's strings are read"
+    );
+    assert_eq!(
+        common::rows(&grouped[2]).len(),
+        1,
+        "cpu load: its point before 1970"
+    );
+    assert!(grouped[5].iter().all(|b| b.series.is_empty()), "quiet");
+}

@@ -43,6 +43,7 @@ fn work(measurement: &str, start: i64, end: i64) -> OutgoingMessage {
         window_end_ns: end,
         attempt: 1,
         split_depth: 0,
+        ..Default::default()
     };
     OutgoingMessage {
         subject: names().subject(StreamKind::Work, measurement),
@@ -311,4 +312,129 @@ async fn a_window_read_while_influxd_is_down_completes_when_it_returns() {
     );
     stop.send(()).unwrap();
     reader.await.unwrap().unwrap();
+}
+
+/// A work item reading `measurements` together over `[start, end)`.
+fn group_work(measurements: &[&str], start: i64, end: i64) -> OutgoingMessage {
+    let item = pb::WorkItem {
+        job: "reader-test".into(),
+        measurement: measurements[0].into(),
+        window_start_ns: start,
+        window_end_ns: end,
+        attempt: 1,
+        measurements: measurements.iter().map(|m| (*m).to_owned()).collect(),
+        ..Default::default()
+    };
+    influx2td_bus::work_item_message(&names(), &item)
+}
+
+/// Until each of `measurements` has a whole read: the batches of such reads, by measurement
+/// (the first whole read each), and every batch seen.
+async fn whole_reads<Q: WorkQueue>(
+    data: &Q,
+    measurements: &[&str],
+) -> (
+    std::collections::BTreeMap<String, Vec<pb::RowBatch>>,
+    Vec<pb::RowBatch>,
+) {
+    let mut seen = Vec::new();
+    let mut whole = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while whole.len() < measurements.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reads did not finish: {seen:#?}"
+        );
+        for delivery in data.pull(100, Duration::from_millis(500)).await.unwrap() {
+            let batch = pb::RowBatch::decode(delivery.payload().clone()).unwrap();
+            delivery.settle(Settle::Ack).await.unwrap();
+            seen.push(batch.clone());
+            let Some(totals) = batch.totals else { continue };
+            let read: Vec<pb::RowBatch> = seen
+                .iter()
+                .filter(|b| b.measurement == batch.measurement && b.read == batch.read)
+                .cloned()
+                .collect();
+            assert_eq!(read.len(), totals.batches as usize, "{read:#?}");
+            whole.entry(batch.measurement.clone()).or_insert(read);
+        }
+    }
+    (whole, seen)
+}
+
+/// Reads `measurements` together over the first two hours of the seeded data (with `mem` added)
+/// through a reader with `settings`; the whole reads and every batch, as [`whole_reads`].
+async fn read_together(
+    settings: ReaderSettings,
+    measurements: &[&str],
+) -> Option<(
+    std::collections::BTreeMap<String, Vec<pb::RowBatch>>,
+    Vec<pb::RowBatch>,
+)> {
+    let influxd = seeded_influxd()?;
+    influxd.write(
+        "db",
+        "mem used=1i 1700000000000000005\nmem,host=z used=2i 1700000000000000006\n",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::new(names(), state.path());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let reader = tokio::spawn(service::run(
+        bus.clone(),
+        client(&influxd, "db"),
+        settings,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let work_queue = bus.queue(work_config()).await.unwrap();
+    let data = bus.queue(QueueConfig::new(StreamKind::Data)).await.unwrap();
+    let (start, end) = (1_700_000_000_000_000_000, 1_700_000_007_200_000_000);
+    work_queue
+        .publish(group_work(measurements, start, end))
+        .await
+        .unwrap();
+    let read = whole_reads(&data, measurements).await;
+    stop.send(()).unwrap();
+    reader.await.unwrap().unwrap();
+    Some(read)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measurements_read_together_are_each_published_whole_and_flagged() {
+    let Some((whole, seen)) = read_together(settings(), &["cpu", "mem", "nothing_here"]).await
+    else {
+        return;
+    };
+    let rows = |m: &str| whole[m].iter().map(|b| b.row_count()).sum::<u64>();
+    assert_eq!((rows("cpu"), rows("mem"), rows("nothing_here")), (3, 2, 0));
+    assert!(
+        seen.iter()
+            .all(|b| b.read == (influx2td_proto::GROUPED_READ | 1) && b.attempt == 1),
+        "{seen:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measurements_too_many_rows_to_read_together_are_read_one_by_one() {
+    // cpu's 3 rows and mem's 2 fit a read each, not one read together (the 200-byte batches
+    // let the read stop before cpu's last batch).
+    let settings = ReaderSettings {
+        max_window_rows: 3,
+        ..settings()
+    };
+    let Some((whole, seen)) = read_together(settings, &["mem", "cpu"]).await else {
+        return;
+    };
+    let rows = |m: &str| whole[m].iter().map(|b| b.row_count()).sum::<u64>();
+    assert_eq!((rows("cpu"), rows("mem")), (3, 2));
+    assert!(
+        whole["cpu"].iter().all(|b| b.read == 1),
+        "cpu is read on its own: {seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|b| b.read == (influx2td_proto::GROUPED_READ | 1)),
+        "the read together began: {seen:#?}"
+    );
 }

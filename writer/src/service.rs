@@ -197,19 +197,183 @@ pub async fn run<B: Bus, S: Sink>(
         ddl_locks: Mutex::default(),
     });
     let concurrency = settings.write_concurrency;
-    influx2td_bus::consume(
+    influx2td_bus::consume_pulls(
         &data,
         "row batches",
         move || concurrency,
-        move |delivery| {
-            let context = context.clone();
-            async move { handle(&context, delivery).await }
-        },
+        move |deliveries| plan_writes(&context, deliveries),
         shutdown,
         settings.shutdown_grace,
     )
     .await;
     Ok(())
+}
+
+/// Row batches at most this large are written together with the other small ones of their
+/// pull, in multi-table INSERTs across super tables: the window of a sparse measurement is a
+/// batch of a few rows, and a round trip for each costs more than the rows themselves.
+pub const SMALL_BATCH_BYTES: usize = 16 * 1024;
+
+type Task = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The tasks for one pull: every large batch on its own, the small ones together.
+fn plan_writes<B: Bus, S: Sink>(
+    context: &Arc<Context<B, S>>,
+    deliveries: Vec<<B::Queue as WorkQueue>::Delivery>,
+) -> Vec<Task> {
+    let (small, large): (Vec<_>, Vec<_>) = deliveries
+        .into_iter()
+        .partition(|delivery| delivery.payload().len() <= SMALL_BATCH_BYTES);
+    let mut tasks: Vec<Task> = Vec::with_capacity(large.len() + 1);
+    for delivery in large {
+        let context = context.clone();
+        tasks.push(Box::pin(async move { handle(&context, delivery).await }));
+    }
+    match small.len() {
+        0 => {}
+        1 => {
+            let context = context.clone();
+            let delivery = small.into_iter().next();
+            tasks.push(Box::pin(async move {
+                if let Some(delivery) = delivery {
+                    handle(&context, delivery).await;
+                }
+            }));
+        }
+        _ => {
+            let context = context.clone();
+            tasks.push(Box::pin(
+                async move { handle_together(&context, small).await },
+            ));
+        }
+    }
+    tasks
+}
+
+/// The `write batch` span of one batch, a part of its window's trace.
+fn batch_span<D: Delivery>(delivery: &D, batch: &pb::RowBatch) -> tracing::Span {
+    // The reader's publish of this batch is its parent.
+    let span = tracing::debug_span!(
+        "write batch",
+        measurement = batch.measurement,
+        window_start = batch.window_start_ns,
+        window_end = batch.window_end_ns,
+        seq = batch.seq,
+        rows = batch.row_count(),
+        bytes = delivery.payload().len(),
+        written = tracing::field::Empty,
+        dead_lettered = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        together = tracing::field::Empty,
+    );
+    influx2td_telemetry::continue_trace(&span, |name| delivery.header(name));
+    span
+}
+
+/// Small batches, written together in as few statements as TDengine takes; should anything go
+/// wrong (a row refused, a schema to widen, a server away) each is written on its own instead,
+/// with all the care a single batch gets.
+async fn handle_together<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    deliveries: Vec<<B::Queue as WorkQueue>::Delivery>,
+) {
+    let started = std::time::Instant::now();
+    let mut batches = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        match pb::RowBatch::decode(delivery.payload().clone()) {
+            Ok(batch) => batches.push((delivery, batch)),
+            Err(error) => {
+                tracing::error!(subject = delivery.subject(), %error, "dropping a message that is not a RowBatch");
+                let reason = format!("not a RowBatch: {error}");
+                settle(delivery, Settle::Terminate { reason }).await;
+            }
+        }
+    }
+    let spans: Vec<tracing::Span> = batches
+        .iter()
+        .map(|(delivery, batch)| batch_span(delivery, batch))
+        .collect();
+    let together = batches.len();
+    let written = write_together(context, &batches, &spans).await;
+    if !written {
+        // One by one: each with its own retries, refusals and dead letters.
+        for ((delivery, batch), span) in batches.into_iter().zip(spans) {
+            handle_batch(context, delivery, batch)
+                .instrument(span)
+                .await;
+        }
+        return;
+    }
+    for ((delivery, batch), span) in batches.into_iter().zip(spans) {
+        span.record("together", together);
+        let written = Written {
+            rows: batch.row_count(),
+            rejected: Vec::new(),
+        };
+        settle_written(context, delivery, &batch, written, started)
+            .instrument(span)
+            .await;
+    }
+}
+
+/// Writes `batches` (none of whose rows TDengine may refuse) in multi-table INSERTs across
+/// their super tables; `false` when any of it failed (nothing is lost: written rows are written
+/// again, same table and timestamp).
+async fn write_together<B: Bus, S: Sink, D: Delivery>(
+    context: &Context<B, S>,
+    batches: &[(D, pb::RowBatch)],
+    spans: &[tracing::Span],
+) -> bool {
+    let mut converted = Vec::with_capacity(batches.len());
+    for ((_, batch), span) in batches.iter().zip(spans) {
+        if batch.row_count() == 0 {
+            continue;
+        }
+        let super_table = super_table_name(&batch.measurement);
+        let Ok(schema) = ensure_schema(context, batch, &super_table)
+            .instrument(span.clone())
+            .await
+        else {
+            return false;
+        };
+        let rows = convert(batch, &schema, context.settings.precision);
+        if !rows.rejected.is_empty() {
+            return false;
+        }
+        converted.push((super_table, rows.tables, span));
+    }
+    let mut builder = InsertBuilder::with_max_bytes(
+        &context.settings.database,
+        "",
+        context.settings.batch_size,
+        crate::sql::MAX_SQL_BYTES,
+    );
+    for (super_table, tables, _) in &converted {
+        for table in tables {
+            builder.add_rows_into(super_table, table, 0..table.row_count());
+        }
+    }
+    // One `tdengine insert` span per batch, each a part of its own window's trace.
+    let inserts: Vec<tracing::Span> = converted
+        .iter()
+        .map(|(_, tables, span)| {
+            let rows: usize = tables.iter().map(TableRows::row_count).sum();
+            tracing::debug_span!(parent: *span, "tdengine insert", rows, together = batches.len())
+        })
+        .collect();
+    for statement in builder.finish() {
+        if let Err(error) = context.sink.execute(&statement.sql).await {
+            tracing::debug!(%error, batches = batches.len(), "small batches not written together; one by one instead");
+            if error.kind == SinkErrorKind::Stale {
+                for (super_table, _, _) in &converted {
+                    context.set_schema(super_table, None);
+                }
+            }
+            return false;
+        }
+    }
+    drop(inserts);
+    context.sink.flush().await.is_ok()
 }
 
 async fn handle<B: Bus, S: Sink>(
@@ -225,20 +389,7 @@ async fn handle<B: Bus, S: Sink>(
             return;
         }
     };
-    // A part of the window's trace: the reader's publish of this batch is its parent.
-    let span = tracing::debug_span!(
-        "write batch",
-        measurement = batch.measurement,
-        window_start = batch.window_start_ns,
-        window_end = batch.window_end_ns,
-        seq = batch.seq,
-        rows = batch.row_count(),
-        bytes = delivery.payload().len(),
-        written = tracing::field::Empty,
-        dead_lettered = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-    );
-    influx2td_telemetry::continue_trace(&span, |name| delivery.header(name));
+    let span = batch_span(&delivery, &batch);
     handle_batch(context, delivery, batch)
         .instrument(span)
         .await;
@@ -279,11 +430,22 @@ async fn handle_batch<B: Bus, S: Sink>(
             return;
         }
     };
+    settle_written(context, delivery, &batch, written, started).await;
+}
+
+/// Reports a written batch on DONE (and its refused rows on DEAD), then acknowledges it.
+async fn settle_written<B: Bus, S: Sink>(
+    context: &Context<B, S>,
+    delivery: <B::Queue as WorkQueue>::Delivery,
+    batch: &pb::RowBatch,
+    written: Written,
+    started: std::time::Instant,
+) {
     tracing::Span::current()
         .record("written", written.rows)
         .record("dead_lettered", written.rejected.len())
         .record("outcome", "written");
-    if let Err(error) = report(context, &batch, &written).await {
+    if let Err(error) = report(context, batch, &written).await {
         // The rows are in TDengine; redelivery rewrites them (idempotent) and reports again.
         tracing::warn!(%error, "cannot report a written batch; it will be redelivered");
         settle(

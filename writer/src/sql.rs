@@ -100,13 +100,13 @@ impl<'a> InsertBuilder<'a> {
     }
 
     /// `` `db`.`t` USING `db`.`st` (`tags`) TAGS (values) (`_ts`, cols) VALUES ``
-    fn table_clause(&self, table: &TableRows<'_>) -> String {
+    fn table_clause(&self, super_table: &str, table: &TableRows<'_>) -> String {
         let mut clause = format!(
             " {}.{} USING {}.{}",
             quote(self.database),
             quote(&table.child_table),
             quote(self.database),
-            quote(self.super_table)
+            quote(super_table)
         );
         let names: Vec<String> = table.tags.iter().map(|(name, _)| quote(name)).collect();
         let values: Vec<String> = table
@@ -133,9 +133,20 @@ impl<'a> InsertBuilder<'a> {
 
     /// Adds some rows of a table (a table is numbered by the order of its first addition).
     pub fn add_rows(&mut self, table: &TableRows<'_>, rows: std::ops::Range<usize>) {
+        self.add_rows_into(self.super_table, table, rows);
+    }
+
+    /// [`InsertBuilder::add_rows`] of a child table of another super table: one statement
+    /// may write into several.
+    pub fn add_rows_into(
+        &mut self,
+        super_table: &str,
+        table: &TableRows<'_>,
+        rows: std::ops::Range<usize>,
+    ) {
         let index = self.tables_added;
         self.tables_added += 1;
-        let clause = self.table_clause(table);
+        let clause = self.table_clause(super_table, table);
         let mut clause_open = false;
         // One row at a time, rendered once: `(ts,v1,v2)`.
         let mut rendered = String::with_capacity(64);

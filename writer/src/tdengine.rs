@@ -87,7 +87,8 @@ fn sink_error(error: &taos::Error, doing: &str) -> SinkError {
 pub use influx2td_config::InsertMode;
 
 /// Whether this process has loaded TDengine's native client library (see [`native_client_used`]).
-static NATIVE_CLIENT_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static NATIVE_CLIENT_USED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Whether this process has used TDengine's native client library. Its exit handler joins a
 /// heartbeat thread that sleeps 1.5 s between beats, so a process that used it ends up to
