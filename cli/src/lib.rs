@@ -532,12 +532,13 @@ fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSe
         lease_ttl: job.lease_ttl,
         ack_wait: job.ack_wait,
         max_outstanding: (job.read_concurrency * 4).max(8),
-        // InfluxQL reads several measurements in one query; Flux one at a time.
-        max_group: match job.source.query_language {
-            influx2td_config::QueryLanguage::Influxql => {
+        // InfluxQL reads several measurements in one query; Flux and InfluxDB 3 one at a time
+        // (a reader that finds 3.x behind an unset version reads a group one by one).
+        max_group: match (job.source.query_language, job.source.version) {
+            (influx2td_config::QueryLanguage::Influxql, Some(1 | 2) | None) => {
                 influx2td_coordinator::service::DEFAULT_MAX_GROUP
             }
-            influx2td_config::QueryLanguage::Flux => 1,
+            _ => 1,
         },
         ..influx2td_coordinator::CoordinatorSettings::new(job.begin_ns, job.end_ns, job.window)
     }
@@ -1015,6 +1016,15 @@ async fn show_plan(job: &JobConfig, json: bool) -> anyhow::Result<()> {
         job.job,
         plans.len()
     )?;
+    if influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?
+        .is_v3()
+        .await?
+    {
+        writeln!(
+            stdout,
+            "InfluxDB 3: a field keeps one type and no tag shares a field's name (the server refuses both), so nothing is widened"
+        )?;
+    }
     for plan in &plans {
         let span = match (&plan.first, &plan.last) {
             (Some(first), Some(last)) => format!("{first} .. {last}"),

@@ -53,17 +53,28 @@ pub async fn plan(job: &JobConfig) -> anyhow::Result<Vec<MeasurementPlan>> {
             u64::try_from((stop - start).max(0) / window + i64::from((stop - start) % window != 0))
                 .unwrap_or(0)
         });
-        let series_estimate = client
-            .query(&format!(
-                "SHOW SERIES EXACT CARDINALITY FROM {}",
-                influx2td_reader::client::quote_identifier(&name)
-            ))
-            .await?
-            .first()
-            .and_then(|series| series.values.first())
-            .and_then(|row| row.first())
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
+        let series_estimate = if client.is_v3().await? {
+            // InfluxDB 3 has no SHOW SERIES: a count per series, in the job's range.
+            client
+                .query(&format!(
+                    "SELECT COUNT(*) FROM {from} WHERE time >= {} AND time < {range_end} GROUP BY *",
+                    job.begin_ns
+                ))
+                .await?
+                .len() as u64
+        } else {
+            client
+                .query(&format!(
+                    "SHOW SERIES EXACT CARDINALITY FROM {}",
+                    influx2td_reader::client::quote_identifier(&name)
+                ))
+                .await?
+                .first()
+                .and_then(|series| series.values.first())
+                .and_then(|row| row.first())
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
         let counts = client
             .query(&format!(
                 "SELECT COUNT(*) FROM {from} WHERE time >= {} AND time < {range_end}",

@@ -91,14 +91,15 @@ pub async fn check_source(job: &JobConfig) -> EndCheck {
 }
 
 async fn credentials(client: &InfluxClient, auth: &SourceAuth) -> Result<String, String> {
-    let with_credentials = client.query("SHOW DATABASES").await;
+    // The databases these credentials may read (on 3.x through its own API).
+    let with_credentials = schema::buckets(client).await;
     match with_credentials {
         Ok(_) if matches!(auth, SourceAuth::None) => {
             Ok("none needed: the server does not enforce authentication".into())
         }
         Ok(_) => {
             // Accepted; say so plainly when the server would have accepted anything.
-            let enforced = client.anonymous().query("SHOW DATABASES").await.is_err();
+            let enforced = schema::buckets(&client.anonymous()).await.is_err();
             Ok(if enforced {
                 "accepted".into()
             } else {

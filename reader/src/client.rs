@@ -29,6 +29,18 @@ pub struct InfluxClient {
     database: String,
     retention_policy: Option<String>,
     read_timeout: Duration,
+    /// `source.version`, or what `/ping` said (asked once, when first needed).
+    major: std::sync::Arc<tokio::sync::OnceCell<Option<u8>>>,
+}
+
+/// How a window's answer is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerFormat {
+    /// Chunked MessagePack (1.x, 2.x): integers and floats kept apart.
+    Msgpack,
+    /// Chunked JSON, one object per line (3.x answers no MessagePack): the schema tells
+    /// integers from floats.
+    JsonLines,
 }
 
 /// The JSON answer of `/query`.
@@ -115,9 +127,18 @@ impl InfluxClient {
             .build()
             .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))?;
         let (database, retention_policy) = match (config.version, bucket.split_once('/')) {
-            (Some(2 | 3), _) | (_, None) => (bucket.to_owned(), None),
+            (Some(3), Some(_)) => {
+                return Err(config_error(format!(
+                    "bucket {bucket:?}: InfluxDB 3 has no retention policies; name the database alone"
+                )));
+            }
+            (Some(2), _) | (_, None) => (bucket.to_owned(), None),
             (_, Some((database, policy))) => (database.to_owned(), Some(policy.to_owned())),
         };
+        let major = std::sync::Arc::new(tokio::sync::OnceCell::new());
+        if let Some(version) = config.version {
+            let _ = major.set(Some(version));
+        }
         Ok(Self {
             http,
             base_url: config.url.trim_end_matches('/').to_owned(),
@@ -125,6 +146,7 @@ impl InfluxClient {
             database,
             retention_policy,
             read_timeout: config.read_timeout,
+            major,
         })
     }
 
@@ -138,6 +160,28 @@ impl InfluxClient {
 
     pub fn retention_policy(&self) -> Option<&str> {
         self.retention_policy.as_deref()
+    }
+
+    /// The server's major version: `source.version`, else what `/ping` says (asked once).
+    pub async fn major_version(&self) -> Result<Option<u8>, SourceError> {
+        self.major
+            .get_or_try_init(|| async { Ok(self.ping().await?.major) })
+            .await
+            .copied()
+    }
+
+    /// Whether the server is InfluxDB 3 (by `source.version`, else by `/ping`).
+    pub async fn is_v3(&self) -> Result<bool, SourceError> {
+        let is_v3 = self.major_version().await? == Some(3);
+        if is_v3 && let Some(policy) = &self.retention_policy {
+            return Err(SourceError::Config {
+                detail: format!(
+                    "bucket \"{}/{policy}\": InfluxDB 3 has no retention policies; name the database alone",
+                    self.database
+                ),
+            });
+        }
+        Ok(is_v3)
     }
 
     /// The same client without credentials (to see whether the server enforces auth).
@@ -158,6 +202,24 @@ impl InfluxClient {
                 reqwest::header::AUTHORIZATION,
                 format!("Token {}", token.expose()),
             ),
+        }
+    }
+
+    /// [`Self::transport_error`] of a request sending `statement`, which it names; a server
+    /// that closed the connection without an answer (InfluxDB 3 does that on statements it
+    /// cannot answer) is said to have done exactly that.
+    fn statement_transport_error(&self, error: &reqwest::Error, statement: &str) -> SourceError {
+        let shown: String = statement.chars().take(300).collect();
+        match self.transport_error(error) {
+            SourceError::Unreachable { url, detail } => {
+                let detail = if detail.contains("connection closed before message completed") {
+                    format!("the server closed the connection without an answer to {shown:?}")
+                } else {
+                    format!("{detail} (sending {shown:?})")
+                };
+                SourceError::Unreachable { url, detail }
+            }
+            other => other,
         }
     }
 
@@ -202,7 +264,10 @@ impl InfluxClient {
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(SourceError::Unauthorized {
-                detail: format!("/ping answered HTTP {}", status.as_u16()),
+                detail: format!(
+                    "/ping answered HTTP {}: a token is needed or wrong (InfluxDB 3 asks for it even there)",
+                    status.as_u16()
+                ),
             });
         }
         if !status.is_success() {
@@ -324,8 +389,11 @@ impl InfluxClient {
             .timeout(Duration::from_secs(120))
             .send()
             .await
-            .map_err(|e| self.transport_error(&e))?;
-        let response = self.check_status(response).await?;
+            .map_err(|e| self.statement_transport_error(&e, statement))?;
+        let response = self
+            .check_status(response)
+            .await
+            .map_err(|error| naming_statement(error, statement))?;
         let body = response
             .bytes()
             .await
@@ -346,11 +414,75 @@ impl InfluxClient {
         Ok(parsed.results)
     }
 
+    /// The databases of an InfluxDB 3 server (`GET /api/v3/configure/database?format=json`;
+    /// its v1 endpoint closes the connection on `SHOW DATABASES`), sorted.
+    pub async fn v3_databases(&self) -> Result<Vec<String>, SourceError> {
+        #[derive(Deserialize)]
+        struct Database {
+            #[serde(rename = "iox::database")]
+            name: String,
+        }
+        let response = self
+            .authorize(
+                self.http
+                    .get(format!("{}/api/v3/configure/database", self.base_url))
+                    .query(&[("format", "json")]),
+            )
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let response = self.check_status(response).await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let databases: Vec<Database> =
+            serde_json::from_slice(&body).map_err(|e| SourceError::Malformed {
+                detail: format!(
+                    "{e} in the answer of /api/v3/configure/database: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
+            })?;
+        let mut names: Vec<String> = databases.into_iter().map(|d| d.name).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Opens a streaming, chunked answer to a window's `statement`: MessagePack, or JSON lines
+    /// from InfluxDB 3 (which answers MessagePack with 500 "invalid mime type").
+    pub async fn query_window(
+        &self,
+        statement: &str,
+        chunk_size: usize,
+    ) -> Result<(reqwest::Response, AnswerFormat), SourceError> {
+        if !self.is_v3().await? {
+            let response = self.query_msgpack(statement, chunk_size).await?;
+            return Ok((response, AnswerFormat::Msgpack));
+        }
+        let response = self
+            .query_chunked(statement, chunk_size, "application/json")
+            .await?;
+        Ok((response, AnswerFormat::JsonLines))
+    }
+
     /// Opens a streaming, chunked MessagePack answer to `statement`.
     pub async fn query_msgpack(
         &self,
         statement: &str,
         chunk_size: usize,
+    ) -> Result<reqwest::Response, SourceError> {
+        self.query_chunked(statement, chunk_size, "application/x-msgpack")
+            .await
+    }
+
+    /// `GET /query` of `statement`, answered in chunks of `chunk_size` rows as `accept`; errors
+    /// name the statement.
+    async fn query_chunked(
+        &self,
+        statement: &str,
+        chunk_size: usize,
+        accept: &str,
     ) -> Result<reqwest::Response, SourceError> {
         let chunk_size = chunk_size.to_string();
         let response = self
@@ -358,11 +490,13 @@ impl InfluxClient {
                 statement,
                 &[("chunked", "true"), ("chunk_size", &chunk_size)],
             )
-            .header(reqwest::header::ACCEPT, "application/x-msgpack")
+            .header(reqwest::header::ACCEPT, accept)
             .send()
             .await
-            .map_err(|e| self.transport_error(&e))?;
-        self.check_status(response).await
+            .map_err(|e| self.statement_transport_error(&e, statement))?;
+        self.check_status(response)
+            .await
+            .map_err(|error| naming_statement(error, statement))
     }
 
     /// Opens a streaming annotated-CSV answer to a Flux query (`POST /api/v2/query`, 2.x).
@@ -450,4 +584,19 @@ pub fn quote_identifier(name: &str) -> String {
 /// An InfluxQL string literal in single quotes, with `\` and `'` escaped.
 pub fn quote_string(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A server error of a request sending `statement`, naming it (InfluxDB 3 answers a statement
+/// it cannot run with HTTP 500 and a plain-text reason).
+fn naming_statement(error: SourceError, statement: &str) -> SourceError {
+    match error {
+        SourceError::Server { status, detail } => SourceError::Server {
+            status,
+            detail: format!(
+                "{detail} (query: {})",
+                statement.chars().take(300).collect::<String>()
+            ),
+        },
+        other => other,
+    }
 }

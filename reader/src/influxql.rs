@@ -10,7 +10,7 @@ use influx2td_proto::batch::WindowRef;
 use influx2td_proto::pb::Tag;
 use influx2td_proto::{BatchEncoder, ColumnType, EncodedBatch, Value};
 
-use crate::client::InfluxClient;
+use crate::client::{AnswerFormat, InfluxClient};
 use crate::error::SourceError;
 use crate::msgpack::{Cursor, Framer, Item};
 use crate::schema::{MeasurementSchema, from_clause};
@@ -81,6 +81,7 @@ pub struct WindowReader {
     /// Finished batches and the member they are of.
     ready: VecDeque<(usize, EncodedBatch)>,
     finished: bool,
+    format: AnswerFormat,
     stats: ReadStats,
 }
 
@@ -118,19 +119,27 @@ impl WindowReader {
                 detail: "a window read needs a measurement".into(),
             });
         };
+        if members.len() > 1 && client.is_v3().await? {
+            // Its v1 endpoint is not known to answer several statements in order; the reader
+            // reads each measurement on its own instead.
+            return Err(SourceError::Config {
+                detail: "InfluxDB 3 is read one measurement per query".into(),
+            });
+        }
         let names: Vec<&str> = members
             .iter()
             .map(|(_, window)| window.measurement.as_str())
             .collect();
         let statement = group_statement(client, &names, first.window_start_ns, first.window_end_ns);
-        let response = client.query_msgpack(&statement, CHUNK_ROWS).await?;
+        let (response, format) = client.query_window(&statement, CHUNK_ROWS).await?;
         Ok(Self::from_group_body(
             client,
             statement,
             members,
             batch_limit,
             Box::pin(response.bytes_stream()),
-        ))
+        )
+        .with_format(format))
     }
 
     /// A reader of an answer already under way (or recorded): `body` is its bytes as they come.
@@ -169,8 +178,15 @@ impl WindowReader {
             framer: Framer::new(MAX_CHUNK_BYTES),
             ready: VecDeque::new(),
             finished: false,
+            format: AnswerFormat::Msgpack,
             stats: ReadStats::default(),
         }
+    }
+
+    /// The same reader for an answer in `format` (MessagePack unless told).
+    pub fn with_format(mut self, format: AnswerFormat) -> Self {
+        self.format = format;
+        self
     }
 
     pub fn stats(&self) -> ReadStats {
@@ -194,12 +210,31 @@ impl WindowReader {
             if self.finished {
                 return Ok(None);
             }
-            if let Some(length) = self.framer.scan(&self.buffer)? {
-                let frame: Vec<u8> = self.buffer.drain(..length).collect();
-                self.framer.reset();
-                self.stats.chunks += 1;
-                self.decode_chunk(&frame)?;
-                continue;
+            match self.format {
+                AnswerFormat::Msgpack => {
+                    if let Some(length) = self.framer.scan(&self.buffer)? {
+                        let frame: Vec<u8> = self.buffer.drain(..length).collect();
+                        self.framer.reset();
+                        self.stats.chunks += 1;
+                        self.decode_chunk(&frame)?;
+                        continue;
+                    }
+                }
+                AnswerFormat::JsonLines => {
+                    if let Some(end) = self.buffer.iter().position(|byte| *byte == b'\n') {
+                        let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                        self.decode_json_line(&line)?;
+                        continue;
+                    }
+                    if self.buffer.len() as u64 > MAX_CHUNK_BYTES {
+                        return Err(SourceError::Malformed {
+                            detail: format!(
+                                "a line of the answer to {} is longer than {MAX_CHUNK_BYTES} bytes",
+                                self.statement
+                            ),
+                        });
+                    }
+                }
             }
             match self.body.next().await {
                 Some(Ok(bytes)) => {
@@ -207,7 +242,21 @@ impl WindowReader {
                     self.buffer.extend_from_slice(&bytes);
                 }
                 Some(Err(error)) => return Err(self.client.stream_error(&error)),
-                None if self.framer.in_value() || !self.buffer.is_empty() => {
+                // The last JSON line may end without a newline.
+                None if self.format == AnswerFormat::JsonLines
+                    && !self.buffer.iter().all(u8::is_ascii_whitespace) =>
+                {
+                    let line = std::mem::take(&mut self.buffer);
+                    self.decode_json_line(&line).map_err(|error| match error {
+                        SourceError::Malformed { detail } => SourceError::Truncated {
+                            detail: format!("the answer stopped in its last line: {detail}"),
+                        },
+                        other => other,
+                    })?;
+                }
+                None if self.format == AnswerFormat::Msgpack
+                    && (self.framer.in_value() || !self.buffer.is_empty()) =>
+                {
                     return Err(SourceError::Truncated {
                         detail: format!(
                             "the answer stopped in the middle of a chunk ({} bytes pending) to {}",
@@ -226,6 +275,84 @@ impl WindowReader {
                 }
             }
         }
+    }
+
+    /// One line of a chunked JSON answer: `{"results":[{"series":[...]}]}`.
+    fn decode_json_line(&mut self, line: &[u8]) -> Result<(), SourceError> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        self.stats.chunks += 1;
+        let chunk: JsonChunk =
+            serde_json::from_slice(line).map_err(|error| SourceError::Malformed {
+                detail: format!("{error} in a line of the answer to {}", self.statement),
+            })?;
+        if let Some(message) = chunk.error {
+            return Err(self.client.statement_error(&self.statement, message));
+        }
+        for result in chunk.results {
+            if let Some(message) = result.error {
+                return Err(self.client.statement_error(&self.statement, message));
+            }
+            for series in result.series {
+                self.decode_json_series(series)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode_json_series(&mut self, series: JsonWindowSeries) -> Result<(), SourceError> {
+        if series.values.is_empty() {
+            return Ok(());
+        }
+        let member = self.member_of(series.name.as_deref())?;
+        // A tag a series lacks comes as an empty string, or as null.
+        let mut tags: Vec<Tag> = series
+            .tags
+            .into_iter()
+            .filter_map(|(key, value)| {
+                value
+                    .filter(|value| !value.is_empty())
+                    .map(|value| Tag { key, value })
+            })
+            .collect();
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        let columns = series.columns;
+        let Some((time_index, fields, types)) = self.open_rows(member, &tags, &columns)? else {
+            return Ok(());
+        };
+        let Some(encoder) = self.members[member].encoder.as_mut() else {
+            return Ok(());
+        };
+        let mut row: Vec<Option<Value<'_>>> = Vec::with_capacity(fields.len());
+        for values in &series.values {
+            if values.len() != columns.len() {
+                return Err(SourceError::Malformed {
+                    detail: format!(
+                        "a row of {} values where the series has {} columns: {values:?}",
+                        values.len(),
+                        columns.len()
+                    ),
+                });
+            }
+            row.clear();
+            let mut timestamp = 0;
+            for (index, value) in values.iter().enumerate() {
+                if index == time_index {
+                    timestamp = value.as_i64().ok_or_else(|| SourceError::Malformed {
+                        detail: format!("time is {value}, not an integer (epoch=ns)"),
+                    })?;
+                    continue;
+                }
+                let column = row.len();
+                row.push(json_field_value(value, types[column], &fields[column])?);
+            }
+            if let Some(batch) = encoder.push_row(timestamp, &row)? {
+                self.ready.push_back((member, batch));
+            }
+            self.stats.rows += 1;
+        }
+        Ok(())
     }
 
     fn decode_chunk(&mut self, frame: &[u8]) -> Result<(), SourceError> {
@@ -320,17 +447,16 @@ impl WindowReader {
         Ok(())
     }
 
-    fn decode_rows(
+    /// Makes ready for rows of `member` with `tags` and `columns`: their time column, fields and
+    /// types (the schema's), the batches of the members asked before it finished, the series
+    /// begun in its encoder; `None` when the read is over.
+    #[allow(clippy::type_complexity)]
+    fn open_rows(
         &mut self,
-        cursor: &mut Cursor<'_>,
         member: usize,
         tags: &[Tag],
         columns: &[String],
-    ) -> Result<(), SourceError> {
-        let rows = cursor.array()?;
-        if rows == 0 {
-            return Ok(());
-        }
+    ) -> Result<Option<(usize, Vec<String>, Vec<ColumnType>)>, SourceError> {
         let Some(time_index) = columns.iter().position(|column| column == "time") else {
             return Err(SourceError::Malformed {
                 detail: format!(
@@ -373,7 +499,7 @@ impl WindowReader {
             .as_ref()
             .is_some_and(|(open_tags, open_fields)| open_tags == tags && *open_fields == fields);
         let Some(encoder) = state.encoder.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         if !same_series {
             encoder.begin_series(
@@ -382,6 +508,26 @@ impl WindowReader {
             );
             state.open_series = Some((tags.to_vec(), fields.clone()));
         }
+        Ok(Some((time_index, fields, types)))
+    }
+
+    fn decode_rows(
+        &mut self,
+        cursor: &mut Cursor<'_>,
+        member: usize,
+        tags: &[Tag],
+        columns: &[String],
+    ) -> Result<(), SourceError> {
+        let rows = cursor.array()?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let Some((time_index, fields, types)) = self.open_rows(member, tags, columns)? else {
+            return Ok(());
+        };
+        let Some(encoder) = self.members[member].encoder.as_mut() else {
+            return Ok(());
+        };
         let mut row: Vec<Option<Value<'_>>> = Vec::with_capacity(fields.len());
         for _ in 0..rows {
             let offset = cursor.position();
@@ -420,6 +566,61 @@ impl WindowReader {
         }
         Ok(())
     }
+}
+
+/// One line of a chunked JSON answer.
+#[derive(Debug, serde::Deserialize)]
+struct JsonChunk {
+    #[serde(default)]
+    results: Vec<JsonResult>,
+    error: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct JsonResult {
+    #[serde(default)]
+    series: Vec<JsonWindowSeries>,
+    error: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct JsonWindowSeries {
+    name: Option<String>,
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    columns: Vec<String>,
+    #[serde(default)]
+    values: Vec<Vec<serde_json::Value>>,
+}
+
+/// A JSON cell as the value of a column of `column_type`: JSON writes a float without a
+/// fraction like an integer, so the schema decides (integers are parsed from their digits,
+/// never through a float).
+fn json_field_value<'a>(
+    value: &'a serde_json::Value,
+    column_type: ColumnType,
+    field: &str,
+) -> Result<Option<Value<'a>>, SourceError> {
+    use serde_json::Value as Json;
+    let mismatch = || SourceError::Malformed {
+        detail: format!("field {field:?} holds {value}, not a {column_type} value"),
+    };
+    Ok(Some(match (value, column_type) {
+        (Json::Null, _) => return Ok(None),
+        (Json::Number(number), ColumnType::Double) => {
+            Value::Double(number.as_f64().ok_or_else(mismatch)?)
+        }
+        (Json::Number(number), ColumnType::Int64) => {
+            Value::Int64(number.as_i64().ok_or_else(mismatch)?)
+        }
+        (Json::Number(number), ColumnType::Uint64) => {
+            Value::Uint64(number.as_u64().ok_or_else(mismatch)?)
+        }
+        (Json::String(text), ColumnType::String) => Value::String(text),
+        (Json::Bool(flag), ColumnType::Bool) => Value::Bool(*flag),
+        _ => return Err(mismatch()),
+    }))
 }
 
 /// A decoded cell as the value of a column of `column_type`. MessagePack writes small integers

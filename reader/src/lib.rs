@@ -24,7 +24,7 @@ pub mod schema;
 pub mod service;
 pub mod source;
 
-pub use client::{InfluxClient, ServerInfo};
+pub use client::{AnswerFormat, InfluxClient, ServerInfo};
 pub use error::SourceError;
 pub use influxql::{ReadStats, WindowReader};
 pub use schema::MeasurementSchema;

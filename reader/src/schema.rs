@@ -103,6 +103,11 @@ fn string_cell(value: Option<&serde_json::Value>) -> Option<&str> {
 /// The buckets (1.x databases; 2.x/3.x buckets mapped for InfluxQL) these credentials may
 /// read, sorted, without InfluxDB's own `_internal`.
 pub async fn buckets(client: &InfluxClient) -> Result<Vec<String>, SourceError> {
+    if client.is_v3().await? {
+        let mut names = client.v3_databases().await?;
+        names.retain(|name| !name.starts_with('_'));
+        return Ok(names);
+    }
     let databases = client.query("SHOW DATABASES").await?;
     let mut names: Vec<String> = databases
         .iter()
@@ -120,6 +125,20 @@ pub async fn buckets(client: &InfluxClient) -> Result<Vec<String>, SourceError> 
 /// and the credentials may read them. InfluxDB 1.x answers `SHOW MEASUREMENTS` on a missing
 /// database with an empty list, which would look like an empty bucket.
 pub async fn ensure_bucket(client: &InfluxClient) -> Result<(), SourceError> {
+    if client.is_v3().await? {
+        if client
+            .v3_databases()
+            .await?
+            .iter()
+            .any(|name| name == client.database())
+        {
+            return Ok(());
+        }
+        return Err(SourceError::BucketNotFound {
+            bucket: client.database().to_owned(),
+            detail: "/api/v3/configure/database does not list it".into(),
+        });
+    }
     let databases = client.query("SHOW DATABASES").await?;
     let listed = databases
         .iter()
@@ -213,8 +232,18 @@ pub async fn schemas_of(
     client: &InfluxClient,
     measurements: &[&str],
 ) -> Result<BTreeMap<String, MeasurementSchema>, SourceError> {
-    let on = quote_identifier(client.database());
     let mut found = BTreeMap::new();
+    if client.is_v3().await? {
+        // InfluxDB 3 answers one statement per request.
+        for measurement in measurements {
+            found.insert(
+                (*measurement).to_owned(),
+                schema(client, measurement).await?,
+            );
+        }
+        return Ok(found);
+    }
+    let on = quote_identifier(client.database());
     let mut statements: Vec<String> = Vec::new();
     let mut asked: Vec<&str> = Vec::new();
     let mut bytes = 0;
@@ -355,6 +384,13 @@ pub async fn time_bounds_of(
     measurements: &[String],
 ) -> Result<Vec<Option<(i64, i64)>>, SourceError> {
     let mut bounds = Vec::with_capacity(measurements.len());
+    if client.is_v3().await? {
+        // InfluxDB 3 answers one statement per request.
+        for measurement in measurements {
+            bounds.push(time_bounds(client, measurement).await?);
+        }
+        return Ok(bounds);
+    }
     let mut statements: Vec<String> = Vec::new();
     let mut bytes = 0;
     for (index, measurement) in measurements.iter().enumerate() {
