@@ -532,10 +532,10 @@ fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSe
         lease_ttl: job.lease_ttl,
         ack_wait: job.ack_wait,
         max_outstanding: (job.read_concurrency * 4).max(8),
-        // InfluxQL reads several measurements in one query; Flux and InfluxDB 3 one at a time
-        // (a reader that finds 3.x behind an unset version reads a group one by one).
+        // InfluxQL on 1.x reads several measurements in one query; Flux, 2.x and 3.x one at a
+        // time (a reader that finds 2.x or 3.x behind an unset version reads a group one by one).
         max_group: match (job.source.query_language, job.source.version) {
-            (influx2td_config::QueryLanguage::Influxql, Some(1 | 2) | None) => {
+            (influx2td_config::QueryLanguage::Influxql, Some(1) | None) => {
                 influx2td_coordinator::service::DEFAULT_MAX_GROUP
             }
             _ => 1,

@@ -132,6 +132,18 @@ async fn fields_tags_and_time_bounds_are_discovered_with_their_types() {
     );
 }
 
+/// The first read of `measurement`'s recorded window.
+fn recorded_window(recording: &Recording, measurement: &str) -> WindowRef {
+    WindowRef {
+        job: "recorded".into(),
+        measurement: measurement.into(),
+        window_start_ns: recording.window.0,
+        window_end_ns: recording.window.1,
+        attempt: 1,
+        read: 1,
+    }
+}
+
 #[tokio::test]
 async fn a_window_reads_back_every_value_with_its_type() {
     let (server, recording) = replay(false).await;
@@ -139,14 +151,7 @@ async fn a_window_reads_back_every_value_with_its_type() {
     let mut rows = Vec::new();
     for measurement in ["cpu load", "disk.io-ü"] {
         let schema = schema::schema(&client, measurement).await.unwrap();
-        let window = WindowRef {
-            job: "recorded".into(),
-            measurement: measurement.into(),
-            window_start_ns: recording.window.0,
-            window_end_ns: recording.window.1,
-            attempt: 1,
-            read: 1,
-        };
+        let window = recorded_window(&recording, measurement);
         let mut reader = WindowReader::open(&client, Arc::new(schema), window, 4096)
             .await
             .unwrap();
@@ -272,4 +277,27 @@ async fn a_wrong_token_is_read_as_such_even_on_ping() {
         matches!(error, SourceError::Unauthorized { ref detail } if detail.contains("token is needed or wrong")),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn several_measurements_are_not_read_in_one_query() {
+    // 1.x answers `;`-separated statements in order; InfluxDB 3 is not known to, so a group is
+    // refused (the reader service then reads each measurement on its own).
+    let (server, recording) = replay(false).await;
+    for version in [None, Some(3)] {
+        let client = client(&server, &recording.database, version);
+        let mut members = Vec::new();
+        for measurement in ["cpu load", "disk.io-ü"] {
+            let schema = schema::schema(&client, measurement).await.unwrap();
+            members.push((Arc::new(schema), recorded_window(&recording, measurement)));
+        }
+        let error = WindowReader::open_group(&client, members, 4096)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, SourceError::Config { detail }
+                if detail == "only InfluxDB 1.x is read several measurements per query"),
+            "{version:?}: {error}"
+        );
+    }
 }
