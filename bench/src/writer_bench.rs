@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     let (mut rows, mut statements, mut bytes) = (0usize, 0usize, 0usize);
     let mut schema = None;
     for payload in &payloads {
-        let batch = pb::RowBatch::decode(payload.clone())?;
+        let batch = pb::RowBatch::decode_checked(payload.clone())?;
         let (_, planned) = plan(
             "metrics",
             "cpu",

@@ -57,7 +57,7 @@ pub fn render(kind: StreamKind, message: &StoredMessage) -> anyhow::Result<Json>
     let payload = message.payload.clone();
     let decoded = match kind {
         StreamKind::Work => work_item(&pb::WorkItem::decode(payload)?),
-        StreamKind::Data => row_batch(&pb::RowBatch::decode(payload)?),
+        StreamKind::Data => row_batch(&pb::RowBatch::decode_checked(payload)?),
         StreamKind::Done => window_done(&pb::WindowDone::decode(payload)?),
         StreamKind::DeadLetter => {
             let letter = pb::DeadLetter::decode(payload)?;

@@ -10,7 +10,7 @@ use influx2td_writer::sql::InsertBuilder;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(batch) = pb::RowBatch::decode(data) else {
+    let Ok(batch) = pb::RowBatch::decode_checked(data) else {
         return;
     };
     let needs = needs(&batch, None);

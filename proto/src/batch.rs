@@ -5,6 +5,7 @@
 //! several batches; the last batch of a window carries the window's totals.
 
 use std::fmt;
+use std::io::Write as _;
 
 use bytes::Bytes;
 use prost::Message;
@@ -32,13 +33,28 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
-    fn empty_values(self) -> Values {
+    /// An empty column of this type with room for `rows` values (strings: as long as `first`).
+    fn values_for(self, rows: usize, first: Option<&Value<'_>>) -> Values {
         match self {
-            Self::Double => Values::DoubleValues(pb::DoubleColumn::default()),
-            Self::Int64 => Values::Int64Values(pb::Int64Column::default()),
-            Self::Uint64 => Values::Uint64Values(pb::Uint64Column::default()),
-            Self::String => Values::StringValues(pb::StringColumn::default()),
-            Self::Bool => Values::BoolValues(pb::BoolColumn::default()),
+            Self::Double => Values::DoubleValues(pb::DoubleColumn {
+                values: Vec::with_capacity(rows),
+            }),
+            Self::Int64 => Values::Int64Values(pb::Int64Column {
+                values: Vec::with_capacity(rows),
+            }),
+            Self::Uint64 => Values::Uint64Values(pb::Uint64Column {
+                values: Vec::with_capacity(rows),
+            }),
+            Self::String => Values::PackedStringValues(pb::PackedStringColumn {
+                data: Vec::with_capacity(match first {
+                    Some(Value::String(text)) => rows * text.len(),
+                    _ => 0,
+                }),
+                ends: Vec::with_capacity(rows),
+            }),
+            Self::Bool => Values::BoolValues(pb::BoolColumn {
+                values: Vec::with_capacity(rows),
+            }),
         }
     }
 }
@@ -151,6 +167,8 @@ pub struct BatchEncoder {
     seq: u32,
     rows_in_batch: u64,
     total_rows: u64,
+    /// Rows of the open series said to come next ([`BatchEncoder::expect_rows`]).
+    expected_rows: usize,
 }
 
 impl BatchEncoder {
@@ -179,15 +197,32 @@ impl BatchEncoder {
             seq: 0,
             rows_in_batch: 0,
             total_rows: 0,
+            expected_rows: 0,
         }
+    }
+
+    /// Says that about `rows` more rows of the open series come next (a hint): the columns of
+    /// its next block are then allocated once for them, as far as the batch has room, instead
+    /// of growing row by row.
+    pub fn expect_rows(&mut self, rows: usize) {
+        self.expected_rows = rows;
     }
 
     /// Starts the rows of one series. `tags` must be sorted by key.
     pub fn begin_series(&mut self, tags: Vec<pb::Tag>, columns: Vec<(String, ColumnType)>) {
         let tags_len: usize = tags.iter().map(|tag| FIELD_FRAME + tag.encoded_len()).sum();
+        // A column: its name, its validity and its values (a packed string column frames its
+        // data and its ends, the others their one repeated field).
         let columns_len: usize = columns
             .iter()
-            .map(|(name, _)| FIELD_FRAME + string_field_len(name) + 3 * FIELD_FRAME)
+            .map(|(name, column_type)| {
+                let frames = if *column_type == ColumnType::String {
+                    4
+                } else {
+                    3
+                };
+                FIELD_FRAME + string_field_len(name) + frames * FIELD_FRAME
+            })
             .sum();
         let block_overhead = FIELD_FRAME + tags_len + FIELD_FRAME + columns_len;
         self.series = Some(OpenSeries {
@@ -196,6 +231,7 @@ impl BatchEncoder {
             block_overhead,
         });
         self.series_in_batch = false;
+        self.expected_rows = 0;
     }
 
     /// Appends a row to the open series; returns the batch that had to be closed to make room.
@@ -246,7 +282,7 @@ impl BatchEncoder {
             closed = Some(self.close_batch(None));
             needed = row_bound + block_overhead;
         }
-        self.append(timestamp_ns, values);
+        self.append(timestamp_ns, values, row_bound);
         self.bound += needed;
         Ok(closed)
     }
@@ -261,26 +297,33 @@ impl BatchEncoder {
         self.close_batch(Some(totals))
     }
 
-    fn append(&mut self, timestamp_ns: i64, values: &[Option<Value<'_>>]) {
+    /// Appends a row of `row_bound` bytes at most to the open series' block in the batch.
+    fn append(&mut self, timestamp_ns: i64, values: &[Option<Value<'_>>], row_bound: usize) {
         let Some(series) = self.series.as_ref() else {
             return;
         };
         if !self.series_in_batch {
+            // Room for the rows said to come, as many as fit this batch.
+            let rows = self
+                .expected_rows
+                .min(self.limit.saturating_sub(self.bound) / row_bound.max(1) + 1);
             self.batch.series.push(pb::SeriesBlock {
                 tags: series.tags.clone(),
-                timestamps_ns: Vec::new(),
+                timestamps_ns: Vec::with_capacity(rows),
                 columns: series
                     .columns
                     .iter()
-                    .map(|(name, column_type)| pb::Column {
+                    .zip(values)
+                    .map(|((name, column_type), value)| pb::Column {
                         name: name.clone(),
-                        validity: Vec::new(),
-                        values: Some(column_type.empty_values()),
+                        validity: Vec::with_capacity(rows.div_ceil(8)),
+                        values: Some(column_type.values_for(rows, value.as_ref())),
                     })
                     .collect(),
             });
             self.series_in_batch = true;
         }
+        self.expected_rows = self.expected_rows.saturating_sub(1);
         let Some(block) = self.batch.series.last_mut() else {
             return;
         };
@@ -359,17 +402,18 @@ fn string_field_len(text: &str) -> usize {
     1 + encoded_len_varint(text.len() as u64) + text.len()
 }
 
-/// Upper bound of the bytes one value adds to its column (null values store a default).
+/// Upper bound of the bytes one value adds to its column (null values store a default; a
+/// packed string adds its bytes and its end, a varint of at most 5 bytes).
 fn value_bound(column_type: ColumnType, value: Option<&Value<'_>>) -> usize {
     match column_type {
         ColumnType::Double => 8,
         ColumnType::Int64 | ColumnType::Uint64 => 10,
         ColumnType::Bool => 1,
         ColumnType::String => match value {
-            Some(Value::String(text)) => string_field_len(text),
+            Some(Value::String(text)) => text.len() + 5,
             // Widened values print shorter than 32 bytes (f64 shortest form, i64, u64, bool).
-            Some(_) => 1 + 1 + 32,
-            None => 2,
+            Some(_) => 32 + 5,
+            None => 5,
         },
     }
 }
@@ -393,19 +437,97 @@ fn push_value(column: &mut pb::Column, value: Option<&Value<'_>>) {
         Some(Values::BoolValues(values)) => {
             values.values.push(matches!(value, Some(Value::Bool(true))))
         }
-        Some(Values::StringValues(values)) => values.values.push(match value {
-            None => String::new(),
-            Some(Value::String(text)) => (*text).to_owned(),
-            Some(Value::Double(number)) => number.to_string(),
-            Some(Value::Int64(number)) => number.to_string(),
-            Some(Value::Uint64(number)) => number.to_string(),
-            Some(Value::Bool(flag)) => flag.to_string(),
-        }),
-        None => {}
+        Some(Values::PackedStringValues(values)) => {
+            let data = &mut values.data;
+            // Writing into a Vec cannot fail.
+            let _ = match value {
+                None => Ok(()),
+                Some(Value::String(text)) => {
+                    data.extend_from_slice(text.as_bytes());
+                    Ok(())
+                }
+                Some(Value::Double(number)) => write!(data, "{number}"),
+                Some(Value::Int64(number)) => write!(data, "{number}"),
+                Some(Value::Uint64(number)) => write!(data, "{number}"),
+                Some(Value::Bool(flag)) => write!(data, "{flag}"),
+            };
+            // A batch stays far below 4 GiB (MAX_BATCH_BYTES).
+            values
+                .ends
+                .push(u32::try_from(data.len()).unwrap_or(u32::MAX));
+        }
+        // The encoder writes strings packed; the older form is only read.
+        Some(Values::StringValues(_)) | None => {}
     }
 }
 
+impl pb::PackedStringColumn {
+    /// The string of row `row`; `None` out of range or where the column is malformed (a batch
+    /// taken through [`pb::RowBatch::decode_checked`] is not).
+    pub fn get(&self, row: usize) -> Option<&str> {
+        let start = match row.checked_sub(1) {
+            None => 0,
+            Some(previous) => *self.ends.get(previous)? as usize,
+        };
+        let end = *self.ends.get(row)? as usize;
+        std::str::from_utf8(self.data.get(start..end)?).ok()
+    }
+
+    /// Why the column is malformed: ends that go back or past the data, a string that is not
+    /// UTF-8 (or cut inside a character), data after the last end.
+    fn problem(&self) -> Option<String> {
+        let Ok(text) = std::str::from_utf8(&self.data) else {
+            return Some("its strings are not UTF-8".into());
+        };
+        let mut start = 0;
+        for (row, end) in self.ends.iter().enumerate() {
+            let end = *end as usize;
+            if end < start || !text.is_char_boundary(end) {
+                return Some(format!(
+                    "the string of row {row} ends at byte {end}, outside its data"
+                ));
+            }
+            start = end;
+        }
+        (start != text.len())
+            .then(|| format!("{} bytes of data after its last string", text.len() - start))
+    }
+}
+
+/// A message off the bus that is not a well-formed [`pb::RowBatch`].
+#[derive(Debug, Error)]
+pub enum BatchDecodeError {
+    #[error(transparent)]
+    Decode(#[from] prost::DecodeError),
+    #[error("column {column:?} of measurement {measurement:?}: {problem}")]
+    Column {
+        measurement: String,
+        column: String,
+        problem: String,
+    },
+}
+
 impl pb::RowBatch {
+    /// Decodes a batch and checks what protobuf cannot: that its packed string columns hold
+    /// valid UTF-8 cut at character boundaries.
+    pub fn decode_checked(payload: impl bytes::Buf) -> Result<Self, BatchDecodeError> {
+        let batch = Self::decode(payload)?;
+        for block in &batch.series {
+            for column in &block.columns {
+                if let Some(Values::PackedStringValues(values)) = &column.values
+                    && let Some(problem) = values.problem()
+                {
+                    return Err(BatchDecodeError::Column {
+                        measurement: batch.measurement.clone(),
+                        column: column.name.clone(),
+                        problem,
+                    });
+                }
+            }
+        }
+        Ok(batch)
+    }
+
     /// Rows in this batch, over all series.
     pub fn row_count(&self) -> u64 {
         self.series
@@ -427,7 +549,7 @@ impl pb::Column {
             Values::DoubleValues(_) => ColumnType::Double,
             Values::Int64Values(_) => ColumnType::Int64,
             Values::Uint64Values(_) => ColumnType::Uint64,
-            Values::StringValues(_) => ColumnType::String,
+            Values::StringValues(_) | Values::PackedStringValues(_) => ColumnType::String,
             Values::BoolValues(_) => ColumnType::Bool,
         })
     }
@@ -452,6 +574,7 @@ impl pb::Column {
             Values::Int64Values(values) => values.values.get(row).copied().map(Value::Int64),
             Values::Uint64Values(values) => values.values.get(row).copied().map(Value::Uint64),
             Values::StringValues(values) => values.values.get(row).map(|text| Value::String(text)),
+            Values::PackedStringValues(values) => values.get(row).map(Value::String),
             Values::BoolValues(values) => values.values.get(row).copied().map(Value::Bool),
         }
     }
@@ -692,6 +815,10 @@ mod tests {
             for (tags, types, rows) in &all_series {
                 let columns: Vec<_> = types.iter().enumerate().map(|(i, t)| (format!("field_{i}"), *t)).collect();
                 encoder.begin_series(tags.clone(), columns);
+                if tags.len() % 2 == 0 {
+                    // The reader's hint of the rows to come (the encoder must not rely on it).
+                    encoder.expect_rows(rows.len());
+                }
                 for (timestamp, values) in rows {
                     let row: Vec<_> = values.iter().map(|v| v.as_ref().map(Generated::as_value)).collect();
                     match encoder.push_row(*timestamp, &row) {
@@ -722,7 +849,7 @@ mod tests {
             for (index, batch) in batches.iter().enumerate() {
                 prop_assert!(batch.payload.len() <= limit, "batch {} is {} bytes", index, batch.payload.len());
                 prop_assert_eq!(batch.seq as usize, index);
-                let decoded = pb::RowBatch::decode(batch.payload.clone()).unwrap();
+                let decoded = pb::RowBatch::decode_checked(batch.payload.clone()).unwrap();
                 prop_assert_eq!(decoded.seq as usize, index);
                 prop_assert_eq!(decoded.row_count(), batch.rows);
                 prop_assert_eq!(decoded.totals.is_some(), index + 1 == batches.len());
@@ -734,6 +861,94 @@ mod tests {
                 }
             }
             prop_assert_eq!(decoded_rows, expected_rows);
+        }
+    }
+
+    /// A batch of one series with one column `name` holding `values`.
+    fn batch_with(values: Values) -> pb::RowBatch {
+        let rows = match &values {
+            Values::StringValues(column) => column.values.len(),
+            Values::PackedStringValues(column) => column.ends.len(),
+            _ => 0,
+        };
+        pb::RowBatch {
+            measurement: "m".into(),
+            series: vec![pb::SeriesBlock {
+                tags: Vec::new(),
+                timestamps_ns: (0..rows as i64).collect(),
+                columns: vec![pb::Column {
+                    name: "s".into(),
+                    validity: Vec::new(),
+                    values: Some(values),
+                }],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn strings_written_before_packing_are_still_read() {
+        let batch = batch_with(Values::StringValues(pb::StringColumn {
+            values: vec!["a \"b\"".into(), String::new(), "ü🔥".into()],
+        }));
+        let decoded = pb::RowBatch::decode_checked(Bytes::from(batch.encode_to_vec())).unwrap();
+        let column = &decoded.series[0].columns[0];
+        assert_eq!(column.column_type(), Some(ColumnType::String));
+        let values: Vec<_> = (0..3).map(|row| column.value(row)).collect();
+        assert_eq!(
+            values,
+            [
+                Some(Value::String("a \"b\"")),
+                Some(Value::String("")),
+                Some(Value::String("ü🔥"))
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_packed_strings_are_refused_naming_the_column() {
+        let packed = |data: &[u8], ends: &[u32]| {
+            let batch = batch_with(Values::PackedStringValues(pb::PackedStringColumn {
+                data: data.to_vec(),
+                ends: ends.to_vec(),
+            }));
+            pb::RowBatch::decode_checked(Bytes::from(batch.encode_to_vec()))
+                .map(|batch| {
+                    batch.series[0].columns[0]
+                        .value(1)
+                        .map(|v| format!("{v:?}"))
+                })
+                .map_err(|error| error.to_string())
+        };
+        assert_eq!(
+            packed("abü".as_bytes(), &[1, 4]),
+            Ok(Some(r#"String("bü")"#.into()))
+        );
+        assert_eq!(packed(b"a", &[1, 1]), Ok(Some(r#"String("")"#.into())));
+        let refusals = [
+            (packed(b"a\xffb", &[1, 3]), "its strings are not UTF-8"),
+            (
+                packed("aü".as_bytes(), &[2, 3]),
+                "the string of row 0 ends at byte 2, outside its data",
+            ),
+            (
+                packed(b"abc", &[2, 1]),
+                "the string of row 1 ends at byte 1, outside its data",
+            ),
+            (
+                packed(b"abc", &[1, 9]),
+                "the string of row 1 ends at byte 9, outside its data",
+            ),
+            (
+                packed(b"abc", &[1, 2]),
+                "1 bytes of data after its last string",
+            ),
+        ];
+        for (found, problem) in refusals {
+            assert_eq!(
+                found,
+                Err(format!("column \"s\" of measurement \"m\": {problem}"))
+            );
         }
     }
 

@@ -11,6 +11,7 @@ pub mod pb {
 }
 
 pub use batch::{
-    BatchEncoder, ColumnType, EncodeError, EncodedBatch, GROUPED_READ, MAX_BATCH_BYTES, Value,
+    BatchDecodeError, BatchEncoder, ColumnType, EncodeError, EncodedBatch, GROUPED_READ,
+    MAX_BATCH_BYTES, Value,
 };
 pub use prost::Message;

@@ -324,6 +324,7 @@ impl WindowReader {
         let Some(encoder) = self.members[member].encoder.as_mut() else {
             return Ok(());
         };
+        encoder.expect_rows(series.values.len());
         let mut row: Vec<Option<Value<'_>>> = Vec::with_capacity(fields.len());
         for values in &series.values {
             if values.len() != columns.len() {
@@ -528,6 +529,7 @@ impl WindowReader {
         let Some(encoder) = self.members[member].encoder.as_mut() else {
             return Ok(());
         };
+        encoder.expect_rows(rows);
         let mut row: Vec<Option<Value<'_>>> = Vec::with_capacity(fields.len());
         for _ in 0..rows {
             let offset = cursor.position();

@@ -280,7 +280,7 @@ async fn handle_together<B: Bus, S: Sink>(
     let started = std::time::Instant::now();
     let mut batches = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        match pb::RowBatch::decode(delivery.payload().clone()) {
+        match pb::RowBatch::decode_checked(delivery.payload().clone()) {
             Ok(batch) => batches.push((delivery, batch)),
             Err(error) => {
                 tracing::error!(subject = delivery.subject(), %error, "dropping a message that is not a RowBatch");
@@ -380,7 +380,7 @@ async fn handle<B: Bus, S: Sink>(
     context: &Context<B, S>,
     delivery: <B::Queue as WorkQueue>::Delivery,
 ) {
-    let batch = match pb::RowBatch::decode(delivery.payload().clone()) {
+    let batch = match pb::RowBatch::decode_checked(delivery.payload().clone()) {
         Ok(batch) => batch,
         Err(error) => {
             tracing::error!(subject = delivery.subject(), %error, "dropping a message that is not a RowBatch");
