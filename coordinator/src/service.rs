@@ -314,63 +314,176 @@ pub async fn run<B: Bus>(
     settings: CoordinatorSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<JobSummary, CoordinatorError> {
-    let names = bus.names().clone();
     tokio::pin!(shutdown);
-    // Opening the store and the queues retries while NATS is away or refuses; a stop asked for
-    // meanwhile ends the run, as it does for a standby waiting for the lease.
-    let board = &settings.status;
-    let waiting = |reason| board.set_waiting(Some(reason));
-    let Some(store) = influx2td_bus::unless_stopped(
-        &mut shutdown,
-        influx2td_bus::retrying_and("open the checkpoint store", waiting, || bus.checkpoints()),
-    )
-    .await
-    else {
-        board.set_waiting(None);
+    let Some(mut coordinator) = Coordinator::open(&bus, &settings, &mut shutdown).await? else {
         return Ok(JobSummary::default());
     };
-    let store = store?;
-    board.set_waiting(None);
-    let mut lease = tokio::select! {
-        acquired = LeaseHolder::acquire(store.clone(), names.job(), settings.lease_ttl, settings.exclusive_store) => acquired?,
-        () = &mut shutdown => return Ok(JobSummary::default()),
+    coordinator.plan(&measurements).await?;
+    let complete = loop {
+        coordinator.publish_due().await?;
+        coordinator.publish_lookbacks().await?;
+        if coordinator.finished() {
+            break true;
+        }
+        let pulled = tokio::select! {
+            _ = &mut shutdown => break false,
+            pulled = coordinator.done.pull(256, Duration::from_millis(200)) => pulled,
+        };
+        match pulled {
+            Ok(deliveries) => {
+                for delivery in deliveries {
+                    coordinator.record_done(delivery).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot pull acknowledgements, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        let now = Instant::now();
+        coordinator.republish_overdue(now).await?;
+        coordinator.on_ticks(now).await?;
     };
-    // Attempt numbers are unique across coordinator restarts: a window published again by a new
-    // coordinator must not carry the dedup id of the old one's (the bus would drop it).
-    let first_attempt = next_epoch(&store)
-        .await?
-        .saturating_mul(ATTEMPTS_PER_EPOCH)
-        .saturating_add(1);
-    let queues = influx2td_bus::open_queues(
-        &bus,
-        [
-            // The readers' settings: whoever opens WORK first creates its consumer.
-            QueueConfig {
-                ack_wait: settings.ack_wait,
-                ..QueueConfig::new(StreamKind::Work)
-            },
-            QueueConfig::new(StreamKind::Done),
-            // Only to show how many row batches wait for writers (the writers' settings).
-            QueueConfig {
-                ack_wait: settings.ack_wait,
-                ..QueueConfig::new(StreamKind::Data)
-            },
-        ],
-        waiting,
-    );
-    let Some(opened) = influx2td_bus::unless_stopped(&mut shutdown, queues).await else {
-        board.set_waiting(None);
-        lease.release().await;
-        return Ok(JobSummary::default());
-    };
-    let [work, done, data] = opened?;
-    board.set_waiting(None);
+    coordinator.finish(complete).await
+}
 
-    let mut tracker = Tracker::default();
-    let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
-    let window = settings.window_ns;
-    for measurement in &measurements {
-        let stored = load_progress(&store, &measurement.name).await?;
+/// A coordinator at work: the job's lease, its queues, and the bookkeeping of its windows. Each
+/// step of [`run`]'s loop is one of its methods.
+struct Coordinator<'s, B: Bus> {
+    settings: &'s CoordinatorSettings,
+    names: influx2td_proto::names::Names,
+    store: B::Checkpoints,
+    lease: LeaseHolder<B::Checkpoints>,
+    work: B::Queue,
+    done: B::Queue,
+    /// Only to show how many row batches wait for writers.
+    data: B::Queue,
+    /// The attempt number of this run's first publication of a window.
+    first_attempt: u32,
+    tracker: Tracker,
+    plans: BTreeMap<String, Plan>,
+    /// The measurements in the order they take turns.
+    order: Vec<String>,
+    round_robin: usize,
+    /// When each outstanding window must have shown progress.
+    deadlines: HashMap<(String, i64), Instant>,
+    /// Continuous sync with lookback: windows to read once more, in the order they fall due.
+    lookbacks: std::collections::VecDeque<(String, i64, i64)>,
+    republished: HashMap<String, u64>,
+    retry_board: RetryBoard,
+    /// What earlier runs did, so that rates and ETA measure this run.
+    baseline: (u64, u64),
+    started: Instant,
+    next_persist: Instant,
+    next_renew: Instant,
+    next_progress: Instant,
+}
+
+impl<'s, B: Bus> Coordinator<'s, B> {
+    /// Opens the checkpoint store, takes the lease and opens the queues, retrying while NATS is
+    /// away or refuses; `None` when `shutdown` came first (as for a standby waiting for the lease).
+    async fn open(
+        bus: &B,
+        settings: &'s CoordinatorSettings,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Option<Self>, CoordinatorError> {
+        let names = bus.names().clone();
+        let board = &settings.status;
+        let waiting = |reason| board.set_waiting(Some(reason));
+        let Some(store) = influx2td_bus::unless_stopped(
+            shutdown,
+            influx2td_bus::retrying_and("open the checkpoint store", waiting, || bus.checkpoints()),
+        )
+        .await
+        else {
+            board.set_waiting(None);
+            return Ok(None);
+        };
+        let store = store?;
+        board.set_waiting(None);
+        let mut lease = tokio::select! {
+            acquired = LeaseHolder::acquire(store.clone(), names.job(), settings.lease_ttl, settings.exclusive_store) => acquired?,
+            () = shutdown.as_mut() => return Ok(None),
+        };
+        // Attempt numbers are unique across coordinator restarts: a window published again by a
+        // new coordinator must not carry the dedup id of the old one's (the bus would drop it).
+        let first_attempt = next_epoch(&store)
+            .await?
+            .saturating_mul(ATTEMPTS_PER_EPOCH)
+            .saturating_add(1);
+        let queues = influx2td_bus::open_queues(
+            bus,
+            [
+                // The readers' settings: whoever opens WORK first creates its consumer.
+                QueueConfig {
+                    ack_wait: settings.ack_wait,
+                    ..QueueConfig::new(StreamKind::Work)
+                },
+                QueueConfig::new(StreamKind::Done),
+                // Only to show how many row batches wait for writers (the writers' settings).
+                QueueConfig {
+                    ack_wait: settings.ack_wait,
+                    ..QueueConfig::new(StreamKind::Data)
+                },
+            ],
+            waiting,
+        );
+        let Some(opened) = influx2td_bus::unless_stopped(shutdown, queues).await else {
+            board.set_waiting(None);
+            lease.release().await;
+            return Ok(None);
+        };
+        let [work, done, data] = opened?;
+        board.set_waiting(None);
+        let now = Instant::now();
+        Ok(Some(Self {
+            settings,
+            names,
+            store,
+            lease,
+            work,
+            done,
+            data,
+            first_attempt,
+            tracker: Tracker::default(),
+            plans: BTreeMap::new(),
+            order: Vec::new(),
+            round_robin: 0,
+            deadlines: HashMap::new(),
+            lookbacks: Default::default(),
+            republished: HashMap::new(),
+            retry_board: RetryBoard::default(),
+            baseline: (0, 0),
+            started: now,
+            next_persist: now,
+            next_renew: now + settings.lease_ttl / 3,
+            next_progress: now + settings.progress_interval,
+        }))
+    }
+
+    /// Resumes each measurement from its checkpoint and plans where its windows begin and end;
+    /// then the lookback windows due again after a restart.
+    async fn plan(&mut self, measurements: &[PlannedMeasurement]) -> Result<(), CoordinatorError> {
+        for measurement in measurements {
+            let stored = load_progress(&self.store, &measurement.name).await?;
+            self.plan_one(measurement, stored);
+        }
+        self.order = self.plans.keys().cloned().collect();
+        self.plan_lookbacks();
+        self.baseline = totals(&self.tracker, &self.plans);
+        // The clocks of this run start when its plan is made.
+        let now = Instant::now();
+        self.started = now;
+        self.next_persist = now;
+        self.next_renew = now + self.settings.lease_ttl / 3;
+        self.next_progress = now + self.settings.progress_interval;
+        Ok(())
+    }
+
+    /// One measurement's plan, from its checkpoint (`stored`) and where its data lies.
+    fn plan_one(&mut self, measurement: &PlannedMeasurement, stored: Option<(Progress, u64)>) {
+        let settings = self.settings;
+        let window = settings.window_ns;
         let (progress, revision) = match stored {
             Some((progress, revision)) => (progress, Some(revision)),
             None => (
@@ -382,7 +495,7 @@ pub async fn run<B: Bus>(
             ),
         };
         let resumed_at = progress.watermark_ns;
-        tracker.resume(&measurement.name, progress.clone());
+        self.tracker.resume(&measurement.name, progress.clone());
         let end_ns = match (settings.end_ns, measurement.bounds) {
             // Stop after the window holding the last point.
             (Some(end), Some((_, last))) => {
@@ -397,24 +510,22 @@ pub async fn run<B: Bus>(
             Some((first, _)) => align_down(first, settings.begin_ns, window),
             // An empty measurement in continuous sync starts with the window now being written.
             None if settings.end_ns.is_none() => {
-                let live = now_ns()
-                    .saturating_sub(i64::try_from(settings.delay.as_nanos()).unwrap_or(i64::MAX));
-                align_down(live, settings.begin_ns, window)
+                align_down(live_limit(settings), settings.begin_ns, window)
             }
             None => resumed_at,
         };
-        tracker.skip_to(
+        self.tracker.skip_to(
             &measurement.name,
             end_ns.map_or(first_window, |end| first_window.min(end)),
         );
         tracing::info!(
             measurement = measurement.name,
             resume_from = resumed_at,
-            first_window = tracker.cursor(&measurement.name),
+            first_window = self.tracker.cursor(&measurement.name),
             end = end_ns,
             "planned"
         );
-        plans.insert(
+        self.plans.insert(
             measurement.name.clone(),
             Plan {
                 end_ns,
@@ -424,58 +535,52 @@ pub async fn run<B: Bus>(
         );
     }
 
-    let mut deadlines: HashMap<(String, i64), Instant> = HashMap::new();
-    let mut next_persist = Instant::now();
-    let mut next_renew = Instant::now() + settings.lease_ttl / 3;
-    let mut next_progress = Instant::now() + settings.progress_interval;
-    let started = Instant::now();
-    let mut round_robin = 0usize;
-    let job = names.job().to_owned();
-    let metrics = influx2td_telemetry::metrics();
-    let mut republished: HashMap<String, u64> = HashMap::new();
-    let mut retry_board = RetryBoard::default();
-    // Continuous sync with lookback: windows to read once more, in the order they fall due. After
-    // a restart, the windows just below each watermark are due again (their first reads may
-    // have been the only ones).
-    let lookback_ns = i64::try_from(settings.lookback.as_nanos()).unwrap_or(i64::MAX);
-    let lookback_attempt = first_attempt + ATTEMPTS_PER_EPOCH - 1;
-    let mut lookbacks: std::collections::VecDeque<(String, i64, i64)> = Default::default();
-    if lookback_ns > 0 {
-        for (name, plan) in &plans {
-            let Some(watermark) = tracker.progress(name).map(|progress| progress.watermark_ns)
-            else {
+    /// After a restart in continuous sync with lookback, the windows just below each watermark
+    /// are due again (their first reads may have been the only ones).
+    fn plan_lookbacks(&mut self) {
+        let lookback_ns = self.lookback_ns();
+        if lookback_ns == 0 {
+            return;
+        }
+        let (begin, window) = (self.settings.begin_ns, self.settings.window_ns);
+        for (name, plan) in &self.plans {
+            let Some(watermark) = self.tracker.progress(name).map(|p| p.watermark_ns) else {
                 continue;
             };
             if plan.end_ns.is_some() {
                 continue;
             }
-            let mut start = align_down(
-                watermark.saturating_sub(lookback_ns),
-                settings.begin_ns,
-                window,
-            )
-            .max(settings.begin_ns);
+            let mut start =
+                align_down(watermark.saturating_sub(lookback_ns), begin, window).max(begin);
             while start < watermark {
-                lookbacks.push_back((name.clone(), start, start.saturating_add(window)));
+                self.lookbacks
+                    .push_back((name.clone(), start, start.saturating_add(window)));
                 start = start.saturating_add(window);
             }
         }
     }
-    // What earlier runs did, so that rates and ETA measure this run.
-    let baseline = totals(&tracker, &plans);
-    let names_list: Vec<String> = plans.keys().cloned().collect();
-    let complete = loop {
-        // Publish while there is room, taking measurements in turn.
-        let now_limit =
-            now_ns().saturating_sub(i64::try_from(settings.delay.as_nanos()).unwrap_or(i64::MAX));
+
+    fn lookback_ns(&self) -> i64 {
+        i64::try_from(self.settings.lookback.as_nanos()).unwrap_or(i64::MAX)
+    }
+
+    /// Publishes due windows while fewer than `max_outstanding` are in flight, taking the
+    /// measurements in turn (sparse ones due for the same window in one read together).
+    async fn publish_due(&mut self) -> Result<(), CoordinatorError> {
+        let settings = self.settings;
+        let now_limit = live_limit(settings);
+        let lookback = self.lookback_ns() > 0;
+        let metrics = influx2td_telemetry::metrics();
         let mut idle_rounds = 0;
-        while tracker.outstanding() < settings.max_outstanding && idle_rounds < names_list.len() {
-            let name = &names_list[round_robin % names_list.len().max(1)];
-            round_robin = round_robin.wrapping_add(1);
+        while self.tracker.outstanding() < settings.max_outstanding
+            && idle_rounds < self.order.len()
+        {
+            let name = &self.order[self.round_robin % self.order.len().max(1)];
+            self.round_robin = self.round_robin.wrapping_add(1);
             let due = Due {
-                tracker: &tracker,
-                plans: &plans,
-                window,
+                tracker: &self.tracker,
+                plans: &self.plans,
+                window: settings.window_ns,
                 now_limit,
             };
             let Some((cursor, publish_end)) = due.next(name) else {
@@ -486,174 +591,191 @@ pub async fn run<B: Bus>(
             let group = due.read_with(
                 name,
                 (cursor, publish_end),
-                &names_list,
-                round_robin,
-                &settings,
+                &self.order,
+                self.round_robin,
+                settings,
             );
-            publish(&work, &names, &group, cursor, publish_end, first_attempt).await?;
+            publish(
+                &self.work,
+                &self.names,
+                &group,
+                cursor,
+                publish_end,
+                self.first_attempt,
+            )
+            .await?;
             for member in group {
-                tracker.published(&member, cursor, publish_end, first_attempt);
-                metrics.window(&job, "published");
-                if lookback_ns > 0 && plans[&member].end_ns.is_none() {
-                    lookbacks.push_back((member.clone(), cursor, publish_end));
+                self.tracker
+                    .published(&member, cursor, publish_end, self.first_attempt);
+                metrics.window(self.names.job(), "published");
+                if lookback && self.plans[&member].end_ns.is_none() {
+                    self.lookbacks
+                        .push_back((member.clone(), cursor, publish_end));
                 }
-                deadlines.insert((member, cursor), Instant::now() + settings.window_deadline);
+                self.deadlines
+                    .insert((member, cursor), Instant::now() + settings.window_deadline);
             }
         }
+        Ok(())
+    }
 
-        // Windows due for their second read: not tracked (the first read moved the watermark);
-        // what the re-read finds overwrites or adds rows.
-        let lookback_limit = now_limit.saturating_sub(lookback_ns);
-        while let Some((name, start, end)) = lookbacks.front().cloned() {
+    /// Windows due for their second read: not tracked (the first read moved the watermark);
+    /// what the re-read finds overwrites or adds rows.
+    async fn publish_lookbacks(&mut self) -> Result<(), CoordinatorError> {
+        let lookback_limit = live_limit(self.settings).saturating_sub(self.lookback_ns());
+        let lookback_attempt = self.first_attempt + ATTEMPTS_PER_EPOCH - 1;
+        while let Some((name, start, end)) = self.lookbacks.front().cloned() {
             if end > lookback_limit {
                 break;
             }
-            publish_one(&work, &names, &name, (start, end), lookback_attempt).await?;
-            metrics.window(&job, "lookback");
+            publish_one(
+                &self.work,
+                &self.names,
+                &name,
+                (start, end),
+                lookback_attempt,
+            )
+            .await?;
+            influx2td_telemetry::metrics().window(self.names.job(), "lookback");
             tracing::debug!(
                 measurement = name,
                 window_start = start,
                 window_end = end,
                 "window read again (lookback)"
             );
-            lookbacks.pop_front();
+            self.lookbacks.pop_front();
         }
+        Ok(())
+    }
 
-        let finished = plans.iter().all(|(name, plan)| {
+    /// Whether every window of a bounded job is written (a job without end never is).
+    fn finished(&self) -> bool {
+        self.plans.iter().all(|(name, plan)| {
             plan.end_ns
-                .is_some_and(|end| tracker.cursor(name).unwrap_or(end) >= end)
-        }) && tracker.outstanding() == 0;
-        if finished {
-            break true;
-        }
+                .is_some_and(|end| self.tracker.cursor(name).unwrap_or(end) >= end)
+        }) && self.tracker.outstanding() == 0
+    }
 
-        let pulled = tokio::select! {
-            _ = &mut shutdown => break false,
-            pulled = done.pull(256, Duration::from_millis(200)) => pulled,
-        };
-        match pulled {
-            Ok(deliveries) => {
-                for delivery in deliveries {
-                    // Ends the window's trace: the report's sender is its parent.
-                    let span = tracing::debug_span!(
-                        "record done",
-                        measurement = tracing::field::Empty,
-                        window_start = tracing::field::Empty,
-                        outcome = tracing::field::Empty,
-                        rows_written = tracing::field::Empty,
-                    );
-                    influx2td_telemetry::continue_trace(&span, |name| delivery.header(name));
-                    let entered = span.enter();
-                    match pb::WindowDone::decode(delivery.payload().clone()) {
-                        Ok(report) => {
-                            span.record("measurement", report.measurement.as_str())
-                                .record("window_start", report.window_start_ns)
-                                .record("outcome", {
-                                    let name = report.outcome().as_str_name();
-                                    name.strip_prefix("OUTCOME_").unwrap_or(name)
-                                })
-                                .record("rows_written", report.rows_written);
-                            let key = (report.measurement.clone(), report.window_start_ns);
-                            if report.outcome() == pb::Outcome::Retrying {
-                                // Someone holds the window and keeps trying: no deadline
-                                // passes while it does (a re-read would fail the same way).
-                                if tracker
-                                    .attempt(&report.measurement, report.window_start_ns)
-                                    .is_some()
-                                {
-                                    retry_board.note(&report, now_ns());
-                                    deadlines
-                                        .insert(key, Instant::now() + settings.window_deadline);
-                                }
-                            } else {
-                                match tracker.acked(&report) {
-                                    Acked::Counted => {
-                                        retry_board.settled(&report);
-                                        // Progress: the window is alive, give it more time.
-                                        deadlines
-                                            .insert(key, Instant::now() + settings.window_deadline);
-                                    }
-                                    Acked::WindowFinished {
-                                        start_ns,
-                                        end_ns,
-                                        outcome,
-                                    } => {
-                                        retry_board.forget_window(&report.measurement, start_ns);
-                                        deadlines.remove(&key);
-                                        metrics.window(
-                                            &job,
-                                            if outcome.is_ok() { "done" } else { "failed" },
-                                        );
-                                        if let Err(reason) = outcome {
-                                            tracing::error!(
-                                                measurement = report.measurement,
-                                                window_start = start_ns,
-                                                window_end = end_ns,
-                                                reason,
-                                                "window failed for good"
-                                            );
-                                        }
-                                    }
-                                    Acked::Split {
-                                        start_ns,
-                                        split_at_ns,
-                                        end_ns,
-                                    } => {
-                                        retry_board.forget_window(&report.measurement, start_ns);
-                                        metrics.window(&job, "split");
-                                        tracing::info!(
-                                            measurement = report.measurement,
-                                            window_start = start_ns,
-                                            split_at = split_at_ns,
-                                            window_end = end_ns,
-                                            "window split: too many rows to read at once"
-                                        );
-                                        // The reader publishes the halves; should it die first, their deadline does.
-                                        let deadline = Instant::now() + settings.window_deadline;
-                                        deadlines.remove(&key);
-                                        deadlines.insert(
-                                            (report.measurement.clone(), start_ns),
-                                            deadline,
-                                        );
-                                        deadlines.insert(
-                                            (report.measurement.clone(), split_at_ns),
-                                            deadline,
-                                        );
-                                    }
-                                    Acked::Ignored => {}
-                                }
-                            }
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "ignoring a DONE message that is not a WindowDone")
-                        }
-                    }
-                    drop(entered);
-                    if let Err(error) = delivery.settle(Settle::Ack).await {
-                        tracing::debug!(%error, "cannot acknowledge a DONE message; it comes again and counts once");
-                    }
-                }
+    /// Records one DONE message (its trace ends here: the report's sender is its parent), then
+    /// acknowledges it.
+    async fn record_done(&mut self, delivery: <B::Queue as WorkQueue>::Delivery) {
+        let span = tracing::debug_span!(
+            "record done",
+            measurement = tracing::field::Empty,
+            window_start = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            rows_written = tracing::field::Empty,
+        );
+        influx2td_telemetry::continue_trace(&span, |name| delivery.header(name));
+        let entered = span.enter();
+        match pb::WindowDone::decode(delivery.payload().clone()) {
+            Ok(report) => {
+                span.record("measurement", report.measurement.as_str())
+                    .record("window_start", report.window_start_ns)
+                    .record("outcome", {
+                        let name = report.outcome().as_str_name();
+                        name.strip_prefix("OUTCOME_").unwrap_or(name)
+                    })
+                    .record("rows_written", report.rows_written);
+                self.record_report(&report);
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot pull acknowledgements, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tracing::error!(%error, "ignoring a DONE message that is not a WindowDone")
             }
         }
+        drop(entered);
+        if let Err(error) = delivery.settle(Settle::Ack).await {
+            tracing::debug!(%error, "cannot acknowledge a DONE message; it comes again and counts once");
+        }
+    }
 
-        // Windows whose acknowledgements stopped: publish again, as a new attempt.
-        let now = Instant::now();
-        let expired: Vec<(String, i64)> = deadlines
+    /// What a reader's or writer's report changes: a retry noted, a batch counted, a window
+    /// finished or split.
+    fn record_report(&mut self, report: &pb::WindowDone) {
+        let deadline = Instant::now() + self.settings.window_deadline;
+        let key = (report.measurement.clone(), report.window_start_ns);
+        if report.outcome() == pb::Outcome::Retrying {
+            // Someone holds the window and keeps trying: no deadline passes while it does (a
+            // re-read would fail the same way).
+            if self
+                .tracker
+                .attempt(&report.measurement, report.window_start_ns)
+                .is_some()
+            {
+                self.retry_board.note(report, now_ns());
+                self.deadlines.insert(key, deadline);
+            }
+            return;
+        }
+        let metrics = influx2td_telemetry::metrics();
+        match self.tracker.acked(report) {
+            Acked::Counted => {
+                self.retry_board.settled(report);
+                // Progress: the window is alive, give it more time.
+                self.deadlines.insert(key, deadline);
+            }
+            Acked::WindowFinished {
+                start_ns,
+                end_ns,
+                outcome,
+            } => {
+                self.retry_board
+                    .forget_window(&report.measurement, start_ns);
+                self.deadlines.remove(&key);
+                let counted = if outcome.is_ok() { "done" } else { "failed" };
+                metrics.window(self.names.job(), counted);
+                if let Err(reason) = outcome {
+                    tracing::error!(
+                        measurement = report.measurement,
+                        window_start = start_ns,
+                        window_end = end_ns,
+                        reason,
+                        "window failed for good"
+                    );
+                }
+            }
+            Acked::Split {
+                start_ns,
+                split_at_ns,
+                end_ns,
+            } => {
+                self.retry_board
+                    .forget_window(&report.measurement, start_ns);
+                metrics.window(self.names.job(), "split");
+                tracing::info!(
+                    measurement = report.measurement,
+                    window_start = start_ns,
+                    split_at = split_at_ns,
+                    window_end = end_ns,
+                    "window split: too many rows to read at once"
+                );
+                // The reader publishes the halves; should it die first, their deadline does.
+                self.deadlines.remove(&key);
+                for start in [start_ns, split_at_ns] {
+                    self.deadlines
+                        .insert((report.measurement.clone(), start), deadline);
+                }
+            }
+            Acked::Ignored => {}
+        }
+    }
+
+    /// Windows whose acknowledgements stopped: published again, as a new attempt.
+    async fn republish_overdue(&mut self, now: Instant) -> Result<(), CoordinatorError> {
+        let expired: Vec<(String, i64)> = self
+            .deadlines
             .iter()
             .filter(|(_, deadline)| **deadline <= now)
             .map(|(key, _)| key.clone())
             .collect();
         for (name, start) in expired {
-            let Some((_, end, attempt)) = tracker
+            let Some((_, end, attempt)) = self
+                .tracker
                 .unfinished(&name)
                 .into_iter()
                 .find(|(s, _, _)| *s == start)
             else {
-                deadlines.remove(&(name, start));
+                self.deadlines.remove(&(name, start));
                 continue;
             };
             tracing::warn!(
@@ -662,93 +784,118 @@ pub async fn run<B: Bus>(
                 attempt = attempt + 1,
                 "window not written in time; publishing it again"
             );
-            publish_one(&work, &names, &name, (start, end), attempt + 1).await?;
-            tracker.published(&name, start, end, attempt + 1);
-            retry_board.forget_window(&name, start);
-            metrics.window(&job, "republished");
-            *republished.entry(name.clone()).or_default() += 1;
-            deadlines.insert((name, start), now + settings.window_deadline);
+            publish_one(&self.work, &self.names, &name, (start, end), attempt + 1).await?;
+            self.tracker.published(&name, start, end, attempt + 1);
+            self.retry_board.forget_window(&name, start);
+            influx2td_telemetry::metrics().window(self.names.job(), "republished");
+            *self.republished.entry(name.clone()).or_default() += 1;
+            self.deadlines
+                .insert((name, start), now + self.settings.window_deadline);
         }
+        Ok(())
+    }
 
-        if now >= next_persist {
-            match persist(&store, &tracker, &mut plans).await {
-                Ok(()) => {}
-                // The bus is down for a while: the checkpoints are written on a later tick.
-                Err(CoordinatorError::Bus(error)) => {
-                    tracing::warn!(%error, "cannot store checkpoints, retrying")
-                }
-                Err(other) => return Err(other),
-            }
-            next_persist = now + Duration::from_secs(1);
-            let status = job_status(
-                &job,
-                &tracker,
-                &plans,
-                &ThisRun {
-                    republished: &republished,
-                    retrying: &retry_board,
-                    baseline,
-                    started,
-                },
-                settings.window_ns,
-            );
-            metrics.in_flight(&job, status.windows_in_flight);
-            for role in ["reader", "writer"] {
-                metrics.retrying(&job, role, retry_board.count(role));
-            }
-            for (stream, queue) in [("work", &work), ("data", &data), ("done", &done)] {
-                if let Ok(depth) = queue.depth().await {
-                    metrics.pending(&job, stream, depth.messages);
-                }
-            }
-            if let Some(lag) = status.max_lag_seconds() {
-                metrics.lag(&job, Duration::from_secs_f64(lag.max(0.0)));
-            }
-            settings.status.set(status);
+    /// What is done on a timer: checkpoints and the status every second, the lease a third of
+    /// its time to live, the progress line every `progress_interval`.
+    async fn on_ticks(&mut self, now: Instant) -> Result<(), CoordinatorError> {
+        if now >= self.next_persist {
+            self.persist().await?;
+            self.report_status().await;
+            self.next_persist = now + Duration::from_secs(1);
         }
-        if now >= next_renew {
-            match lease.renew().await {
+        if now >= self.next_renew {
+            match self.lease.renew().await {
                 Ok(()) => {}
                 Err(CoordinatorError::Bus(error)) => {
                     tracing::warn!(%error, "cannot renew the lease, retrying")
                 }
                 Err(other) => return Err(other),
             }
-            next_renew = now + settings.lease_ttl / 3;
+            self.next_renew = now + self.settings.lease_ttl / 3;
         }
-        if now >= next_progress {
-            log_progress(&settings.status.get());
-            next_progress = now + settings.progress_interval;
+        if now >= self.next_progress {
+            log_progress(&self.settings.status.get());
+            self.next_progress = now + self.settings.progress_interval;
         }
-    };
-    persist(&store, &tracker, &mut plans).await?;
-    lease.release().await;
-    let status = JobStatus {
-        running: false,
-        complete,
-        ..job_status(
-            &job,
-            &tracker,
-            &plans,
+        Ok(())
+    }
+
+    /// Stores the checkpoints that moved; while the bus is down, on a later tick.
+    async fn persist(&mut self) -> Result<(), CoordinatorError> {
+        match persist(&self.store, &self.tracker, &mut self.plans).await {
+            Ok(()) => Ok(()),
+            Err(CoordinatorError::Bus(error)) => {
+                tracing::warn!(%error, "cannot store checkpoints, retrying");
+                Ok(())
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn status(&self) -> JobStatus {
+        job_status(
+            self.names.job(),
+            &self.tracker,
+            &self.plans,
             &ThisRun {
-                republished: &republished,
-                retrying: &retry_board,
-                baseline,
-                started,
+                republished: &self.republished,
+                retrying: &self.retry_board,
+                baseline: self.baseline,
+                started: self.started,
             },
-            settings.window_ns,
+            self.settings.window_ns,
         )
-    };
-    log_progress(&status);
-    settings.status.set(status);
-    let summary = JobSummary {
-        measurements: plans
-            .keys()
-            .filter_map(|name| Some((name.clone(), tracker.progress(name)?.clone())))
-            .collect(),
-        complete,
-    };
-    Ok(summary)
+    }
+
+    /// Refreshes the status board and the metrics (in flight, retrying, queue depths, lag).
+    async fn report_status(&self) {
+        let job = self.names.job();
+        let metrics = influx2td_telemetry::metrics();
+        let status = self.status();
+        metrics.in_flight(job, status.windows_in_flight);
+        for role in ["reader", "writer"] {
+            metrics.retrying(job, role, self.retry_board.count(role));
+        }
+        for (stream, queue) in [
+            ("work", &self.work),
+            ("data", &self.data),
+            ("done", &self.done),
+        ] {
+            if let Ok(depth) = queue.depth().await {
+                metrics.pending(job, stream, depth.messages);
+            }
+        }
+        if let Some(lag) = status.max_lag_seconds() {
+            metrics.lag(job, Duration::from_secs_f64(lag.max(0.0)));
+        }
+        self.settings.status.set(status);
+    }
+
+    /// Stores the last checkpoints, gives the lease up and reports how the run ended.
+    async fn finish(mut self, complete: bool) -> Result<JobSummary, CoordinatorError> {
+        persist(&self.store, &self.tracker, &mut self.plans).await?;
+        self.lease.release().await;
+        let status = JobStatus {
+            running: false,
+            complete,
+            ..self.status()
+        };
+        log_progress(&status);
+        self.settings.status.set(status);
+        Ok(JobSummary {
+            measurements: self
+                .plans
+                .keys()
+                .filter_map(|name| Some((name.clone(), self.tracker.progress(name)?.clone())))
+                .collect(),
+            complete,
+        })
+    }
+}
+
+/// The newest time a window may end at to be read now: `delay` behind the clock.
+fn live_limit(settings: &CoordinatorSettings) -> i64 {
+    now_ns().saturating_sub(i64::try_from(settings.delay.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// What is due to be published: windows of `window` nanoseconds, none ending after `now_limit`
