@@ -23,9 +23,20 @@ ALLOWED = {
     "influx2td-coordinator": {
         "influx2td-proto", "influx2td-bus", "influx2td-config", "influx2td-telemetry", "influx2td-reader",
     },
-    "influx2td": {
+    # A job end to end and the operations on a job: beneath the binary and the console.
+    "influx2td-job": {
         "influx2td-proto", "influx2td-bus", "influx2td-config", "influx2td-telemetry",
         "influx2td-reader", "influx2td-writer", "influx2td-coordinator",
+    },
+    # The console runs and checks jobs through the job library, never through the binary.
+    "influx2td-console": {
+        "influx2td-bus", "influx2td-config", "influx2td-telemetry", "influx2td-reader",
+        "influx2td-coordinator", "influx2td-job",
+    },
+    "influx2td": {
+        "influx2td-proto", "influx2td-bus", "influx2td-config", "influx2td-telemetry",
+        "influx2td-reader", "influx2td-writer", "influx2td-coordinator", "influx2td-job",
+        "influx2td-console",
     },
     "influx2td-bench": {
         "influx2td-proto", "influx2td-bus", "influx2td-config", "influx2td-reader", "influx2td-writer",

@@ -3,39 +3,8 @@
 
 use std::io::Write;
 
-use influx2td_config::{JobConfig, MeasurementFilter, format_time, parse_time};
-use influx2td_coordinator::JobSummary;
-
-/// `measurement` over `[from_ns, to_ns)` through a one-off pipeline: its own in-process bus and
-/// throwaway checkpoints, the job's source, target, window and concurrency.
-pub(crate) async fn read_again(
-    job: &JobConfig,
-    measurement: &str,
-    from_ns: i64,
-    to_ns: i64,
-) -> anyhow::Result<JobSummary> {
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    let state_dir = std::env::temp_dir().join(format!(
-        "influx2td-backfill-{}-{started}",
-        std::process::id()
-    ));
-    let mut one_off = job.clone();
-    one_off.job = format!("{}-backfill", job.job);
-    one_off.measurements = vec![MeasurementFilter::Name(measurement.to_owned())];
-    one_off.begin_ns = from_ns;
-    one_off.end_ns = Some(to_ns);
-    one_off.state_dir = state_dir.clone();
-    one_off.nats.url = None;
-    one_off.http_listen = None;
-    one_off.target.create_database = false;
-    one_off.target.allow_non_empty = true;
-    let summary = super::pipeline(&one_off).await;
-    let _ = std::fs::remove_dir_all(&state_dir);
-    summary
-}
+use influx2td_config::{JobConfig, format_time, parse_time};
+use influx2td_job::backfill::read_again;
 
 fn time_argument(flag: &str, text: &str) -> anyhow::Result<i64> {
     parse_time(text).map_err(|reason| anyhow::anyhow!("{flag} {text:?} is not a time: {reason}"))
@@ -82,7 +51,7 @@ pub async fn backfill(
 }
 
 pub async fn list_dead_letters(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let checkpoints = super::read_checkpoints(job).await?;
+    let checkpoints = influx2td_job::checkpoints::read_checkpoints(job).await?;
     let parked = parked_messages(job).await?;
     let with_dead: Vec<_> = checkpoints
         .iter()
@@ -148,13 +117,13 @@ async fn parked_messages(job: &JobConfig) -> anyhow::Result<Option<u64>> {
     if job.nats.url.is_none() {
         return Ok(None);
     }
-    let bus = super::nats_bus(job, "dead-letters").await?;
+    let bus = influx2td_job::connect::nats_bus(job, "dead-letters").await?;
     let queue = bus.queue(QueueConfig::new(StreamKind::DeadLetter)).await?;
     Ok(Some(queue.depth().await?.messages))
 }
 
 pub async fn replay_dead_letters(job: &JobConfig, only: Option<&str>) -> anyhow::Result<()> {
-    let checkpoints = super::read_checkpoints(job).await?;
+    let checkpoints = influx2td_job::checkpoints::read_checkpoints(job).await?;
     let mut still_refused = 0;
     let mut replayed = 0;
     for (name, progress) in &checkpoints {

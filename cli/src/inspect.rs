@@ -32,7 +32,7 @@ pub async fn inspect(
     measurement: Option<&str>,
 ) -> anyhow::Result<()> {
     let kind = stream.kind();
-    let Some(bus) = super::nats_bus_unless_stopped(job, "inspect").await? else {
+    let Some(bus) = influx2td_job::connect::nats_bus_unless_stopped(job, "inspect").await? else {
         return Ok(());
     };
     let which = match (sequence, measurement) {

@@ -2,11 +2,7 @@
 //! subcommand arrives with the capability behind it; none pretends to work.
 
 mod backfill;
-mod console;
 mod inspect;
-pub mod plan;
-mod progress;
-pub mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use influx2td_config::check::Status;
 use influx2td_config::{ConfigError, JobConfig, LogLevel};
+use influx2td_job::verify;
 use influx2td_telemetry::Traces;
 
 /// Exit codes: 0 success, 1 the work failed, 2 usage or configuration error.
@@ -226,7 +223,7 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> u
             }
         };
         let served = runtime().and_then(|runtime| {
-            runtime.block_on(console::serve(console::Settings {
+            runtime.block_on(influx2td_console::serve(influx2td_console::Settings {
                 listen: listen.clone(),
                 state_dir: state_dir.clone(),
                 token,
@@ -330,10 +327,11 @@ fn run_command(command: Command, job: &JobConfig) -> anyhow::Result<()> {
         Command::Console { .. } => anyhow::bail!("the console runs without a job"),
         Command::Validate { json } => validate(job, json),
         Command::Check { json } => runtime().and_then(|runtime| runtime.block_on(check(job, json))),
-        Command::Run => runtime().and_then(|runtime| runtime.block_on(run(job))),
-        Command::Coordinator => {
-            role_runtime().and_then(|runtime| runtime.block_on(coordinator(job)))
+        Command::Run => {
+            runtime().and_then(|runtime| runtime.block_on(influx2td_job::pipeline::run(job)))
         }
+        Command::Coordinator => role_runtime()
+            .and_then(|runtime| runtime.block_on(influx2td_job::pipeline::coordinator(job))),
         Command::Status { json } => {
             runtime().and_then(|runtime| runtime.block_on(status(job, json)))
         }
@@ -343,8 +341,10 @@ fn run_command(command: Command, job: &JobConfig) -> anyhow::Result<()> {
         Command::Verify { json, repair } => {
             runtime().and_then(|runtime| runtime.block_on(verify(job, json, repair)))
         }
-        Command::Reader => role_runtime().and_then(|runtime| runtime.block_on(reader(job))),
-        Command::Writer => role_runtime().and_then(|runtime| runtime.block_on(writer(job))),
+        Command::Reader => role_runtime()
+            .and_then(|runtime| runtime.block_on(influx2td_job::pipeline::reader(job))),
+        Command::Writer => role_runtime()
+            .and_then(|runtime| runtime.block_on(influx2td_job::pipeline::writer(job))),
         Command::Inspect {
             stream,
             seq,
@@ -390,7 +390,7 @@ pub fn init_tracing(level: LogLevel, format: LogFormat, traces: Option<&Traces>)
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
-    let logs = tracing_subscriber::fmt::layer().with_writer(progress::LogWriter);
+    let logs = tracing_subscriber::fmt::layer().with_writer(influx2td_job::progress::LogWriter);
     let logs = match format {
         LogFormat::Text => logs.boxed(),
         LogFormat::Json => logs.json().boxed(),
@@ -424,440 +424,9 @@ fn print_json(stdout: &mut impl Write, value: &serde_json::Value) -> anyhow::Res
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM; SIGINT still stops");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutdown requested");
-}
-
-/// Connects to the job's NATS; the roles that run as separate processes need it.
-/// Connects a role to NATS, unless SIGINT/SIGTERM comes first (NATS may take a minute to
-/// answer): then `None`, and the role stops without having started.
-async fn nats_bus_unless_stopped(
-    job: &JobConfig,
-    role: &str,
-) -> anyhow::Result<Option<influx2td_bus::NatsBus>> {
-    tokio::select! {
-        bus = nats_bus(job, role) => bus.map(Some),
-        () = shutdown_signal() => {
-            tracing::info!(role, "stopped while connecting to NATS");
-            Ok(None)
-        }
-    }
-}
-
-async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::NatsBus> {
-    let Some(connect) = nats_connect(&job.nats, &format!("influx2td-{role}-{}", job.job)) else {
-        anyhow::bail!("`influx2td {role}` runs over NATS: set nats.url (or INFLUX2TD_NATS_URL)");
-    };
-    let names = influx2td_bus::Names::new(&job.nats.prefix, &job.job)?;
-    Ok(influx2td_bus::NatsBus::connect(&connect, names).await?)
-}
-
-/// How to connect to NATS as `nats` says; `None` without `nats.url`.
-fn nats_connect(
-    nats: &influx2td_config::NatsConfig,
-    client_name: &str,
-) -> Option<influx2td_bus::NatsConnect> {
-    let url = nats.url.as_ref()?;
-    let auth = match &nats.auth {
-        influx2td_config::NatsAuthConfig::None => match &nats.creds_file {
-            Some(path) => influx2td_bus::NatsAuth::CredsFile(path.clone()),
-            None => influx2td_bus::NatsAuth::None,
-        },
-        influx2td_config::NatsAuthConfig::UserPassword { user, password } => {
-            influx2td_bus::NatsAuth::UserPassword {
-                user: user.clone(),
-                password: password.expose().to_owned(),
-            }
-        }
-        influx2td_config::NatsAuthConfig::Token { token } => {
-            influx2td_bus::NatsAuth::Token(token.expose().to_owned())
-        }
-        influx2td_config::NatsAuthConfig::Nkey { seed } => {
-            influx2td_bus::NatsAuth::NkeySeed(seed.expose().to_owned())
-        }
-    };
-    Some(influx2td_bus::NatsConnect {
-        url: url.clone(),
-        auth,
-        ca_file: nats.ca_file.clone(),
-        client_certificate: nats.client_certificate.clone(),
-        tls_required: nats.tls_required,
-        client_name: client_name.to_owned(),
-    })
-}
-
-/// The embedded bus of a job: its state directory holds the checkpoints.
-fn embedded_bus(job: &JobConfig) -> anyhow::Result<influx2td_bus::MemoryBus> {
-    let names = influx2td_bus::Names::new(&job.nats.prefix, &job.job)?;
-    Ok(influx2td_bus::MemoryBus::new(
-        names,
-        job.state_dir.join(&job.job),
-    ))
-}
-
-fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings {
-    influx2td_reader::service::ReaderSettings {
-        read_concurrency: job.read_concurrency,
-        query_language: job.source.query_language,
-        ack_wait: job.ack_wait,
-        max_window_rows: job.max_window_rows,
-        ..Default::default()
-    }
-}
-
-fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSettings {
-    influx2td_coordinator::CoordinatorSettings {
-        delay: job.delay,
-        lookback: job.lookback,
-        lease_ttl: job.lease_ttl,
-        ack_wait: job.ack_wait,
-        max_outstanding: (job.read_concurrency * 4).max(8),
-        // InfluxQL on 1.x reads several measurements in one query; Flux, 2.x and 3.x one at a
-        // time (a reader that finds 2.x or 3.x behind an unset version reads a group one by one).
-        max_group: match (job.source.query_language, job.source.version) {
-            (influx2td_config::QueryLanguage::Influxql, Some(1) | None) => {
-                influx2td_coordinator::service::DEFAULT_MAX_GROUP
-            }
-            _ => 1,
-        },
-        ..influx2td_coordinator::CoordinatorSettings::new(job.begin_ns, job.end_ns, job.window)
-    }
-}
-
-/// Serves `/healthz`, `/readyz`, `/metrics` (and `/status` when given) while the process runs,
-/// when `http.listen` is set.
-async fn serve_http(
-    job: &JobConfig,
-    endpoints: influx2td_telemetry::Endpoints,
-) -> anyhow::Result<()> {
-    if let Some(address) = &job.http_listen {
-        influx2td_telemetry::spawn(address, endpoints, shutdown_signal()).await?;
-    }
-    Ok(())
-}
-
-/// Readiness of the bus.
-fn bus_probe<B: influx2td_bus::Bus>(
-    endpoints: influx2td_telemetry::Endpoints,
-    bus: &B,
-) -> influx2td_telemetry::Endpoints {
-    let bus = bus.clone();
-    endpoints.probe("bus", move || {
-        let bus = bus.clone();
-        async move { bus.ready().await }
-    })
-}
-
-/// Readiness of InfluxDB: it answers `/ping`, and a statement with the job's credentials is not
-/// refused (`/ping` alone needs none, so a changed password would pass it).
-fn influxdb_probe(
-    endpoints: influx2td_telemetry::Endpoints,
-    client: &influx2td_reader::InfluxClient,
-) -> influx2td_telemetry::Endpoints {
-    let client = client.clone();
-    endpoints.probe("influxdb", move || {
-        let client = client.clone();
-        async move {
-            client.ping().await.map_err(|error| error.to_string())?;
-            match client.query("SHOW DATABASES").await {
-                Err(error) if error.needs_operator() => Err(error.to_string()),
-                // Other answers (a server without the statement) say nothing about readiness.
-                _ => Ok(()),
-            }
-        }
-    })
-}
-
-/// Readiness of TDengine: it answers and holds the target database.
-fn tdengine_probe(
-    endpoints: influx2td_telemetry::Endpoints,
-    sink: &influx2td_writer::AnySink,
-    database: &str,
-) -> influx2td_telemetry::Endpoints {
-    let sink = sink.clone();
-    let database = database.to_owned();
-    endpoints.probe("tdengine", move || {
-        let sink = sink.clone();
-        let database = database.clone();
-        async move {
-            use influx2td_writer::Sink;
-            match sink.database(&database).await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(format!("database {database:?} does not exist yet")),
-                Err(error) => Err(error.to_string()),
-            }
-        }
-    })
-}
-
-/// Serves the coordinator's status board at `/status`.
-fn status_source(
-    endpoints: influx2td_telemetry::Endpoints,
-    board: &influx2td_coordinator::StatusBoard,
-) -> influx2td_telemetry::Endpoints {
-    let board = board.clone();
-    endpoints.status(move || serde_json::to_value(board.get()).unwrap_or_default())
-}
-
-/// Prepares the target (once per job) and discovers what to copy; the part of a job before any
-/// row moves.
-async fn prepare_job<B: influx2td_bus::Bus>(
-    job: &JobConfig,
-    bus: &B,
-    sink: &influx2td_writer::AnySink,
-) -> anyhow::Result<Vec<influx2td_coordinator::PlannedMeasurement>> {
-    use influx2td_bus::CheckpointStore;
-    let store = bus.checkpoints().await?;
-    let resuming = store
-        .keys()
-        .await?
-        .iter()
-        .any(|key| key.starts_with("checkpoint."));
-    let target = &job.target;
-    influx2td_writer::service::prepare_target(
-        sink,
-        &target.database,
-        target.create_database,
-        target.allow_non_empty,
-        resuming,
-    )
-    .await?;
-    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
-    let planned = influx2td_coordinator::plan::discover(&client, job, job.read_concurrency).await?;
-    tracing::info!(
-        job = job.job,
-        measurements = planned.len(),
-        resuming,
-        "job planned"
-    );
-    Ok(planned)
-}
-
-/// What a finished (or stopped) job says; an error when rows did not all arrive.
-fn conclude(summary: &influx2td_coordinator::JobSummary) -> anyhow::Result<()> {
-    tracing::info!(
-        complete = summary.complete,
-        rows_written = summary.rows_written(),
-        rows_dead_lettered = summary.rows_dead_lettered(),
-        windows_failed = summary.failed_windows(),
-        "job {}",
-        if summary.complete {
-            "finished"
-        } else {
-            "stopped; run it again to resume"
-        }
-    );
-    if summary.failed_windows() > 0 || summary.rows_dead_lettered() > 0 {
-        anyhow::bail!(
-            "{} windows failed and {} rows were dead-lettered; `influx2td status` shows why",
-            summary.failed_windows(),
-            summary.rows_dead_lettered()
-        );
-    }
-    Ok(())
-}
-
-async fn run(job: &JobConfig) -> anyhow::Result<()> {
-    conclude(&pipeline(job).await?)
-}
-
-/// Every role of `job` in this process over the in-process bus, until the job is complete or
-/// a signal stops it, with a progress bar on a terminal.
-async fn pipeline(job: &JobConfig) -> anyhow::Result<influx2td_coordinator::JobSummary> {
-    pipeline_of(job, None, shutdown_signal()).await
-}
-
-/// A whole job in this process for the console: its status on `board`, until `shutdown`.
-async fn pipeline_with(
-    job: &JobConfig,
-    board: influx2td_coordinator::StatusBoard,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<influx2td_coordinator::JobSummary> {
-    pipeline_of(job, Some(board), shutdown).await
-}
-
-/// `board`: `None` for `run` (its own endpoints and progress bar), or the console's.
-async fn pipeline_of(
-    job: &JobConfig,
-    board: Option<influx2td_coordinator::StatusBoard>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<influx2td_coordinator::JobSummary> {
-    let bus = embedded_bus(job)?;
-    let sink = influx2td_writer::open_sink(
-        &job.target.dsn,
-        &writer_name(job),
-        job.write_concurrency,
-        job.target.insert,
-    )
-    .await?;
-    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
-    let mut coordinator_settings = coordinator_settings(job);
-    let interactive = board.is_none();
-    if let Some(board) = board {
-        coordinator_settings.status = board;
-    } else {
-        let endpoints = influxdb_probe(influx2td_telemetry::Endpoints::new(), &client);
-        let endpoints = tdengine_probe(endpoints, &sink, &job.target.database);
-        serve_http(job, status_source(endpoints, &coordinator_settings.status)).await?;
-    }
-    let planned = prepare_job(job, &bus, &sink).await?;
-    let settings = writer_settings(job, &sink).await?;
-
-    let (stop_reader, reader_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
-    let reader = tokio::spawn(influx2td_reader::service::run(
-        bus.clone(),
-        client,
-        reader_settings(job),
-        async {
-            let _ = reader_stopped.await;
-        },
-    ));
-    let writer = tokio::spawn(influx2td_writer::service::run(
-        bus.clone(),
-        sink,
-        settings,
-        async {
-            let _ = writer_stopped.await;
-        },
-    ));
-    tracing::info!(
-        job = job.job,
-        source = job.source.url,
-        target = job.target.dsn.redacted(),
-        "run started"
-    );
-    let bar = interactive.then(|| progress::show(coordinator_settings.status.clone()));
-    let summary =
-        influx2td_coordinator::service::run(bus, planned, coordinator_settings, shutdown).await;
-    drop(bar);
-    // Readers stop first; writers then drain what was read.
-    let _ = stop_reader.send(());
-    reader.await??;
-    let _ = stop_writer.send(());
-    writer.await??;
-    Ok(summary?)
-}
-
-async fn coordinator(job: &JobConfig) -> anyhow::Result<()> {
-    let Some(bus) = nats_bus_unless_stopped(job, "coordinator").await? else {
-        return Ok(());
-    };
-    let settings = coordinator_settings(job);
-    let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
-    serve_http(job, status_source(endpoints, &settings.status)).await?;
-    conclude(&coordinate(job, bus, settings, shutdown_signal()).await?)
-}
-
-/// The console's coordinator of a job over NATS (its readers and writers run elsewhere): its
-/// status on `board`, until `shutdown`.
-async fn coordinator_with(
-    job: &JobConfig,
-    board: influx2td_coordinator::StatusBoard,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<influx2td_coordinator::JobSummary> {
-    let bus = nats_bus(job, "console").await?;
-    let mut settings = coordinator_settings(job);
-    settings.status = board;
-    coordinate(job, bus, settings, shutdown).await
-}
-
-/// Prepares the target, plans and coordinates the job over `bus` until it ends or `shutdown`.
-async fn coordinate(
-    job: &JobConfig,
-    bus: influx2td_bus::NatsBus,
-    settings: influx2td_coordinator::CoordinatorSettings,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<influx2td_coordinator::JobSummary> {
-    let sink = influx2td_writer::open_sink(
-        &job.target.dsn,
-        &format!("{}-coordinator", job.job),
-        1,
-        job.target.insert,
-    )
-    .await?;
-    let planned = prepare_job(job, &bus, &sink).await?;
-    Ok(influx2td_coordinator::service::run(bus, planned, settings, shutdown).await?)
-}
-
-/// Every measurement's checkpoint, from NATS KV or the embedded state file (read without its
-/// lock, so it works while a run holds it).
-async fn read_checkpoints(
-    job: &JobConfig,
-) -> anyhow::Result<std::collections::BTreeMap<String, influx2td_coordinator::tracker::Progress>> {
-    use influx2td_bus::{Bus, CheckpointStore};
-    let entries: std::collections::BTreeMap<String, influx2td_bus::Versioned> = match &job.nats.url
-    {
-        Some(_) => {
-            let store = nats_bus(job, "status").await?.checkpoints().await?;
-            let mut entries = std::collections::BTreeMap::new();
-            for key in store.keys().await? {
-                if let Some(value) = store.get(&key).await? {
-                    entries.insert(key, value);
-                }
-            }
-            entries
-        }
-        None => influx2td_bus::StateFile::read_entries(&influx2td_bus::MemoryBus::state_file(
-            &job.state_dir.join(&job.job),
-        ))?,
-    };
-    let mut measurements = std::collections::BTreeMap::new();
-    for (key, entry) in &entries {
-        let Some(token) = key.strip_prefix("checkpoint.") else {
-            continue;
-        };
-        let name = influx2td_proto::names::measurement_from_token(token)
-            .unwrap_or_else(|| token.to_owned());
-        let progress: influx2td_coordinator::tracker::Progress =
-            serde_json::from_str(&entry.value)?;
-        measurements.insert(name, progress);
-    }
-    Ok(measurements)
-}
-
-/// The running coordinator's `/status`, when `http.listen` says where it is and it answers.
-async fn live_status(job: &JobConfig) -> Option<serde_json::Value> {
-    let address = job.http_listen.as_ref()?;
-    let address = address
-        .strip_prefix("0.0.0.0:")
-        .map_or_else(|| address.clone(), |port| format!("127.0.0.1:{port}"));
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(3))
-        .build()
-        .ok()?;
-    let response = client
-        .get(format!("http://{address}/status"))
-        .send()
-        .await
-        .ok()?;
-    response.json().await.ok()
-}
-
 async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let measurements = read_checkpoints(job).await?;
-    let live = live_status(job).await;
+    let measurements = influx2td_job::checkpoints::read_checkpoints(job).await?;
+    let live = influx2td_job::checkpoints::live_status(job).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos() as i64)
@@ -999,7 +568,7 @@ fn print_retrying(out: &mut impl Write, live: &serde_json::Value) -> std::io::Re
 }
 
 async fn show_plan(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let plans = plan::plan(job).await?;
+    let plans = influx2td_job::plan::plan(job).await?;
     let mut stdout = std::io::stdout().lock();
     if json {
         print_json(
@@ -1068,7 +637,7 @@ async fn show_plan(job: &JobConfig, json: bool) -> anyhow::Result<()> {
 }
 
 async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result<()> {
-    let checkpoints = read_checkpoints(job).await?;
+    let checkpoints = influx2td_job::checkpoints::read_checkpoints(job).await?;
     let mut checks = verify::verify(job, &checkpoints).await?;
     let mut repaired = Vec::new();
     if repair {
@@ -1079,9 +648,13 @@ async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result<()>
                 w.source > w.target || (w.source == w.target && !w.sums.is_empty())
             };
             for window in check.windows.iter().filter(repairable) {
-                let summary =
-                    backfill::read_again(job, &check.measurement, window.start_ns, window.end_ns)
-                        .await?;
+                let summary = influx2td_job::backfill::read_again(
+                    job,
+                    &check.measurement,
+                    window.start_ns,
+                    window.end_ns,
+                )
+                .await?;
                 repaired.push(serde_json::json!({
                     "measurement": check.measurement,
                     "start": window.start,
@@ -1130,110 +703,8 @@ async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result<()>
     }
 }
 
-async fn reader(job: &JobConfig) -> anyhow::Result<()> {
-    let Some(bus) = nats_bus_unless_stopped(job, "reader").await? else {
-        return Ok(());
-    };
-    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
-    let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
-    serve_http(job, influxdb_probe(endpoints, &client)).await?;
-    tracing::info!(
-        job = job.job,
-        source = job.source.url,
-        read_concurrency = job.read_concurrency,
-        "reader started"
-    );
-    influx2td_reader::service::run(bus, client, reader_settings(job), shutdown_signal()).await?;
-    tracing::info!("reader stopped");
-    Ok(())
-}
-
-/// A name unique to this writer process, for its file in the file sink.
-fn writer_name(job: &JobConfig) -> String {
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default();
-    format!("{}-writer-{}-{started}", job.job, std::process::id())
-}
-
-/// The writer's settings from the job, with the target's precision.
-async fn writer_settings(
-    job: &JobConfig,
-    sink: &influx2td_writer::AnySink,
-) -> anyhow::Result<influx2td_writer::service::WriterSettings> {
-    use influx2td_writer::Sink;
-    // The coordinator creates the database; a writer that starts first waits for it, looking
-    // again soon (the coordinator usually creates it within a second) and then every 5 s.
-    let mut pause = std::time::Duration::from_millis(100);
-    let mut said = false;
-    let info = loop {
-        match sink.database(&job.target.database).await? {
-            Some(info) => break info,
-            None => {
-                if !said || pause >= std::time::Duration::from_secs(5) {
-                    tracing::warn!(
-                        database = job.target.database,
-                        "target database does not exist yet; waiting for the coordinator to create it"
-                    );
-                    said = true;
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(5));
-            }
-        }
-    };
-    Ok(influx2td_writer::service::WriterSettings {
-        batch_size: job.batch_size,
-        write_concurrency: job.write_concurrency,
-        precision: info.precision,
-        ack_wait: job.ack_wait,
-        retry_limit: job.retry_limit,
-        ..influx2td_writer::service::WriterSettings::new(&job.target.database)
-    })
-}
-
-async fn writer(job: &JobConfig) -> anyhow::Result<()> {
-    let Some(bus) = nats_bus_unless_stopped(job, "writer").await? else {
-        return Ok(());
-    };
-    let sink = influx2td_writer::open_sink(
-        &job.target.dsn,
-        &writer_name(job),
-        job.write_concurrency,
-        job.target.insert,
-    )
-    .await?;
-    let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
-    serve_http(job, tdengine_probe(endpoints, &sink, &job.target.database)).await?;
-    let settings = tokio::select! {
-        settings = writer_settings(job, &sink) => settings?,
-        () = shutdown_signal() => return Ok(()),
-    };
-    tracing::info!(
-        job = job.job,
-        target = job.target.dsn.redacted(),
-        write_concurrency = job.write_concurrency,
-        "writer started"
-    );
-    influx2td_writer::service::run(bus, sink, settings, shutdown_signal()).await?;
-    tracing::info!("writer stopped");
-    Ok(())
-}
-
-/// The connectivity check of both ends, at once: InfluxDB's and TDengine's reports, and
-/// whether both passed.
-async fn check_ends(job: &JobConfig) -> ([influx2td_config::check::EndCheck; 2], bool) {
-    let (source, target) = tokio::join!(
-        influx2td_reader::check::check_source(job),
-        influx2td_writer::check_target(job)
-    );
-    let passed = source.passed() && target.passed();
-    ([source, target], passed)
-}
-
 async fn check(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let (ends, passed) = check_ends(job).await;
+    let (ends, passed) = influx2td_job::pipeline::check_ends(job).await;
     let mut stdout = std::io::stdout().lock();
     if json {
         print_json(

@@ -19,7 +19,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const PASSWORD: &str = "Console-Sentinel-Pw-4417";
 const T0: i64 = 1_700_000_000_000_000_000;
 
-const OPENAPI: &str = include_str!("../src/console-openapi.json");
+const OPENAPI: &str = include_str!("../../console/src/console-openapi.json");
 
 /// Calls the API and checks the answer against the OpenAPI document: the path (`template`,
 /// as documented), method and status must be there, and the body must match its schema.

@@ -1,4 +1,4 @@
-//! `influx2td console`: the web console and the JSON API behind it. Jobs are stored as job
+//! The web console (`influx2td console`) and the JSON API behind it. Jobs are stored as job
 //! files (`<state dir>/console/<job>.toml`, the keys the CLI reads) or, with `--nats-url`, in the
 //! NATS KV bucket `<prefix>-console` ([`store`]); their secrets go to owner-only files under the
 //! state directory either way. Each job has its own checkpoints and status: it runs whole in
@@ -44,6 +44,7 @@ const PAGE: &str = include_str!("console.html");
 pub const OPENAPI: &str = include_str!("console-openapi.json");
 
 /// How `influx2td console` was started.
+#[derive(Debug)]
 pub struct Settings {
     pub listen: String,
     pub state_dir: PathBuf,
@@ -120,7 +121,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let directory = std::fs::canonicalize(&directory)?;
     let store = match &settings.nats {
         Some(nats) => {
-            let Some(connect) = crate::nats_connect(nats, "influx2td-console") else {
+            let Some(connect) = influx2td_job::connect::nats_connect(nats, "influx2td-console")
+            else {
                 anyhow::bail!("the console's NATS settings lack nats.url");
             };
             let names = influx2td_bus::Names::new(&nats.prefix, "console")?;
@@ -182,7 +184,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         "console listening"
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(crate::shutdown_signal())
+        .with_graceful_shutdown(influx2td_job::connect::shutdown_signal())
         .await?;
     let running: Vec<Running> = console
         .lock()
@@ -280,9 +282,9 @@ impl Console {
             };
             // Over NATS the console coordinates; readers and writers run as their own processes.
             let outcome = if config.nats.url.is_some() {
-                crate::coordinator_with(&config, board, stopped).await
+                influx2td_job::pipeline::coordinator_with(&config, board, stopped).await
             } else {
-                crate::pipeline_with(&config, board, stopped).await
+                influx2td_job::pipeline::pipeline_with(&config, board, stopped).await
             };
             let finished = matches!(&outcome, Ok(summary) if summary.complete);
             let failure = outcome.err().map(|error| one_line(&format!("{error:#}")));
@@ -469,7 +471,7 @@ async fn check(State(console): State<Console>, Json(body): Json<Value>) -> Respo
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
-    let (ends, passed) = crate::check_ends(&job).await;
+    let (ends, passed) = influx2td_job::pipeline::check_ends(&job).await;
     Json(json!({ "passed": passed, "ends": ends })).into_response()
 }
 
@@ -683,7 +685,7 @@ async fn remove(State(console): State<Console>, UrlPath(job): UrlPath<String>) -
     };
     let config = &entry.config;
     if config.nats.url.is_some() {
-        let forgotten = match crate::nats_bus(config, "console").await {
+        let forgotten = match influx2td_job::connect::nats_bus(config, "console").await {
             Ok(bus) => bus.delete_job().await.map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };
