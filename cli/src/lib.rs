@@ -1,16 +1,26 @@
-//! The `influx2td` command line: argument parsing, logging set-up and the subcommands. Each
-//! subcommand arrives with the capability behind it; none pretends to work.
+//! The `influx2td` command line: argument parsing, logging set-up, and one call into
+//! `influx2td-job` (or `influx2td-console`) per subcommand. No job logic lives here; each module
+//! turns a subcommand's arguments into that call and its result into output (text or `--json`):
+//!
+//! - `run`, `coordinator`, `reader`, `writer`: `influx2td_job::pipeline` directly;
+//! - `status`, `plan`, `verify`, `check`, `validate`: their output (a module each);
+//! - `backfill`: `backfill` and `dead-letters list | replay`;
+//! - `inspect`: one message of a job's streams as JSON;
+//! - `console`: `influx2td_console::serve`.
 
 mod backfill;
+mod check;
 mod inspect;
+mod plan;
+mod status;
+mod validate;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use influx2td_config::check::Status;
 use influx2td_config::{ConfigError, JobConfig, LogLevel};
-use influx2td_job::verify;
 use influx2td_telemetry::Traces;
 
 /// Exit codes: 0 success, 1 the work failed, 2 usage or configuration error.
@@ -325,21 +335,23 @@ fn traced_service(command: &Command) -> Option<&'static str> {
 fn run_command(command: Command, job: &JobConfig) -> anyhow::Result<()> {
     match command {
         Command::Console { .. } => anyhow::bail!("the console runs without a job"),
-        Command::Validate { json } => validate(job, json),
-        Command::Check { json } => runtime().and_then(|runtime| runtime.block_on(check(job, json))),
+        Command::Validate { json } => validate::validate(job, json),
+        Command::Check { json } => {
+            runtime().and_then(|runtime| runtime.block_on(check::check(job, json)))
+        }
         Command::Run => {
             runtime().and_then(|runtime| runtime.block_on(influx2td_job::pipeline::run(job)))
         }
         Command::Coordinator => role_runtime()
             .and_then(|runtime| runtime.block_on(influx2td_job::pipeline::coordinator(job))),
         Command::Status { json } => {
-            runtime().and_then(|runtime| runtime.block_on(status(job, json)))
+            runtime().and_then(|runtime| runtime.block_on(status::status(job, json)))
         }
         Command::Plan { json } => {
-            runtime().and_then(|runtime| runtime.block_on(show_plan(job, json)))
+            runtime().and_then(|runtime| runtime.block_on(plan::show_plan(job, json)))
         }
         Command::Verify { json, repair } => {
-            runtime().and_then(|runtime| runtime.block_on(verify(job, json, repair)))
+            runtime().and_then(|runtime| runtime.block_on(verify::verify(job, json, repair)))
         }
         Command::Reader => role_runtime()
             .and_then(|runtime| runtime.block_on(influx2td_job::pipeline::reader(job))),
@@ -421,324 +433,5 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Data output of `--json`: pretty JSON on stdout.
 fn print_json(stdout: &mut impl Write, value: &serde_json::Value) -> anyhow::Result<()> {
     writeln!(stdout, "{}", serde_json::to_string_pretty(value)?)?;
-    Ok(())
-}
-
-async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let measurements = influx2td_job::checkpoints::read_checkpoints(job).await?;
-    let live = influx2td_job::checkpoints::live_status(job).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos() as i64)
-        .unwrap_or_default();
-    // Continuous sync: how far behind now every measurement is consistent.
-    let lag_seconds = |progress: &influx2td_coordinator::tracker::Progress| {
-        job.end_ns
-            .is_none()
-            .then(|| (now.saturating_sub(progress.watermark_ns)) as f64 / 1e9)
-    };
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        let measurements: serde_json::Map<String, serde_json::Value> = measurements
-            .iter()
-            .map(|(name, progress)| {
-                let mut value = serde_json::to_value(progress).unwrap_or_default();
-                if let Some(object) = value.as_object_mut() {
-                    object.insert(
-                        "consistent_up_to".into(),
-                        influx2td_config::format_time(progress.watermark_ns).into(),
-                    );
-                    if let Some(lag) = lag_seconds(progress) {
-                        object.insert("lag_seconds".into(), lag.into());
-                    }
-                }
-                (name.clone(), value)
-            })
-            .collect();
-        print_json(
-            &mut stdout,
-            &serde_json::json!({ "job": job.job, "measurements": measurements, "live": live }),
-        )?;
-        return Ok(());
-    }
-    if measurements.is_empty() {
-        writeln!(
-            stdout,
-            "job {}: no checkpoint yet (not started, or nothing written so far)",
-            job.job
-        )?;
-        return Ok(());
-    }
-    writeln!(stdout, "job {}", job.job)?;
-    if let Some(live) = &live {
-        let eta = live["eta_seconds"].as_f64().map_or_else(
-            || "-".to_owned(),
-            |eta| {
-                humantime::format_duration(std::time::Duration::from_secs(eta.round() as u64))
-                    .to_string()
-            },
-        );
-        writeln!(
-            stdout,
-            "running: {:.0} rows/s, {} windows in flight, {} windows left, ETA {eta}",
-            live["rows_per_second"].as_f64().unwrap_or_default(),
-            live["windows_in_flight"],
-            live["windows_left"]
-        )?;
-        if let Some(waiting) = live["waiting"].as_str() {
-            writeln!(stdout, "waiting: {waiting}")?;
-        }
-        print_retrying(&mut stdout, live)?;
-    }
-    writeln!(
-        stdout,
-        "{:<24} {:<30} {:>8} {:>12} {:>12} {:>6} {:>6} {:>9}",
-        "measurement",
-        "consistent up to (UTC)",
-        "windows",
-        "rows read",
-        "rows written",
-        "dead",
-        "failed",
-        "lag"
-    )?;
-    for (name, progress) in &measurements {
-        let lag = lag_seconds(progress).map_or_else(|| "-".to_owned(), |lag| format!("{lag:.0}s"));
-        writeln!(
-            stdout,
-            "{:<24} {:<30} {:>8} {:>12} {:>12} {:>6} {:>6} {:>9}",
-            name,
-            influx2td_config::format_time(progress.watermark_ns),
-            progress.windows_done,
-            progress.rows_read,
-            progress.rows_written,
-            progress.rows_dead_lettered,
-            progress.failed.len(),
-            lag
-        )?;
-        if !progress.dead_letter_reason.is_empty() {
-            writeln!(stdout, "    dead letters: {}", progress.dead_letter_reason)?;
-        }
-        for failed in &progress.failed {
-            writeln!(
-                stdout,
-                "    failed window {} .. {}: {}",
-                influx2td_config::format_time(failed.start_ns),
-                influx2td_config::format_time(failed.end_ns),
-                failed.reason
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// What the live status says is being retried: one line each, the oldest first.
-fn print_retrying(out: &mut impl Write, live: &serde_json::Value) -> std::io::Result<()> {
-    let Some(retrying) = live["retrying"].as_array().filter(|list| !list.is_empty()) else {
-        return Ok(());
-    };
-    writeln!(
-        out,
-        "retrying: {} window reads or row batches fail and are tried again",
-        live["retrying_count"]
-            .as_u64()
-            .unwrap_or(retrying.len() as u64)
-    )?;
-    for entry in retrying {
-        let what = match entry["batch"].as_u64() {
-            Some(batch) => format!("writer, batch {batch}"),
-            None => "reader".to_owned(),
-        };
-        let limit = entry["retry_limit"].as_u64().map_or_else(
-            || "until the cause is fixed".to_owned(),
-            |limit| format!("dead-lettered at try {limit}"),
-        );
-        writeln!(
-            out,
-            "    {} [{} .. {}) {what}: {} tries since {} ({limit}): {}",
-            entry["measurement"].as_str().unwrap_or_default(),
-            entry["window_start"].as_str().unwrap_or_default(),
-            entry["window_end"].as_str().unwrap_or_default(),
-            entry["tries"],
-            entry["since"].as_str().unwrap_or_default(),
-            entry["last_error"].as_str().unwrap_or_default(),
-        )?;
-    }
-    Ok(())
-}
-
-async fn show_plan(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let plans = influx2td_job::plan::plan(job).await?;
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        print_json(
-            &mut stdout,
-            &serde_json::json!({ "job": job.job, "measurements": plans }),
-        )?;
-        return Ok(());
-    }
-    let rows: u64 = plans.iter().map(|plan| plan.estimated_rows).sum();
-    let windows: u64 = plans.iter().map(|plan| plan.windows).sum();
-    writeln!(
-        stdout,
-        "job {}: {} measurements, {windows} windows, about {rows} rows (nothing is written)",
-        job.job,
-        plans.len()
-    )?;
-    if influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?
-        .is_v3()
-        .await?
-    {
-        writeln!(
-            stdout,
-            "InfluxDB 3: a field keeps one type and no tag shares a field's name (the server refuses both), so nothing is widened"
-        )?;
-    }
-    for plan in &plans {
-        let span = match (&plan.first, &plan.last) {
-            (Some(first), Some(last)) => format!("{first} .. {last}"),
-            _ => "no data".to_owned(),
-        };
-        writeln!(
-            stdout,
-            "\n{} -> {}: {span}; about {} series, {} windows, about {} rows",
-            plan.measurement,
-            plan.super_table,
-            plan.series_estimate,
-            plan.windows,
-            plan.estimated_rows
-        )?;
-        for field in &plan.fields {
-            let conflict = if field.conflicting_types.is_empty() {
-                String::new()
-            } else {
-                let types: Vec<String> = field
-                    .conflicting_types
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                format!(
-                    "  (types differ between shards: {}; written as {})",
-                    types.join(", "),
-                    field.column_type
-                )
-            };
-            writeln!(
-                stdout,
-                "  field {:<24} {}{conflict}",
-                field.name, field.column_type
-            )?;
-        }
-        for statement in &plan.ddl {
-            writeln!(stdout, "  {statement};")?;
-        }
-    }
-    Ok(())
-}
-
-async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result<()> {
-    let checkpoints = influx2td_job::checkpoints::read_checkpoints(job).await?;
-    let mut checks = verify::verify(job, &checkpoints).await?;
-    let mut repaired = Vec::new();
-    if repair {
-        for check in &checks {
-            // Re-reading writes what the target lacks; it cannot take away what it holds extra.
-            // A window with other values (equal counts, other sums) is overwritten by its re-read.
-            let repairable = |w: &&verify::WindowDiff| {
-                w.source > w.target || (w.source == w.target && !w.sums.is_empty())
-            };
-            for window in check.windows.iter().filter(repairable) {
-                let summary = influx2td_job::backfill::read_again(
-                    job,
-                    &check.measurement,
-                    window.start_ns,
-                    window.end_ns,
-                )
-                .await?;
-                repaired.push(serde_json::json!({
-                    "measurement": check.measurement,
-                    "start": window.start,
-                    "end": window.end,
-                    "rows_written": summary.rows_written(),
-                    "rows_dead_lettered": summary.rows_dead_lettered(),
-                }));
-            }
-        }
-        if !repaired.is_empty() {
-            checks = verify::verify(job, &checkpoints).await?;
-        }
-    }
-    let matches = checks.iter().all(verify::MeasurementCheck::matches);
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        print_json(
-            &mut stdout,
-            &serde_json::json!({ "matches": matches, "measurements": checks, "repaired": repaired }),
-        )?;
-    } else if checks.is_empty() {
-        writeln!(
-            stdout,
-            "job {}: nothing written yet, nothing to verify",
-            job.job
-        )?;
-    } else {
-        for line in &repaired {
-            writeln!(
-                stdout,
-                "repaired {} [{} .. {}): {} rows written",
-                line["measurement"].as_str().unwrap_or_default(),
-                line["start"].as_str().unwrap_or_default(),
-                line["end"].as_str().unwrap_or_default(),
-                line["rows_written"]
-            )?;
-        }
-        for check in &checks {
-            verify::print_check(&mut stdout, check)?;
-        }
-    }
-    if matches {
-        Ok(())
-    } else {
-        anyhow::bail!("the target differs from the source; the lines marked ! show where")
-    }
-}
-
-async fn check(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let (ends, passed) = influx2td_job::pipeline::check_ends(job).await;
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        print_json(
-            &mut stdout,
-            &serde_json::json!({ "passed": passed, "ends": ends }),
-        )?;
-    } else {
-        for end in &ends {
-            writeln!(stdout, "{} {}", end.end, end.url)?;
-            for step in &end.steps {
-                let mark = match step.status {
-                    Status::Passed => "ok  ",
-                    Status::Failed => "FAIL",
-                    Status::Skipped => "skip",
-                };
-                writeln!(stdout, "  {mark} {:<13} {}", step.name, step.detail)?;
-            }
-        }
-    }
-    if passed {
-        Ok(())
-    } else {
-        anyhow::bail!("connectivity check failed")
-    }
-}
-
-fn validate(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let text = if json {
-        serde_json::to_string_pretty(job)?
-    } else {
-        toml::to_string(job)?
-    };
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", text.trim_end())?;
-    tracing::info!(job = job.job, "configuration is valid");
     Ok(())
 }

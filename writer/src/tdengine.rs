@@ -28,12 +28,13 @@ const STALE: &[i32] = &[
 const FATAL: &[i32] = &[
     0x0303, 0x0351, 0x0353, 0x0357, 0x0386, 0x0388, 0x0512, 0x2616, 0x2644,
 ];
-/// The network, a timeout, a busy or restarting server, a leader change: heals by itself.
+/// The network, a timeout, a busy or restarting server, a leader change, a vnode that moved or
+/// closed under a query (0x0503, seen while another database was being dropped): heals by itself.
 const TRANSIENT: &[i32] = &[
     0x000B, 0x0013, 0x0015, 0x0018, 0x0019, 0x0020, 0x0021, 0x0022, 0x0023, 0x0024, 0x0025, 0x0026,
     0x0027, 0x0028, 0x0029, 0x002A, 0x0102, 0x0126, 0x0129, 0x012C, 0x0130, 0x0131, 0x0213, 0x022D,
-    0x03D3, 0x03D5, 0x03D7, 0x0528, 0x0529, 0x0531, 0x0613, 0x0707, 0x073B, 0x0903, 0x090C, 0x0911,
-    0x0914, 0x0916, 0x0917, 0x0918,
+    0x03D3, 0x03D5, 0x03D7, 0x0503, 0x0528, 0x0529, 0x0531, 0x0613, 0x0707, 0x073B, 0x0903, 0x090C,
+    0x0911, 0x0914, 0x0916, 0x0917, 0x0918,
 ];
 /// TDengine refuses the rows themselves (bad value, timestamp out of range, too long).
 const REJECTED: &[i32] = &[0x0203, 0x060B, 0x061D, 0x263D, 0x263E, 0x263F, 0x2642];
@@ -181,8 +182,24 @@ impl TdengineSink {
         })
     }
 
-    /// Runs a query; every cell as text (for checks, `verify` and the live tests).
+    /// Runs a query; every cell as text (for checks, `verify` and the live tests). A query
+    /// reads only, so one that fails in a way that heals by itself is asked again, twice.
     pub async fn records(&self, sql: &str) -> Result<Vec<Vec<String>>, SinkError> {
+        let mut pause = std::time::Duration::from_millis(200);
+        for _ in 0..2 {
+            match self.records_once(sql).await {
+                Err(error) if error.kind == SinkErrorKind::Retryable => {
+                    tracing::debug!(%error, "query failed; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                }
+                answer => return answer,
+            }
+        }
+        self.records_once(sql).await
+    }
+
+    async fn records_once(&self, sql: &str) -> Result<Vec<Vec<String>>, SinkError> {
         let connection = self.connection().await?;
         let mut result = connection
             .query(sql)
@@ -516,6 +533,11 @@ mod tests {
         );
         assert_eq!(classify(0x2600), SinkErrorKind::Rejected, "syntax error");
         assert_eq!(classify(0x090C), SinkErrorKind::Retryable, "not the leader");
+        assert_eq!(
+            classify(0x0503),
+            SinkErrorKind::Retryable,
+            "vnode closed or removed under a query"
+        );
         assert_eq!(
             classify(0x000B),
             SinkErrorKind::Retryable,
