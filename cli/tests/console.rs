@@ -230,6 +230,27 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         model.tables.values().map(|t| t.rows.len()).sum::<usize>(),
         300
     );
+    // The console verifies as `influx2td verify` does.
+    let verify = |job: &str| {
+        call(
+            port,
+            "POST",
+            "/api/jobs/{job}/verify",
+            &format!("/api/jobs/{job}/verify"),
+            None,
+        )
+    };
+    let (status, verified) = verify("console-job");
+    assert_eq!(status, 200, "{verified:#}");
+    assert_eq!(verified["matches"], true, "{verified:#}");
+    let measurements: Vec<&str> = verified["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["measurement"].as_str().unwrap())
+        .collect();
+    assert_eq!(measurements, ["cpu", "mem"], "{verified:#}");
+    assert_eq!(verify("nope").0, 404);
 
     // Pause and resume: paused, then run again from its checkpoints (nothing left to do).
     let (status, paused) = act(port, "console-job", "pause");
@@ -316,6 +337,21 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     let checkpoints = state.join("console").join("state").join("console-job");
     assert!(checkpoints.exists());
     assert!(!std::path::Path::new(".influx2td").exists());
+    // A target that lost its rows is a difference, with the windows where.
+    for file in std::fs::read_dir(&target).unwrap() {
+        std::fs::remove_file(file.unwrap().path()).unwrap();
+    }
+    let (status, verified) = verify("console-job");
+    assert_eq!(status, 200, "{verified:#}");
+    assert_eq!(verified["matches"], false, "{verified:#}");
+    assert!(
+        verified["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| !m["windows"].as_array().unwrap().is_empty()),
+        "{verified:#}"
+    );
     let (status, _) = call(
         port,
         "DELETE",

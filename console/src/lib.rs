@@ -14,7 +14,8 @@
 //! - `GET /api/jobs`, `POST /api/jobs` (creates and starts), `GET /api/jobs/{job}` (status),
 //!   `POST /api/jobs/{job}/pause`, `POST /api/jobs/{job}/resume` (goes on from its
 //!   checkpoints), `POST /api/jobs/{job}/stop` (ends it for good), `DELETE /api/jobs/{job}`
-//!   (with its checkpoints), `GET /api/jobs/{job}/toml`.
+//!   (with its checkpoints), `GET /api/jobs/{job}/toml`, `POST /api/jobs/{job}/verify` (what
+//!   `influx2td verify` says: `{matches, measurements}`).
 //!
 //! `GET /api/openapi.json` describes it all (OpenAPI 3.1, `console-openapi.json`; the tests
 //! validate every answer against it). `GET /metrics` has the jobs' Prometheus metrics (labelled
@@ -171,6 +172,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .route("/api/jobs/{job}/pause", post(pause))
         .route("/api/jobs/{job}/resume", post(resume))
         .route("/api/jobs/{job}/stop", post(stop))
+        .route("/api/jobs/{job}/verify", post(verify))
         .route("/api/jobs/{job}/toml", get(download))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),
@@ -615,6 +617,27 @@ async fn show(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> 
     match console.unloadable(&job) {
         Some(reason) => Json(describe_unloadable(&job, &reason)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no job {job:?}")),
+    }
+}
+
+/// What `influx2td verify` says of the job: what the source holds against what the target
+/// holds, over the part of the job its checkpoints say is written (also while it runs).
+async fn verify(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
+    let Some(config) = console.lock().get(&job).map(|entry| entry.config.clone()) else {
+        return error(StatusCode::NOT_FOUND, format!("no job {job:?}"));
+    };
+    let checks = async {
+        let checkpoints = influx2td_job::checkpoints::read_checkpoints(&config).await?;
+        influx2td_job::verify::verify(&config, &checkpoints).await
+    };
+    match checks.await {
+        Ok(checks) => {
+            let matches = checks
+                .iter()
+                .all(influx2td_job::verify::MeasurementCheck::matches);
+            Json(json!({ "matches": matches, "measurements": checks })).into_response()
+        }
+        Err(failure) => error(StatusCode::BAD_GATEWAY, one_line(&format!("{failure:#}"))),
     }
 }
 

@@ -89,6 +89,13 @@ try {
   // The task shows its settings; of the password only that it is set.
   const tasks = await page.$eval("#jobs", (list) => list.innerText);
   if (!tasks.includes("user copier, password set") || tasks.includes(env("INFLUX_PASSWORD"))) fail(`task settings: ${tasks}`);
+  // Verify from the page: the finished task's target equals its source.
+  await page.click('.job[data-job="browser-task"] [data-act="verify"]');
+  await page.waitForFunction(
+    () => document.querySelector('.job[data-job="browser-task"] .verified').textContent.includes("equals the source (3 measurements)"),
+    null,
+    { timeout: 30000 },
+  );
   await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
 
   // Stop ends the task for good: it stays listed as stopped, and resuming it is refused with
