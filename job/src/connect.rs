@@ -27,7 +27,6 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Connects to the job's NATS; the roles that run as separate processes need it.
 /// Connects a role to NATS, unless SIGINT/SIGTERM comes first (NATS may take a minute to
 /// answer): then `None`, and the role stops without having started.
 pub async fn nats_bus_unless_stopped(
@@ -43,6 +42,7 @@ pub async fn nats_bus_unless_stopped(
     }
 }
 
+/// Connects to the job's NATS; the roles that run as separate processes need it.
 pub async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::NatsBus> {
     let Some(connect) = nats_connect(&job.nats, &format!("influx2td-{role}-{}", job.job)) else {
         anyhow::bail!("`influx2td {role}` runs over NATS: set nats.url (or INFLUX2TD_NATS_URL)");

@@ -7,7 +7,7 @@ use influx2td_config::JobConfig;
 use crate::connect::{embedded_bus, nats_bus, nats_bus_unless_stopped, shutdown_signal};
 use crate::progress;
 
-pub(crate) fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings {
+fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings {
     influx2td_reader::service::ReaderSettings {
         read_concurrency: job.read_concurrency,
         query_language: job.source.query_language,
@@ -17,7 +17,7 @@ pub(crate) fn reader_settings(job: &JobConfig) -> influx2td_reader::service::Rea
     }
 }
 
-pub(crate) fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSettings {
+fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSettings {
     influx2td_coordinator::CoordinatorSettings {
         delay: job.delay,
         lookback: job.lookback,
@@ -195,13 +195,7 @@ async fn pipeline_of(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<influx2td_coordinator::JobSummary> {
     let bus = embedded_bus(job)?;
-    let sink = influx2td_writer::open_sink(
-        &job.target.dsn,
-        &writer_name(job),
-        job.write_concurrency,
-        job.target.insert,
-    )
-    .await?;
+    let sink = writer_sink(job).await?;
     let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
     let mut coordinator_settings = coordinator_settings(job);
     let interactive = board.is_none();
@@ -310,8 +304,20 @@ pub async fn reader(job: &JobConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The target as a writer of `job` writes into it: `write_concurrency` connections, its insert
+/// mode, and a file of its own in the file sink.
+async fn writer_sink(job: &JobConfig) -> anyhow::Result<influx2td_writer::AnySink> {
+    Ok(influx2td_writer::open_sink(
+        &job.target.dsn,
+        &writer_name(job),
+        job.write_concurrency,
+        job.target.insert,
+    )
+    .await?)
+}
+
 /// A name unique to this writer process, for its file in the file sink.
-pub(crate) fn writer_name(job: &JobConfig) -> String {
+fn writer_name(job: &JobConfig) -> String {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
@@ -320,7 +326,7 @@ pub(crate) fn writer_name(job: &JobConfig) -> String {
 }
 
 /// The writer's settings from the job, with the target's precision.
-pub(crate) async fn writer_settings(
+async fn writer_settings(
     job: &JobConfig,
     sink: &influx2td_writer::AnySink,
 ) -> anyhow::Result<influx2td_writer::service::WriterSettings> {
@@ -359,13 +365,7 @@ pub async fn writer(job: &JobConfig) -> anyhow::Result<()> {
     let Some(bus) = nats_bus_unless_stopped(job, "writer").await? else {
         return Ok(());
     };
-    let sink = influx2td_writer::open_sink(
-        &job.target.dsn,
-        &writer_name(job),
-        job.write_concurrency,
-        job.target.insert,
-    )
-    .await?;
+    let sink = writer_sink(job).await?;
     let endpoints = bus_probe(influx2td_telemetry::Endpoints::new(), &bus);
     serve_http(job, tdengine_probe(endpoints, &sink, &job.target.database)).await?;
     let settings = tokio::select! {
