@@ -4,7 +4,7 @@
 # (kubectl kustomize + kubernetes-validate --strict), the Dockerfile (dockerfilelint), and the
 # OpenTelemetry Collector's pipelines.
 # .ci/run installs the tools; that the job in them is one influx2td accepts is a cargo test
-# (cli/tests/deploy.rs).
+# (tests/deploy.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

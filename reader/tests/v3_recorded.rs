@@ -1,7 +1,7 @@
 //! InfluxDB 3 as a real one answered: `fixtures/influxdb3/answers.json` holds what an InfluxDB 3
 //! Core server sent back to the reader's requests (recorded by `fixtures/influxdb3/record.py`
 //! after writing `fixtures/influxdb3/data.lp` into it), served again here so that CI, where no
-//! InfluxDB 3 runs, checks the decoding and the error paths. `cli/tests/influxdb3.rs` runs
+//! InfluxDB 3 runs, checks the decoding and the error paths. `tests/influxdb3.rs` runs
 //! against the live server when there is one.
 
 #![allow(clippy::unwrap_used)]

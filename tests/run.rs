@@ -15,7 +15,6 @@ use influx2td_writer::replay::{Literal, replay_directory};
 mod common;
 use common::{output_text, terminate};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const HOUR: i64 = 3_600_000_000_000;
 /// 2023-11-14T21:46:40Z: the job's begin.
 const T0: i64 = 1_700_000_000_000_000_000 - 1_600_000_000_000;
@@ -203,10 +202,8 @@ fn command(
     state: &Path,
     extra: &[(&str, String)],
 ) -> Command {
-    let mut command = Command::new(BINARY);
+    let mut command = common::influx2td();
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("INFLUX2TD_SOURCE_URL", source)
         .env("INFLUX2TD_BUCKET", "db")
         .env("INFLUX2TD_JOB", "e2e")
@@ -275,12 +272,7 @@ fn run_copies_the_source_exactly_with_begin_end_edges_and_filter() {
     );
 
     // Take mem's rows out of the target: verify says where.
-    let file = std::fs::read_dir(&target)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let file = common::only_file(&target);
     let original = std::fs::read_to_string(&file).unwrap();
     // (A statement may hold the rows of several measurements: only mem's clauses go.)
     let tampered: String = original
@@ -448,13 +440,6 @@ fn status_json(
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
 /// One point of a `live` measurement at `begin + 1`, written to the source.
 fn live_history(influxd: &Influxd, begin: i64) -> Point {
     influxd.query("CREATE DATABASE db");
@@ -473,7 +458,7 @@ fn run_without_end_keeps_syncing_new_points_after_the_delay() {
     let Some(influxd) = Influxd::start() else {
         return;
     };
-    let now = now_ns;
+    let now = common::now_ns;
     let begin = now() - 20_000_000_000;
     let history = live_history(&influxd, begin);
     let (_directory, target, state) = workdir();
@@ -818,7 +803,7 @@ fn lookback_reads_windows_again_for_points_later_than_the_delay() {
     let Some(influxd) = Influxd::start() else {
         return;
     };
-    let now = now_ns;
+    let now = common::now_ns;
     let begin = now() - 10_000_000_000;
     let history = live_history(&influxd, begin);
     let (_directory, target, state) = workdir();
@@ -883,7 +868,7 @@ fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
     let Some(mut influxd) = Influxd::with_reader("db", "copier", "copier-secret") else {
         return;
     };
-    let begin = now_ns() - 5_000_000_000;
+    let begin = common::now_ns() - 5_000_000_000;
     let point = |measurement: &'static str, time: i64, value: i64| Point {
         measurement,
         tags: vec![("host", "a".into())],
@@ -928,7 +913,7 @@ fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
     influxd.stop();
     std::thread::sleep(Duration::from_secs(3));
     influxd.start_again();
-    let fresh = point("live", now_ns(), 3);
+    let fresh = point("live", common::now_ns(), 3);
     influxd.write("db", &line(&fresh));
     expected.push(fresh);
     wait_for(3, "a point written after InfluxDB came back did not arrive");
@@ -938,7 +923,7 @@ fn run_rides_out_influxdb_down_credentials_revoked_and_a_measurement_dropped() {
     // credentials work again.
     assert_eq!(readyz().0, 200, "{:?}", readyz());
     influxd.query("SET PASSWORD FOR copier = 'rotated'");
-    let during = point("live", now_ns(), 4);
+    let during = point("live", common::now_ns(), 4);
     influxd.write("db", &line(&during));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(rows(), 3, "read with revoked credentials");

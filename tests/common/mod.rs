@@ -1,9 +1,42 @@
-//! Helpers shared by the CLI's integration tests.
+//! Helpers shared by the end-to-end suites (each file of tests/ is one test binary that
+//! includes this module; not every binary uses every helper).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// The `influx2td` binary under test (built by cargo before the suites run).
+pub const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+
+/// `influx2td` with nothing in its environment but `PATH`: a test states every setting it means.
+pub fn influx2td() -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+/// Now, in nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// The one file in `directory` (a file target's script).
+pub fn only_file(directory: &Path) -> PathBuf {
+    let mut files = std::fs::read_dir(directory).unwrap();
+    let file = files.next().unwrap().unwrap().path();
+    assert!(
+        files.next().is_none(),
+        "more than one file in {directory:?}"
+    );
+    file
+}
 
 /// A loopback port free right now.
 pub fn free_port() -> u16 {
@@ -75,9 +108,7 @@ pub fn spawn_role<'a>(
     env: impl IntoIterator<Item = (&'a str, &'a str)>,
     log: impl Into<Stdio>,
 ) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_influx2td"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    influx2td()
         .envs(env)
         .arg(role)
         .stdout(Stdio::null())

@@ -18,7 +18,6 @@ use influx2td_writer::replay::{Literal, replay_directory};
 mod common;
 use common::output_text;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const HOUR: i64 = 3_600_000_000_000;
 const T0: i64 = 1_700_000_000_000_000_000;
 
@@ -40,7 +39,7 @@ fn influxdb3() -> Option<(String, Option<String>)> {
 /// (Without the unsigned fields: influxd 1.6.7 refuses them; `reader/tests/v3_recorded.rs`
 /// checks them as InfluxDB 3 answers them.)
 fn lines() -> String {
-    let mut lines = include_str!("../../reader/tests/fixtures/influxdb3/data.lp")
+    let mut lines = include_str!("../reader/tests/fixtures/influxdb3/data.lp")
         .replace("u=7u,", "")
         .replace(",u=18446744073709551615u", "");
     for n in 0..300 {
@@ -121,10 +120,8 @@ fn command(
     target: &Path,
     state: &Path,
 ) -> Command {
-    let mut command = Command::new(BINARY);
+    let mut command = common::influx2td();
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("INFLUX2TD_SOURCE_URL", source)
         .env("INFLUX2TD_BUCKET", bucket)
         .env("INFLUX2TD_JOB", "v3")

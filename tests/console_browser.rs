@@ -1,8 +1,8 @@
 //! The console in a real browser: headless Debian chromium driven by playwright-core
-//! (`cli/tests/browser/console.mjs`) against a real influxd — the form, a wrong and a right
+//! (`tests/browser/console.mjs`) against a real influxd — the form, a wrong and a right
 //! connectivity check, a bad value shown at its field, the task added and watched to 100%.
 //! Afterwards the target holds every row. The screenshot of the task page is kept in
-//! `target/console-screenshot.png`. Needs `chromium` and `npm ci` in cli/tests/browser
+//! `target/console-screenshot.png`. Needs `chromium` and `npm ci` in tests/browser
 //! (`.ci/run` installs both); without them the test says it was skipped (and fails under CI).
 
 #![allow(clippy::unwrap_used)]
@@ -16,7 +16,6 @@ use influx2td_writer::replay::replay_directory;
 mod common;
 use common::{free_port, terminate, wait_for_http};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const PASSWORD: &str = "Browser-Sentinel-Pw-2231";
 const T0: i64 = 1_700_000_000_000_000_000;
 const ROWS: i64 = 240;
@@ -24,7 +23,7 @@ const ROWS: i64 = 240;
 const HOSTILE: &str = "<img src=x onerror=window.hacked=1>";
 
 fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
 }
 
 /// The browser and the driver, or why not.
@@ -35,7 +34,7 @@ fn tools() -> Result<PathBuf, String> {
         .find(|path| path.exists())
         .ok_or("chromium is not installed (apt-get install chromium)")?;
     if !browser_dir().join("node_modules/playwright-core").exists() {
-        return Err("playwright-core is not installed (npm ci in cli/tests/browser)".into());
+        return Err("playwright-core is not installed (npm ci in tests/browser)".into());
     }
     Ok(chromium)
 }
@@ -81,9 +80,7 @@ fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
     let target = directory.path().join("target");
     let port = free_port();
     let mut console = KillOnDrop(
-        Command::new(BINARY)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        common::influx2td()
             .args([
                 "console",
                 "--listen",

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use influx2td_testkit::{Influxd, http_request};
@@ -11,15 +11,6 @@ use influx2td_writer::replay::replay_directory;
 
 mod common;
 use common::free_port;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
 
 /// The sum of a metric's samples for the job `tele`.
 fn metric(text: &str, name: &str) -> u64 {
@@ -49,7 +40,7 @@ fn run_serves_metrics_equal_to_the_rows_moved_status_and_readiness() {
         return;
     };
     influxd.query("CREATE DATABASE db");
-    let begin = now_ns() - 120_000_000_000;
+    let begin = common::now_ns() - 120_000_000_000;
     let mut lines = String::new();
     for measurement in ["cpu", "mem"] {
         for host in 0..3 {
@@ -86,9 +77,7 @@ fn run_serves_metrics_equal_to_the_rows_moved_status_and_readiness() {
         ("INFLUX2TD_HTTP_LISTEN", format!("127.0.0.1:{port}")),
     ];
     let mut job = influx2td_testkit::KillOnDrop(
-        Command::new(BINARY)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        common::influx2td()
             .envs(job_env.iter().map(|(key, value)| (*key, value.as_str())))
             .arg("run")
             .stdout(Stdio::null())
@@ -153,9 +142,7 @@ fn run_serves_metrics_equal_to_the_rows_moved_status_and_readiness() {
     );
 
     // `influx2td status` of the same job shows the checkpoints and, from /status, the live run.
-    let output = Command::new(BINARY)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let output = common::influx2td()
         .envs(job_env.iter().map(|(key, value)| (*key, value.as_str())))
         .args(["status", "--json"])
         .output()

@@ -12,13 +12,11 @@ use influx2td_bus::{
 use influx2td_proto::{Message, pb};
 use influx2td_testkit::{Influxd, NatsServer};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+mod common;
 
 fn base_command(args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
+    let mut command = common::influx2td();
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("INFLUX2TD_BEGIN", "2023-01-01")
         .env("INFLUX2TD_TARGET_DSN", "ws://localhost:6041")
         .env("INFLUX2TD_TARGET_DATABASE", "metrics")

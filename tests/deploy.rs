@@ -9,8 +9,6 @@ use std::process::Command;
 
 mod common;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
-
 fn deploy_file(path: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -42,7 +40,7 @@ fn pairs(lines: &[String]) -> Vec<(String, String)> {
 
 /// Exit code, stdout and stderr of `influx2td validate --json`.
 fn validate(config: Option<&Path>, env: &[(String, String)]) -> (Option<i32>, String, String) {
-    let mut command = Command::new(BINARY);
+    let mut command = Command::new(common::BINARY);
     command.env_clear();
     for (key, value) in env {
         command.env(key, value);
@@ -159,7 +157,7 @@ fn the_compose_console_command_serves_the_console_behind_its_token() {
         .collect();
     assert_eq!(args[0], "console", "{args:?}");
     let mut console = influx2td_testkit::KillOnDrop(
-        Command::new(BINARY)
+        Command::new(common::BINARY)
             .env_clear()
             .args(&args)
             .stdout(std::process::Stdio::null())

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +16,6 @@ use influx2td_writer::replay::replay_directory;
 mod common;
 use common::{terminate, wait_for_exit};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const T0: i64 = 1_700_000_000_000_000_000;
 const SECOND: i64 = 1_000_000_000;
 const INFLUX_PASSWORD: &str = "Sentinel-Influx-Pw-7391";
@@ -123,9 +121,7 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
     terminate(&mut writer.0);
     // The operator's commands, with the coordinator's user.
     for args in [["status", "--json"], ["dead-letters", "list"]] {
-        let output = Command::new(BINARY)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        let output = common::influx2td()
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("INFLUX2TD_NATS_USER", "influx2td-coordinator")
             .env("INFLUX2TD_NATS_PASSWORD", password("coordinator"))

@@ -17,7 +17,6 @@ use influx2td_writer::replay::{Literal, replay_directory};
 mod common;
 use common::wait_for_exit;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const T0: i64 = 1_699_998_400_000_000_000;
 const SECOND: i64 = 1_000_000_000;
 const WINDOWS: i64 = 2000;
@@ -216,9 +215,7 @@ async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the
     assert_eq!(terminate(&mut writer), Some(0), "{}", job.log());
     assert_eq!(watermark(&nats).await, T0 + WINDOWS * SECOND);
     assert_target_equals_source(&target, &points, &job);
-    let verified = Command::new(BINARY)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let verified = common::influx2td()
         .envs(job.env.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("verify")
         .output()

@@ -15,11 +15,10 @@ use serde_json::{Value, json};
 mod common;
 use common::{free_port, terminate, wait_for_http};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const PASSWORD: &str = "Console-Sentinel-Pw-4417";
 const T0: i64 = 1_700_000_000_000_000_000;
 
-const OPENAPI: &str = include_str!("../../console/src/console-openapi.json");
+const OPENAPI: &str = include_str!("../console/src/console-openapi.json");
 
 /// Calls the API and checks the answer against the OpenAPI document: the path (`template`,
 /// as documented), method and status must be there, and the body must match its schema.
@@ -66,7 +65,7 @@ fn call(port: u16, method: &str, template: &str, path: &str, body: Option<&Value
 /// The JSON `influx2td <args> --config <job>` prints (exit code 0 required), with the source
 /// password given by its variable when `password` is.
 fn json_of(args: &[&str], job: &std::path::Path, password: Option<&str>) -> Value {
-    let mut command = Command::new(BINARY);
+    let mut command = Command::new(common::BINARY);
     command.env_clear().args(args).arg("--config").arg(job);
     if let Some(password) = password {
         command.env("INFLUX2TD_SOURCE_PASSWORD", password);
@@ -82,10 +81,8 @@ fn json_of(args: &[&str], job: &std::path::Path, password: Option<&str>) -> Valu
 }
 
 fn console(state: &std::path::Path, listen: &str) -> Command {
-    let mut command = Command::new(BINARY);
+    let mut command = common::influx2td();
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .args(["console", "--listen", listen, "--state-dir"])
         .arg(state);
     command

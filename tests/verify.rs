@@ -15,7 +15,6 @@ use influx2td_writer::mapping::child_table_name;
 mod common;
 use common::output_text as text;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const HOUR: i64 = 3_600_000_000_000;
 /// 2024-01-01T00:00:00Z.
 const T0: i64 = 1_704_067_200_000_000_000;
@@ -53,7 +52,7 @@ fn lines() -> String {
 }
 
 fn command(influxd: &Influxd, dsn: &str, database: &str, state: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
+    let mut command = Command::new(common::BINARY);
     command
         .env("INFLUX2TD_SOURCE_URL", influxd.url())
         .env("INFLUX2TD_BUCKET", "db")
@@ -164,12 +163,7 @@ fn verify_is_exact_on_overflowing_integer_sums_and_finds_one_changed_value_in_a_
     let dsn = format!("file://{}", target.display());
     run_verify_tamper_repair(&influxd, &dsn, "metrics", |time, changed, ratio| {
         // The file target is the SQL TDengine would run: one more INSERT overwrites the row.
-        let file = std::fs::read_dir(&target)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let file = common::only_file(&target);
         let child = child_table_name("wide", &[("host", "a")]);
         let mut script = std::fs::read_to_string(&file).unwrap();
         script.push_str(&format!(

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -14,7 +14,6 @@ use influx2td_testkit::{Influxd, KillOnDrop, http_request};
 mod common;
 use common::free_port;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
 const SENTINEL: &str = "SENTINEL-pw-7f3a9c";
 const T0: i64 = 1_700_000_000_000_000_000;
 
@@ -51,10 +50,8 @@ fn a_password_appears_in_nothing_influx2td_prints_or_serves() {
         ("RUST_LOG", "trace".to_owned()),
     ];
     let command = |args: &[&str]| {
-        let mut command = Command::new(BINARY);
+        let mut command = common::influx2td();
         command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
             .args(args);
         command

@@ -6,15 +6,13 @@ use std::process::{Command, Output};
 
 use influx2td_testkit::{Influxd, InfluxdOptions};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+mod common;
 
 /// The InfluxDB end under test; the target is the file sink, which passes wherever it can write.
 fn check(influxd_url: &str, extra: &[&str]) -> Output {
     let target = std::env::temp_dir().join("influx2td-check-test");
-    let mut command = Command::new(BINARY);
+    let mut command = common::influx2td();
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .args([
             "check",
             "--set",
@@ -161,7 +159,7 @@ fn unreachable_server_fails_and_json_says_so() {
         ],
     );
     assert_eq!(output.status.code(), Some(1));
-    let mut command = Command::new(BINARY);
+    let mut command = Command::new(common::BINARY);
     let json = command
         .env_clear()
         .args([

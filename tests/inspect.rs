@@ -10,11 +10,12 @@ use influx2td_proto::batch::{BatchEncoder, WindowRef};
 use influx2td_proto::{ColumnType, Value, pb};
 use influx2td_testkit::NatsServer;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_influx2td");
+mod common;
+
 const T0: i64 = 1_700_000_000_000_000_000;
 
 fn inspect(nats: &NatsServer, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(BINARY)
+    let output = Command::new(common::BINARY)
         .env_clear()
         .env("INFLUX2TD_NATS_URL", nats.url())
         .env("INFLUX2TD_JOB", "peek")
