@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use influx2td_bus::{Bus, CheckpointStore, Names, NatsBus, NatsConnect};
-use influx2td_testkit::{Influxd, NatsServer};
+use influx2td_testkit::{Influxd, NatsCluster, NatsServer};
 use influx2td_writer::mapping::child_table_name;
 use influx2td_writer::replay::{Literal, replay_directory};
 
@@ -76,14 +76,24 @@ fn terminate(role: &mut Role) -> Option<i32> {
 }
 
 /// The job's watermark, or 0 while NATS does not answer (the probe never waits long).
-async fn watermark(nats: &NatsServer) -> i64 {
+/// How the tests reach the job's NATS: its URL(s) and the job's `nats.replicas` (a client with
+/// another count would re-replicate the checkpoint bucket under the job's feet).
+struct Probe {
+    url: String,
+    replicas: usize,
+}
+
+async fn watermark(nats: &Probe) -> i64 {
     tokio::time::timeout(Duration::from_secs(2), read_watermark(nats))
         .await
         .unwrap_or(0)
 }
 
-async fn read_watermark(nats: &NatsServer) -> i64 {
-    let connect = NatsConnect::plain(nats.url(), "probe");
+async fn read_watermark(nats: &Probe) -> i64 {
+    let connect = NatsConnect {
+        replicas: nats.replicas,
+        ..NatsConnect::plain(&nats.url, "probe")
+    };
     let Ok(bus) = NatsBus::connect(&connect, Names::new("influx2td", "dist").unwrap()).await else {
         return 0;
     };
@@ -97,7 +107,7 @@ async fn read_watermark(nats: &NatsServer) -> i64 {
     progress["watermark_ns"].as_i64().unwrap_or(0)
 }
 
-async fn wait_for_watermark(nats: &NatsServer, job: &Job, seconds: i64) {
+async fn wait_for_watermark(nats: &Probe, job: &Job, seconds: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while watermark(nats).await < T0 + seconds * SECOND {
         assert!(
@@ -136,11 +146,8 @@ fn assert_target_equals_source(target: &Path, points: &[(String, i64, i64)], job
     assert_eq!(found, wanted);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the_source() {
-    let (Some(influxd), Some(mut nats)) = (Influxd::start(), NatsServer::start()) else {
-        return;
-    };
+/// `load` in `db`: two series, a point a second each for WINDOWS seconds from T0.
+fn load_points(influxd: &Influxd) -> Vec<(String, i64, i64)> {
     influxd.query("CREATE DATABASE db");
     let points: Vec<(String, i64, i64)> = (0..WINDOWS * 2)
         .map(|n| (format!("s{}", n % 2), T0 + (n / 2) * SECOND, n))
@@ -150,56 +157,55 @@ async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the
         .map(|(shard, time, value)| format!("load,shard={shard} value={value}i {time}\n"))
         .collect();
     influxd.write("db", &lines);
+    points
+}
 
-    let directory = tempfile::tempdir().unwrap();
-    let target = directory.path().join("target");
-    let logs = directory.path().join("logs");
+/// The job `dist` over the NATS at `nats` (one or more URLs), into a file target in `directory`.
+fn job(
+    influxd: &Influxd,
+    nats: &str,
+    directory: &Path,
+    extra: &[(&'static str, &str)],
+) -> (Job, PathBuf) {
+    let target = directory.join("target");
+    let logs = directory.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let job = Job {
-        env: vec![
-            ("INFLUX2TD_SOURCE_URL", influxd.url()),
-            ("INFLUX2TD_BUCKET", "db".into()),
-            ("INFLUX2TD_JOB", "dist".into()),
-            ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
-            (
-                "INFLUX2TD_END",
-                influx2td_config::format_time(T0 + WINDOWS * SECOND),
-            ),
-            ("INFLUX2TD_WINDOW", "1s".into()),
-            ("INFLUX2TD_READ_CONCURRENCY", "2".into()),
-            ("INFLUX2TD_ACK_WAIT", "2s".into()),
-            ("INFLUX2TD_LEASE_TTL", "3s".into()),
-            ("INFLUX2TD_NATS_URL", nats.url()),
-            (
-                "INFLUX2TD_TARGET_DSN",
-                format!("file://{}", target.display()),
-            ),
-            ("INFLUX2TD_TARGET_DATABASE", "metrics".into()),
-            ("INFLUX2TD_LOG_LEVEL", "info".into()),
-        ],
-        logs,
-    };
-    let mut coordinator = job.spawn("coordinator", 1);
-    let mut reader = job.spawn("reader", 1);
-    let mut writer = job.spawn("writer", 1);
+    let mut env = vec![
+        ("INFLUX2TD_SOURCE_URL", influxd.url()),
+        ("INFLUX2TD_BUCKET", "db".into()),
+        ("INFLUX2TD_JOB", "dist".into()),
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+        (
+            "INFLUX2TD_END",
+            influx2td_config::format_time(T0 + WINDOWS * SECOND),
+        ),
+        ("INFLUX2TD_WINDOW", "1s".into()),
+        ("INFLUX2TD_READ_CONCURRENCY", "2".into()),
+        ("INFLUX2TD_ACK_WAIT", "2s".into()),
+        ("INFLUX2TD_LEASE_TTL", "3s".into()),
+        ("INFLUX2TD_NATS_URL", nats.to_owned()),
+        (
+            "INFLUX2TD_TARGET_DSN",
+            format!("file://{}", target.display()),
+        ),
+        ("INFLUX2TD_TARGET_DATABASE", "metrics".into()),
+        ("INFLUX2TD_LOG_LEVEL", "info".into()),
+    ];
+    env.extend(extra.iter().map(|(key, value)| (*key, (*value).to_owned())));
+    (Job { env, logs }, target)
+}
 
-    wait_for_watermark(&nats, &job, 100).await;
-    kill(&mut reader);
-    let mut reader = job.spawn("reader", 2);
-
-    wait_for_watermark(&nats, &job, 500).await;
-    kill(&mut writer);
-    let mut writer = job.spawn("writer", 2);
-
-    wait_for_watermark(&nats, &job, 900).await;
-    nats.stop();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    nats.start_again();
-
-    wait_for_watermark(&nats, &job, 1300).await;
-    kill(&mut coordinator);
-    let mut coordinator = job.spawn("coordinator", 2);
-
+/// The coordinator exits 0 at the job's end, reader and writer stop on SIGTERM, the target
+/// equals the source and `influx2td verify` agrees.
+async fn finished_exact(
+    job: &Job,
+    nats: &Probe,
+    target: &Path,
+    points: &[(String, i64, i64)],
+    mut coordinator: Role,
+    mut reader: Role,
+    mut writer: Role,
+) {
     let status = wait_for_exit(&mut coordinator.0, Duration::from_secs(180), || job.log());
     {
         use std::os::unix::process::ExitStatusExt;
@@ -213,8 +219,8 @@ async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the
     }
     assert_eq!(terminate(&mut reader), Some(0), "{}", job.log());
     assert_eq!(terminate(&mut writer), Some(0), "{}", job.log());
-    assert_eq!(watermark(&nats).await, T0 + WINDOWS * SECOND);
-    assert_target_equals_source(&target, &points, &job);
+    assert_eq!(watermark(nats).await, T0 + WINDOWS * SECOND);
+    assert_target_equals_source(target, points, job);
     let verified = common::influx2td()
         .envs(job.env.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("verify")
@@ -231,6 +237,121 @@ async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the
         text.contains("value                    influxdb         4000  tdengine         4000"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_process_killed_and_nats_restarted_and_the_target_still_equals_the_source() {
+    let (Some(influxd), Some(mut nats)) = (Influxd::start(), NatsServer::start()) else {
+        return;
+    };
+    let points = load_points(&influxd);
+    let directory = tempfile::tempdir().unwrap();
+    let url = Probe {
+        url: nats.url(),
+        replicas: 1,
+    };
+    let (job, target) = job(&influxd, &url.url, directory.path(), &[]);
+    let coordinator = job.spawn("coordinator", 1);
+    let mut reader = job.spawn("reader", 1);
+    let mut writer = job.spawn("writer", 1);
+
+    wait_for_watermark(&url, &job, 100).await;
+    kill(&mut reader);
+    let reader = job.spawn("reader", 2);
+
+    wait_for_watermark(&url, &job, 500).await;
+    kill(&mut writer);
+    let writer = job.spawn("writer", 2);
+
+    wait_for_watermark(&url, &job, 900).await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.start_again();
+
+    wait_for_watermark(&url, &job, 1300).await;
+    let mut coordinator = coordinator;
+    kill(&mut coordinator);
+    let coordinator = job.spawn("coordinator", 2);
+
+    finished_exact(&job, &url, &target, &points, coordinator, reader, writer).await;
     let coordinator_log = std::fs::read_to_string(job.logs.join("coordinator-2.log")).unwrap();
     assert!(coordinator_log.contains("resuming"), "{coordinator_log}");
+}
+
+/// How long the watermark stood still after `since` (a fault): the job's pause.
+async fn paused_since(url: &Probe, since: Instant, job: &Job) -> Duration {
+    let stood = watermark(url).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = watermark(url).await;
+        if now > stood {
+            return since.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress after the fault:\n{}",
+            job.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_three_server_cluster_a_restart_and_the_stream_leader_killed_lose_nothing() {
+    let (Some(influxd), Some(mut cluster)) = (Influxd::start(), NatsCluster::start()) else {
+        return;
+    };
+    let started = Instant::now();
+    let points = load_points(&influxd);
+    let directory = tempfile::tempdir().unwrap();
+    let url = Probe {
+        url: cluster.url(),
+        replicas: 3,
+    };
+    let (job, target) = job(
+        &influxd,
+        &url.url,
+        directory.path(),
+        &[("INFLUX2TD_NATS_REPLICAS", "3")],
+    );
+    let coordinator = job.spawn("coordinator", 1);
+    let reader = job.spawn("reader", 1);
+    let writer = job.spawn("writer", 1);
+
+    // One server restarted mid-job, while the roles are connected (to it or another).
+    wait_for_watermark(&url, &job, 300).await;
+    let restarted = Instant::now();
+    cluster.servers[0].stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.servers[0].start_again();
+    let pause = paused_since(&url, restarted, &job).await;
+    eprintln!("one server restarted: the watermark moved again after {pause:?}");
+
+    // The leader of the job's DATA stream killed, and down to the end.
+    wait_for_watermark(&url, &job, 900).await;
+    let status = common::influx2td()
+        .envs(job.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let data = status["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"].as_str().unwrap().ends_with("_DATA"))
+        .unwrap()
+        .clone();
+    for stream in status["streams"].as_array().unwrap() {
+        assert_eq!(stream["replicas"], 3, "{status}");
+    }
+    eprintln!("before the kill: {}", status["streams"]);
+    let leader = data["leader"].as_str().unwrap().to_owned();
+    let killed = Instant::now();
+    cluster.server_named(&leader).stop();
+    let pause = paused_since(&url, killed, &job).await;
+    eprintln!("{leader} (leading DATA) killed: the watermark moved again after {pause:?}");
+
+    finished_exact(&job, &url, &target, &points, coordinator, reader, writer).await;
+    eprintln!("the whole test took {:?}", started.elapsed());
 }

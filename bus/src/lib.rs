@@ -16,7 +16,7 @@ use thiserror::Error;
 pub use influx2td_proto::names::{Names, StreamKind};
 pub use memory::MemoryBus;
 pub use messages::{Retrying, retrying_message, window_headers, work_item_message};
-pub use nats::{NatsAuth, NatsBus, NatsConnect, StoredMessage, WhichMessage};
+pub use nats::{NatsAuth, NatsBus, NatsConnect, Placement, StoredMessage, WhichMessage};
 pub use state_file::StateFile;
 
 /// Header name/value pairs, in order.

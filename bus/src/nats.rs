@@ -63,6 +63,8 @@ pub struct NatsConnect {
     pub tls_required: bool,
     /// Shown in the server's connection list (`nats server report connections`).
     pub client_name: String,
+    /// Copies JetStream keeps of each stream and of the KV bucket this bus creates (1-5).
+    pub replicas: usize,
 }
 
 impl NatsConnect {
@@ -75,6 +77,7 @@ impl NatsConnect {
             client_certificate: None,
             tls_required: false,
             client_name: client_name.into(),
+            replicas: 1,
         }
     }
 
@@ -131,6 +134,8 @@ fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
 pub struct NatsBus {
     names: Names,
     jetstream: jetstream::Context,
+    /// Copies of each stream and of the KV bucket (`nats.replicas`).
+    replicas: usize,
 }
 
 impl NatsBus {
@@ -139,9 +144,20 @@ impl NatsBus {
             url: connect.url.clone(),
             detail,
         };
+        // `nats.url` may name several servers of a cluster: the client fails over between them.
+        let servers = connect
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                url.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| refused(format!("{url:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         // One attempt first: credentials or TLS the server refuses are an error now, with the
         // server's reason; a server that is not (yet) there is waited for below.
-        let client = match connect.options().await?.connect(connect.url.as_str()).await {
+        let client = match connect.options().await?.connect(servers.as_slice()).await {
             Ok(client) => client,
             Err(error) => match error.kind() {
                 async_nats::ConnectErrorKind::AuthorizationViolation
@@ -170,7 +186,7 @@ impl NatsBus {
                         .options()
                         .await?
                         .retry_on_initial_connect()
-                        .connect(connect.url.as_str())
+                        .connect(servers.as_slice())
                         .await
                         .map_err(|e| refused(e.to_string()))?
                 }
@@ -201,7 +217,11 @@ impl NatsBus {
             );
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Ok(Self { names, jetstream })
+        Ok(Self {
+            names,
+            jetstream,
+            replicas: connect.replicas.max(1),
+        })
     }
 
     /// A message a stream holds now, for a person to look at (`influx2td inspect`); `None` when
@@ -273,8 +293,21 @@ impl NatsBus {
         Self {
             names,
             jetstream: jetstream::new(client),
+            replicas: 1,
         }
     }
+}
+
+/// Where one stream of a job lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub stream: String,
+    /// Its configured copies; `None` when the stream does not exist (yet).
+    pub replicas: Option<usize>,
+    /// The server leading it (a cluster; `None` on a single server or without a leader now).
+    pub leader: Option<String>,
+    /// Copies up to date now (the leader and the current followers).
+    pub current: usize,
 }
 
 /// Which stored message to read.
@@ -319,9 +352,10 @@ impl Bus for NatsBus {
             target: stream_name.clone(),
             detail,
         };
-        let stream = self
+        let mut stream = self
             .jetstream
             .get_or_create_stream(stream::Config {
+                num_replicas: self.replicas,
                 name: stream_name.clone(),
                 subjects: vec![self.names.subject_filter(config.kind)],
                 retention: stream::RetentionPolicy::WorkQueue,
@@ -333,7 +367,13 @@ impl Bus for NatsBus {
                 ..Default::default()
             })
             .await
-            .map_err(|e| nats_error("create stream", refused(&e, Some(config.max_bytes))))?;
+            .map_err(|e| {
+                nats_error(
+                    "create stream",
+                    refused(&e, Some(config.max_bytes), self.replicas),
+                )
+            })?;
+        self.keep_replicas(&mut stream).await?;
         let consumer_name = config.kind.consumer();
         let consumer_config = consumer::pull::Config {
             durable_name: Some(consumer_name.to_owned()),
@@ -398,6 +438,97 @@ impl NatsBus {
         Ok(())
     }
 
+    /// Gives an existing stream (created by an earlier run with another `nats.replicas`) the
+    /// replica count this bus is configured with; JetStream moves the data to the new peers.
+    async fn keep_replicas(&self, stream: &mut stream::Stream) -> Result<(), BusError> {
+        let mut config = stream.cached_info().config.clone();
+        if config.num_replicas.max(1) == self.replicas {
+            return Ok(());
+        }
+        let name = config.name.clone();
+        let was = config.num_replicas.max(1);
+        config.num_replicas = self.replicas;
+        match self.jetstream.update_stream(&config).await {
+            Ok(_) => {
+                tracing::info!(
+                    stream = name,
+                    from = was,
+                    to = self.replicas,
+                    "changed the stream's replicas to nats.replicas"
+                );
+                *stream = self
+                    .jetstream
+                    .get_stream(&name)
+                    .await
+                    .map_err(|e| BusError::Nats {
+                        operation: "open stream",
+                        target: name.clone(),
+                        detail: e.to_string(),
+                    })?;
+                Ok(())
+            }
+            Err(error) => Err(BusError::Nats {
+                operation: "change the replicas of stream",
+                target: name.clone(),
+                detail: format!(
+                    "it has {was}, nats.replicas asks for {}: {}; set nats.replicas back to \
+                     {was}, or, when the job is done or stopped, delete its streams (`nats \
+                     stream rm {name}`) so that they are made anew",
+                    self.replicas,
+                    refused(&error, None, self.replicas),
+                ),
+            }),
+        }
+    }
+
+    /// Where each stream of the job lives: its replica count and the server leading it
+    /// (`None` for a stream not created yet).
+    pub async fn placement(&self) -> Result<Vec<Placement>, BusError> {
+        let streams = StreamKind::ALL
+            .iter()
+            .map(|kind| self.names.stream(*kind))
+            .chain([format!("KV_{}", self.names.kv_bucket())]);
+        let mut placements = Vec::new();
+        for name in streams {
+            let info = match self.jetstream.get_stream(&name).await {
+                Ok(mut stream) => Some(
+                    stream
+                        .info()
+                        .await
+                        .map_err(|e| BusError::Nats {
+                            operation: "read stream info",
+                            target: name.clone(),
+                            detail: e.to_string(),
+                        })?
+                        .clone(),
+                ),
+                Err(error) if error.to_string().contains("not found") => None,
+                Err(error) => {
+                    return Err(BusError::Nats {
+                        operation: "open stream",
+                        target: name,
+                        detail: error.to_string(),
+                    });
+                }
+            };
+            placements.push(Placement {
+                replicas: info.as_ref().map(|i| i.config.num_replicas.max(1)),
+                leader: info
+                    .as_ref()
+                    .and_then(|i| i.cluster.as_ref())
+                    .and_then(|c| c.leader.clone()),
+                current: info.as_ref().map_or(0, |i| {
+                    1 + i
+                        .cluster
+                        .as_ref()
+                        .map_or(0, |c| c.replicas.iter().filter(|p| p.current).count())
+                }),
+                stream: name,
+            });
+        }
+        Ok(placements)
+    }
+
     /// The KV bucket `bucket` of this connection, created (file storage) when missing.
     pub async fn key_value(
         &self,
@@ -405,13 +536,26 @@ impl NatsBus {
         description: &str,
     ) -> Result<NatsCheckpoints, BusError> {
         let store = match self.jetstream.get_key_value(bucket).await {
-            Ok(store) => store,
+            Ok(store) => {
+                let mut stream = self
+                    .jetstream
+                    .get_stream(format!("KV_{bucket}"))
+                    .await
+                    .map_err(|e| BusError::Nats {
+                        operation: "open KV bucket",
+                        target: bucket.to_owned(),
+                        detail: e.to_string(),
+                    })?;
+                self.keep_replicas(&mut stream).await?;
+                store
+            }
             Err(_) => self
                 .jetstream
                 .create_key_value(kv::Config {
                     bucket: bucket.to_owned(),
                     description: description.to_owned(),
                     history: 5,
+                    num_replicas: self.replicas,
                     storage: stream::StorageType::File,
                     ..Default::default()
                 })
@@ -419,7 +563,7 @@ impl NatsBus {
                 .map_err(|e| BusError::Nats {
                     operation: "create KV bucket",
                     target: bucket.to_owned(),
-                    detail: refused(&e, None),
+                    detail: refused(&e, None, self.replicas),
                 })?,
         };
         Ok(NatsCheckpoints {
@@ -433,20 +577,41 @@ impl NatsBus {
 /// with what to do when it lacks storage: it reserves each stream's whole `max_bytes` up front
 /// from `max_file_store` (by default 75% of the disk free under its store directory when it
 /// started) and creates nothing more once the reservations take it all.
-fn refused(error: &(dyn std::error::Error + 'static), max_bytes: Option<u64>) -> String {
+fn refused(
+    error: &(dyn std::error::Error + 'static),
+    max_bytes: Option<u64>,
+    replicas: usize,
+) -> String {
     let mut cause = Some(error);
-    let mut short_of_storage = false;
+    let mut code = None;
     while let Some(current) = cause {
-        if let Some(created) = current.downcast_ref::<CreateStreamError>() {
-            short_of_storage |= matches!(
-                created.kind(),
-                CreateStreamErrorKind::JetStream(e)
-                    if e.error_code() == ErrorCode::STORAGE_RESOURCES_EXCEEDED
-            );
+        if let Some(created) = current.downcast_ref::<CreateStreamError>()
+            && let CreateStreamErrorKind::JetStream(e) = created.kind()
+        {
+            code = Some(e.error_code());
         }
         cause = current.source();
     }
-    if !short_of_storage {
+    if replicas > 1 {
+        match code {
+            Some(ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED) => {
+                return format!(
+                    "{error}: nats.replicas = {replicas}, but this NATS server is not part of a \
+                     cluster and keeps one copy only; set nats.replicas = 1, or point nats.url \
+                     at a cluster of at least {replicas} JetStream servers"
+                );
+            }
+            Some(ErrorCode::CLUSTER_NO_PEERS | ErrorCode::INSUFFICIENT_RESOURCES) => {
+                return format!(
+                    "{error}: nats.replicas = {replicas}, but the NATS cluster has fewer than \
+                     {replicas} JetStream servers up (or they lack storage); set nats.replicas \
+                     to at most the number of servers, or start the missing ones"
+                );
+            }
+            _ => {}
+        }
+    }
+    if code != Some(ErrorCode::STORAGE_RESOURCES_EXCEEDED) {
         return error.to_string();
     }
     let what = match max_bytes {

@@ -10,6 +10,7 @@ use crate::print_json;
 pub async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
     let measurements = influx2td_job::checkpoints::read_checkpoints(job).await?;
     let live = influx2td_job::checkpoints::live_status(job).await;
+    let placement = influx2td_job::checkpoints::stream_placement(job).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos() as i64)
@@ -38,11 +39,36 @@ pub async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
                 (name.clone(), value)
             })
             .collect();
+        let streams: Option<Vec<serde_json::Value>> = placement.as_ref().map(|streams| {
+            streams
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "stream": p.stream, "replicas": p.replicas,
+                        "current": p.current, "leader": p.leader,
+                    })
+                })
+                .collect()
+        });
         print_json(
             &mut stdout,
-            &serde_json::json!({ "job": job.job, "measurements": measurements, "live": live }),
+            &serde_json::json!({
+                "job": job.job, "measurements": measurements, "live": live, "streams": streams,
+            }),
         )?;
         return Ok(());
+    }
+    for p in placement.iter().flatten() {
+        match p.replicas {
+            Some(replicas) => writeln!(
+                stdout,
+                "stream {}: {replicas} replica(s), {} current, leader {}",
+                p.stream,
+                p.current,
+                p.leader.as_deref().unwrap_or("none now")
+            )?,
+            None => writeln!(stdout, "stream {}: not created yet", p.stream)?,
+        }
     }
     if measurements.is_empty() {
         writeln!(

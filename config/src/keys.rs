@@ -365,6 +365,12 @@ pub const KEYS: &[Key] = &[
         "false",
         "refuse a NATS server that does not offer TLS",
     ),
+    key(
+        "nats.replicas",
+        Kind::Integer,
+        "1",
+        "copies JetStream keeps of the job's streams and checkpoint bucket (1-5; 3 on a 3-server cluster, so that losing a server loses nothing)",
+    ),
 ];
 
 /// The key at `path`.

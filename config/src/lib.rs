@@ -212,6 +212,8 @@ pub struct NatsConfig {
     /// Client certificate and key (PEM).
     pub client_certificate: Option<(PathBuf, PathBuf)>,
     pub tls_required: bool,
+    /// Copies of each stream and of the checkpoint bucket (1-5).
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

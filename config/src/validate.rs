@@ -595,8 +595,12 @@ fn nats(checker: &mut Checker) -> NatsConfig {
         ca_file: checker.existing_file("nats.ca_file"),
         client_certificate,
         tls_required: checker.bool("nats.tls_required"),
+        replicas: checker.integer("nats.replicas", 1, 1..=MAX_REPLICAS) as usize,
     }
 }
+
+/// JetStream's own limit on the copies of a stream.
+const MAX_REPLICAS: i64 = 5;
 
 /// Parses a begin/end time: RFC 3339, or a date or date-time without zone (taken as UTC).
 pub fn parse_time(text: &str) -> Result<i64, String> {

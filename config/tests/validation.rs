@@ -752,3 +752,19 @@ fn the_insert_mode_is_bind_unless_sql_is_asked_for() {
         ["target.insert: invalid value \"fast\" (from the command line): use bind or sql"]
     );
 }
+
+#[test]
+fn nats_replicas_are_one_by_default_and_one_to_five() {
+    assert_eq!(load(BASE, &[], &[]).unwrap().nats.replicas, 1);
+    let job = load(BASE, &[("INFLUX2TD_NATS_REPLICAS", "3")], &[]).unwrap();
+    assert_eq!(job.nats.replicas, 3);
+    for bad in ["0", "6"] {
+        let found = problems_with(BASE, &[], &[&format!("nats.replicas={bad}")]);
+        assert_eq!(
+            found,
+            [format!(
+                "nats.replicas: invalid value \"{bad}\" (from the command line): must be between 1 and 5"
+            )]
+        );
+    }
+}

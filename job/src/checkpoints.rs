@@ -40,6 +40,16 @@ pub async fn read_checkpoints(
     Ok(measurements)
 }
 
+/// Where a job's streams live over NATS (replicas, leader), or `None` for the embedded bus.
+pub async fn stream_placement(
+    job: &JobConfig,
+) -> anyhow::Result<Option<Vec<influx2td_bus::Placement>>> {
+    if job.nats.url.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(nats_bus(job, "status").await?.placement().await?))
+}
+
 /// The running coordinator's `/status`, when `http.listen` says where it is and it answers.
 pub async fn live_status(job: &JobConfig) -> Option<serde_json::Value> {
     let address = job.http_listen.as_ref()?;

@@ -82,6 +82,7 @@ pub fn nats_connect(
         client_certificate: nats.client_certificate.clone(),
         tls_required: nats.tls_required,
         client_name: client_name.to_owned(),
+        replicas: nats.replicas,
     })
 }
 

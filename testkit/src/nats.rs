@@ -131,6 +131,92 @@ impl NatsServer {
     }
 }
 
+/// Three `nats-server`s on loopback in one cluster (routes between them, JetStream with its own
+/// store on each, free ports); each killed on drop. Clients connect with [`NatsCluster::url`],
+/// which names all three.
+#[derive(Debug)]
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts the cluster and waits until JetStream has a meta leader, or `None` (test skipped)
+    /// when `nats-server` is not installed.
+    pub fn start() -> Option<Self> {
+        let binary = require_binary("nats-server", "NATS_SERVER_BIN")?;
+        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|port| format!("nats-route://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut servers: Vec<NatsServer> = route_ports
+            .iter()
+            .enumerate()
+            .map(|(index, route_port)| NatsServer {
+                binary: binary.clone(),
+                directory: tempfile::tempdir().expect("cannot create temp dir"),
+                port: free_port(),
+                monitor_port: free_port(),
+                config: Some(format!(
+                    "server_name: n{}\ncluster {{ name: influx2td-test, listen: \"127.0.0.1:{route_port}\", routes: [{routes}] }}\n",
+                    index + 1
+                )),
+                process: None,
+            })
+            .collect();
+        for server in &mut servers {
+            server.start_again();
+        }
+        let cluster = Self { servers };
+        cluster.wait_for_meta_leader(Duration::from_secs(30));
+        Some(cluster)
+    }
+
+    /// `nats://` URLs of all three servers, comma separated (the client fails over between them).
+    pub fn url(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The server named `name` (`n1`, `n2`, `n3`: what a stream's leader is reported as).
+    pub fn server_named(&mut self, name: &str) -> &mut NatsServer {
+        let index = name
+            .strip_prefix('n')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=self.servers.len()).contains(n))
+            .unwrap_or_else(|| panic!("no server {name:?} in the cluster"));
+        &mut self.servers[index - 1]
+    }
+
+    /// Waits until a running server reports a JetStream meta leader (the cluster can create
+    /// and place streams).
+    pub fn wait_for_meta_leader(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let led = self
+                .servers
+                .iter()
+                .filter(|s| s.process.is_some())
+                .any(|s| {
+                    http_request(s.monitor_port, "GET", "/jsz?leader-only=false", &[], b"")
+                        .is_ok_and(|r| r.body.replace(' ', "").contains("\"leader\":\"n"))
+                });
+            if led {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the NATS cluster elected no JetStream leader in {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
