@@ -10,7 +10,15 @@ use crate::print_json;
 pub async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
     let measurements = influx2td_job::checkpoints::read_checkpoints(job).await?;
     let live = influx2td_job::checkpoints::live_status(job).await;
-    let placement = influx2td_job::checkpoints::stream_placement(job).await?;
+    // Where the streams live is shown when NATS answers; a leaderless moment (a failover) must
+    // not hide the checkpoints, so it is a line of the output, not the command's failure.
+    let placement = match influx2td_job::checkpoints::stream_placement(job).await {
+        Ok(placement) => placement,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read where the job's streams live");
+            None
+        }
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos() as i64)
