@@ -352,7 +352,7 @@ impl Bus for NatsBus {
             target: stream_name.clone(),
             detail,
         };
-        let mut stream = self
+        let stream = self
             .jetstream
             .get_or_create_stream(stream::Config {
                 num_replicas: self.replicas,
@@ -373,7 +373,7 @@ impl Bus for NatsBus {
                     refused(&e, Some(config.max_bytes), self.replicas),
                 )
             })?;
-        self.keep_replicas(&mut stream).await?;
+        self.keep_replicas(&stream).await?;
         let consumer_name = config.kind.consumer();
         let consumer_config = consumer::pull::Config {
             durable_name: Some(consumer_name.to_owned()),
@@ -416,10 +416,7 @@ impl NatsBus {
     /// Deletes the job's streams and its KV bucket: its windows, rows, reports, dead letters,
     /// checkpoints and lease. Streams already gone are no error.
     pub async fn delete_job(&self) -> Result<(), BusError> {
-        let streams = StreamKind::ALL
-            .iter()
-            .map(|kind| self.names.stream(*kind))
-            .chain([format!("KV_{}", self.names.kv_bucket())]);
+        let streams = self.job_streams();
         for stream in streams {
             match self.jetstream.delete_stream(&stream).await {
                 Ok(_) => {}
@@ -438,9 +435,17 @@ impl NatsBus {
         Ok(())
     }
 
+    /// The names of every stream of the job: its queues and the stream behind its KV bucket.
+    fn job_streams(&self) -> impl Iterator<Item = String> + '_ {
+        StreamKind::ALL
+            .iter()
+            .map(|kind| self.names.stream(*kind))
+            .chain([format!("KV_{}", self.names.kv_bucket())])
+    }
+
     /// Gives an existing stream (created by an earlier run with another `nats.replicas`) the
     /// replica count this bus is configured with; JetStream moves the data to the new peers.
-    async fn keep_replicas(&self, stream: &mut stream::Stream) -> Result<(), BusError> {
+    async fn keep_replicas(&self, stream: &stream::Stream) -> Result<(), BusError> {
         let mut config = stream.cached_info().config.clone();
         if config.num_replicas.max(1) == self.replicas {
             return Ok(());
@@ -456,15 +461,6 @@ impl NatsBus {
                     to = self.replicas,
                     "changed the stream's replicas to nats.replicas"
                 );
-                *stream = self
-                    .jetstream
-                    .get_stream(&name)
-                    .await
-                    .map_err(|e| BusError::Nats {
-                        operation: "open stream",
-                        target: name.clone(),
-                        detail: e.to_string(),
-                    })?;
                 Ok(())
             }
             Err(error) => Err(BusError::Nats {
@@ -484,10 +480,7 @@ impl NatsBus {
     /// Where each stream of the job lives: its replica count and the server leading it
     /// (`None` for a stream not created yet).
     pub async fn placement(&self) -> Result<Vec<Placement>, BusError> {
-        let streams = StreamKind::ALL
-            .iter()
-            .map(|kind| self.names.stream(*kind))
-            .chain([format!("KV_{}", self.names.kv_bucket())]);
+        let streams = self.job_streams();
         let mut placements = Vec::new();
         for name in streams {
             let info = match self.jetstream.get_stream(&name).await {
@@ -537,7 +530,7 @@ impl NatsBus {
     ) -> Result<NatsCheckpoints, BusError> {
         let store = match self.jetstream.get_key_value(bucket).await {
             Ok(store) => {
-                let mut stream = self
+                let stream = self
                     .jetstream
                     .get_stream(format!("KV_{bucket}"))
                     .await
@@ -546,7 +539,7 @@ impl NatsBus {
                         target: bucket.to_owned(),
                         detail: e.to_string(),
                     })?;
-                self.keep_replicas(&mut stream).await?;
+                self.keep_replicas(&stream).await?;
                 store
             }
             Err(_) => self
