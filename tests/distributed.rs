@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use influx2td_bus::{Bus, CheckpointStore, Names, NatsBus, NatsConnect};
-use influx2td_testkit::{Influxd, NatsCluster, NatsServer};
+use influx2td_testkit::{Influxd, NatsCluster, NatsHubAndLeaf, NatsServer};
 use influx2td_writer::mapping::child_table_name;
 use influx2td_writer::replay::{Literal, replay_directory};
 
@@ -38,9 +38,53 @@ impl Drop for Role {
 
 impl Job {
     fn spawn(&self, role: &str, number: usize) -> Role {
+        self.spawn_with(role, number, &[])
+    }
+
+    /// [`Job::spawn`] with settings of this process only (its `http.listen`, say).
+    fn spawn_with(&self, role: &str, number: usize, extra: &[(&'static str, String)]) -> Role {
         let log = std::fs::File::create(self.logs.join(format!("{role}-{number}.log"))).unwrap();
-        let env = self.env.iter().map(|(k, v)| (*k, v.as_str()));
+        let env = self.env.iter().chain(extra).map(|(k, v)| (*k, v.as_str()));
         Role(common::spawn_role(role, env, log))
+    }
+
+    /// Lets the coordinator serve its live status (which `status` shows) on a free port.
+    fn serve_status(&mut self) {
+        let http = format!("127.0.0.1:{}", common::free_port());
+        self.env.push(("INFLUX2TD_HTTP_LISTEN", http));
+    }
+
+    /// Waits until `status` says the job waits, and returns that status and the reason.
+    async fn wait_for_waiting(&self) -> (serde_json::Value, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status();
+            if let Some(waiting) = status["live"]["waiting"].as_str() {
+                return (status.clone(), waiting.to_owned());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no waiting reason in status: {status}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// `influx2td status --json` of the job, parsed.
+    fn status(&self) -> serde_json::Value {
+        let output = common::influx2td()
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "status --json: {error}\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
     }
 
     fn log(&self) -> String {
@@ -329,12 +373,7 @@ async fn on_a_three_server_cluster_a_restart_and_the_stream_leader_killed_lose_n
 
     // The leader of the job's DATA stream killed, and down to the end.
     wait_for_watermark(&url, &job, 900).await;
-    let status = common::influx2td()
-        .envs(job.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = job.status();
     let data = status["streams"]
         .as_array()
         .unwrap()
@@ -354,4 +393,134 @@ async fn on_a_three_server_cluster_a_restart_and_the_stream_leader_killed_lose_n
 
     finished_exact(&job, &url, &target, &points, coordinator, reader, writer).await;
     eprintln!("the whole test took {:?}", started.elapsed());
+}
+
+/// Whether the role's process still runs.
+fn running(role: &mut Role) -> bool {
+    role.0.try_wait().unwrap().is_none()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_three_server_cluster_losing_the_quorum_holds_the_job_waiting_until_a_server_returns()
+{
+    let (Some(influxd), Some(mut cluster)) = (Influxd::start(), NatsCluster::start()) else {
+        return;
+    };
+    let started = Instant::now();
+    let points = load_points(&influxd);
+    let directory = tempfile::tempdir().unwrap();
+    let url = Probe {
+        url: cluster.url(),
+        replicas: 3,
+    };
+    let (mut job, target) = job(
+        &influxd,
+        &url.url,
+        directory.path(),
+        &[("INFLUX2TD_NATS_REPLICAS", "3")],
+    );
+    job.serve_status();
+    let mut coordinator = job.spawn("coordinator", 1);
+    let no_http = [("INFLUX2TD_HTTP_LISTEN", "127.0.0.1:0".to_owned())];
+    let mut reader = job.spawn_with("reader", 1, &no_http);
+    let mut writer = job.spawn_with("writer", 1, &no_http);
+
+    wait_for_watermark(&url, &job, 300).await;
+    assert_eq!(job.status()["live"]["waiting"], serde_json::Value::Null);
+    let lost = Instant::now();
+    cluster.servers[1].stop();
+    cluster.servers[2].stop();
+
+    // No quorum: the job waits, and says why.
+    let (status, waiting) = job.wait_for_waiting().await;
+    eprintln!(
+        "quorum lost: status says after {:?}: {waiting}",
+        lost.elapsed()
+    );
+    assert!(waiting.contains("NATS"), "{waiting}");
+    assert!(waiting.contains("quorum"), "{waiting}");
+    assert!(status["checkpoints_error"].is_string(), "{status}");
+
+    // Waiting is not failing: every role stays up, still saying why it waits (acknowledgements
+    // pulled before the loss may still move the coordinator's watermark a little).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for role in [&mut coordinator, &mut reader, &mut writer] {
+        assert!(
+            running(role),
+            "a role gave up without quorum:\n{}",
+            job.log()
+        );
+    }
+    let status = job.status();
+    assert!(status["live"]["waiting"].is_string(), "{status}");
+
+    // A second server back: quorum again, the job goes on and finishes.
+    let back = Instant::now();
+    cluster.servers[1].start_again();
+    let pause = paused_since(&url, back, &job).await;
+    eprintln!(
+        "quorum lost for {:?}; the watermark moved {pause:?} after a second server was back",
+        back - lost
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while job.status()["live"]["waiting"].is_string() {
+        assert!(Instant::now() < deadline, "still waiting:\n{}", job.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    finished_exact(&job, &url, &target, &points, coordinator, reader, writer).await;
+    eprintln!("the whole test took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_on_a_leaf_node_beside_the_source_serves_a_hub_that_cannot_reach_influxdb() {
+    let (Some(influxd), Some(nats)) = (Influxd::start(), NatsHubAndLeaf::start()) else {
+        return;
+    };
+    let points = load_points(&influxd);
+    let directory = tempfile::tempdir().unwrap();
+    let hub = Probe {
+        url: nats.hub.url(),
+        replicas: 1,
+    };
+    let (mut job, target) = job(
+        &influxd,
+        &hub.url,
+        directory.path(),
+        &[("INFLUX2TD_SOURCE_DISCOVERY", "readers")],
+    );
+    job.serve_status();
+    // At the hub, InfluxDB is a port where nothing listens: coordinator and writer never reach it.
+    let nowhere = format!("http://127.0.0.1:{}", common::free_port());
+    let at_hub = [("INFLUX2TD_SOURCE_URL", nowhere.clone())];
+    let coordinator = job.spawn_with("coordinator", 1, &at_hub);
+    let writer = job.spawn_with(
+        "writer",
+        1,
+        &[
+            ("INFLUX2TD_SOURCE_URL", nowhere),
+            ("INFLUX2TD_HTTP_LISTEN", "127.0.0.1:0".to_owned()),
+        ],
+    );
+
+    // No reader yet: the coordinator waits, and says for what.
+    let (_, waiting) = job.wait_for_waiting().await;
+    assert!(waiting.contains("no reader answers"), "{waiting}");
+    assert!(waiting.contains("influx2td reader"), "{waiting}");
+
+    // The reader at the source's site: the real InfluxDB, and NATS only through the leaf.
+    let reader = job.spawn_with(
+        "reader",
+        1,
+        &[
+            ("INFLUX2TD_NATS_URL", nats.leaf.url()),
+            ("INFLUX2TD_NATS_DOMAIN", "hub".to_owned()),
+            ("INFLUX2TD_HTTP_LISTEN", "127.0.0.1:0".to_owned()),
+        ],
+    );
+    finished_exact(&job, &hub, &target, &points, coordinator, reader, writer).await;
+    let reader_log = std::fs::read_to_string(job.logs.join("reader-1.log")).unwrap();
+    assert!(
+        reader_log.contains("discovered for the coordinator"),
+        "{reader_log}"
+    );
 }

@@ -75,7 +75,7 @@ pub enum BusError {
     TooLarge { subject: String, detail: String },
     #[error("failed to connect to NATS at {url}: {detail}")]
     Connect { url: String, detail: String },
-    #[error("{operation} on {target} failed: {detail}")]
+    #[error("{operation} on {target} failed: {}", nats::explain(detail))]
     Nats {
         operation: &'static str,
         target: String,

@@ -65,7 +65,47 @@ pub struct NatsConnect {
     pub client_name: String,
     /// Copies JetStream keeps of each stream and of the KV bucket this bus creates (1-5).
     pub replicas: usize,
+    /// How long connecting waits for JetStream to answer before giving up: a role waits out a
+    /// restarting server ([`DEFAULT_PATIENCE`]); a command a person waits for, less.
+    pub patience: Duration,
+    /// The JetStream domain of the hub, for a client of a leaf node (`None`: the server's own).
+    pub domain: Option<String>,
 }
+
+/// `detail` (a NATS client's error) with what it means for a job when that is not plain from
+/// it: JetStream "temporarily unavailable" (10008), or a request to a stream that no server
+/// answers (503, no responders), is on a cluster a lost quorum; a request that timed out may be
+/// one too.
+pub(crate) fn explain(detail: &str) -> String {
+    const QUORUM: &str = "on a cluster a majority of the servers holding each stream (nats.replicas) must be up and connected, 2 of 3";
+    let lower = detail.to_ascii_lowercase();
+    if detail.contains("error code 10008")
+        || detail.contains("503")
+        || lower.contains("no responders")
+    {
+        format!(
+            "{detail} — no NATS server answers for it now (no quorum: {QUORUM}); the job waits until one does"
+        )
+    } else if detail.contains("error code 10158") {
+        format!(
+            "{detail} — the stream still stores an earlier attempt of this message (it is changing leader, or lost its quorum: {QUORUM}); the job tries again"
+        )
+    } else if lower.contains("no stream found") {
+        // What a publish nobody answers is reported as: no server leads the stream now.
+        format!(
+            "{detail} — no NATS server answers for the stream now (no quorum: {QUORUM}; or the job's streams were deleted); the job waits until one does"
+        )
+    } else if lower.contains("timed out") {
+        format!(
+            "{detail} — NATS did not answer in time: a server restarting or overloaded, or no quorum ({QUORUM}); the job waits until it answers"
+        )
+    } else {
+        detail.to_owned()
+    }
+}
+
+/// How long a role waits for JetStream to answer when it connects.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
 
 impl NatsConnect {
     /// Plain connection without auth or TLS (tests, a local server).
@@ -78,6 +118,8 @@ impl NatsConnect {
             tls_required: false,
             client_name: client_name.into(),
             replicas: 1,
+            patience: DEFAULT_PATIENCE,
+            domain: None,
         }
     }
 
@@ -192,22 +234,27 @@ impl NatsBus {
                 }
             },
         };
-        let jetstream = jetstream::new(client);
-        // A server that is restarting answers within a few seconds; give it a minute, asking
-        // again every few seconds, before saying it is not there.
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        let jetstream = match &connect.domain {
+            Some(domain) => jetstream::with_domain(client, domain),
+            None => jetstream::new(client),
+        };
+        // A server that is restarting answers within a few seconds; give it `patience` (a
+        // minute for a role), asking again every few seconds, before saying it is not there.
+        let started = tokio::time::Instant::now();
+        let give_up = started + connect.patience;
         loop {
-            let detail =
-                match tokio::time::timeout(Duration::from_secs(5), jetstream.query_account()).await
-                {
-                    Ok(Ok(_)) => break,
-                    Ok(Err(e)) => format!("JetStream is not available: {e}"),
-                    Err(_) => "no answer from the server".to_owned(),
-                };
+            let ask = connect
+                .patience
+                .clamp(Duration::from_secs(1), Duration::from_secs(5));
+            let detail = match tokio::time::timeout(ask, jetstream.query_account()).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => format!("JetStream is not available: {}", explain(&e.to_string())),
+                Err(_) => "no answer from the server".to_owned(),
+            };
             if tokio::time::Instant::now() >= give_up {
                 return Err(BusError::Connect {
                     url: connect.url.clone(),
-                    detail: format!("{detail} (for 60 s)"),
+                    detail: format!("{detail} (for {} s)", started.elapsed().as_secs()),
                 });
             }
             tracing::warn!(
@@ -222,6 +269,72 @@ impl NatsBus {
             jetstream,
             replicas: connect.replicas.max(1),
         })
+    }
+
+    /// Asks whoever answers on `subject` (one of them: a queue group), waiting `patience` for
+    /// the reply; `Ok(None)` when nobody listens there now.
+    pub async fn ask(
+        &self,
+        subject: String,
+        question: Bytes,
+        patience: Duration,
+    ) -> Result<Option<Bytes>, BusError> {
+        let client = self.jetstream.client();
+        let nats_error = |detail: String| BusError::Nats {
+            operation: "request",
+            target: subject.clone(),
+            detail,
+        };
+        let asked = client.send_request(
+            subject.clone(),
+            async_nats::Request::new()
+                .payload(question)
+                .timeout(Some(patience)),
+        );
+        match asked.await {
+            Ok(reply) => Ok(Some(reply.payload)),
+            Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => Ok(None),
+            Err(error) => Err(nats_error(error.to_string())),
+        }
+    }
+
+    /// Answers every request on `subject` with `answer(question)`, one listener of the queue
+    /// group `group` getting each, until `shutdown`.
+    pub async fn answer<F, Fut>(
+        &self,
+        subject: String,
+        group: &str,
+        answer: F,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), BusError>
+    where
+        F: Fn(Bytes) -> Fut,
+        Fut: std::future::Future<Output = Bytes>,
+    {
+        let client = self.jetstream.client();
+        let mut requests = client
+            .queue_subscribe(subject.clone(), group.to_owned())
+            .await
+            .map_err(|e| BusError::Nats {
+                operation: "subscribe",
+                target: subject.clone(),
+                detail: e.to_string(),
+            })?;
+        tokio::pin!(shutdown);
+        loop {
+            let request = tokio::select! {
+                request = requests.next() => request,
+                () = &mut shutdown => break,
+            };
+            let Some(request) = request else { break };
+            let Some(reply) = request.reply else { continue };
+            let answered = answer(request.payload).await;
+            if let Err(error) = client.publish(reply, answered).await {
+                tracing::warn!(%error, subject, "cannot answer a request");
+            }
+        }
+        let _ = requests.unsubscribe().await;
+        Ok(())
     }
 
     /// A message a stream holds now, for a person to look at (`influx2td inspect`); `None` when
@@ -950,5 +1063,28 @@ impl CheckpointStore for NatsCheckpoints {
             .map_err(|e| self.error("list checkpoints", "*", e.to_string()))?;
         keys.sort();
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    #[test]
+    fn a_lost_quorum_is_named_as_such_and_other_errors_are_left_alone() {
+        for detail in [
+            "JetStream error: JetStream system temporarily unavailable (code 503, error code 10008)",
+            "error while processing messages from the stream: 503, None",
+            "unable to get message: 503 no responders",
+            "no stream found for given subject",
+        ] {
+            let explained = explain(detail);
+            assert!(explained.starts_with(detail), "{explained}");
+            assert!(explained.contains("no quorum"), "{explained}");
+        }
+        let timed_out = explain("timed out");
+        assert!(timed_out.contains("did not answer in time"), "{timed_out}");
+        assert!(timed_out.contains("no quorum"), "{timed_out}");
+        assert_eq!(explain("stream not found"), "stream not found");
     }
 }

@@ -243,7 +243,7 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> u
         return match served {
             Ok(()) => exit::SUCCESS,
             Err(error) => {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", describe(&error));
                 exit::FAILURE
             }
         };
@@ -284,10 +284,27 @@ pub fn main_with(cli: Cli, env: impl IntoIterator<Item = (String, String)>) -> u
     match result {
         Ok(()) => exit::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             exit::FAILURE
         }
     }
+}
+
+/// An error and its causes, `: ` between them, leaving out a cause the text before it already
+/// says (an error that names its source in its own message, as `#[error("…: {0}")]` does).
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 /// The console's NATS settings when given `--nats-url`: its other `nats.*` keys come from

@@ -8,16 +8,31 @@ use influx2td_config::JobConfig;
 use crate::print_json;
 
 pub async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
-    let measurements = influx2td_job::checkpoints::read_checkpoints(job).await?;
-    let live = influx2td_job::checkpoints::live_status(job).await;
+    let (look, live) = tokio::join!(
+        influx2td_job::checkpoints::look(job),
+        influx2td_job::checkpoints::live_status(job)
+    );
     // Where the streams live is shown when NATS answers; a leaderless moment (a failover) must
     // not hide the checkpoints, so it is a line of the output, not the command's failure.
-    let placement = match influx2td_job::checkpoints::stream_placement(job).await {
+    let placement = match look.placement {
         Ok(placement) => placement,
         Err(error) => {
-            tracing::warn!(%error, "cannot read where the job's streams live");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot read where the job's streams live"
+            );
             None
         }
+    };
+    // A NATS without quorum cannot give the checkpoints, but the running coordinator still
+    // says what it waits for: then that is the answer, with the checkpoints' error beside it.
+    let (measurements, checkpoints_error) = match look.checkpoints {
+        Ok(measurements) => (measurements, None),
+        Err(error) if live.is_some() => (
+            live.as_ref().map(live_progress).unwrap_or_default(),
+            Some(format!("{error:#}")),
+        ),
+        Err(error) => return Err(error),
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -62,6 +77,7 @@ pub async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
             &mut stdout,
             &serde_json::json!({
                 "job": job.job, "measurements": measurements, "live": live, "streams": streams,
+                "checkpoints_error": checkpoints_error,
             }),
         )?;
         return Ok(());
@@ -78,7 +94,12 @@ pub async fn status(job: &JobConfig, json: bool) -> anyhow::Result<()> {
             None => writeln!(stdout, "stream {}: not created yet", p.stream)?,
         }
     }
-    if measurements.is_empty() {
+    if let Some(error) = &checkpoints_error {
+        writeln!(
+            stdout,
+            "checkpoints: cannot be read now (the table shows what the coordinator reports): {error}"
+        )?;
+    } else if measurements.is_empty() {
         writeln!(
             stdout,
             "job {}: no checkpoint yet (not started, or nothing written so far)",
@@ -182,4 +203,17 @@ fn print_retrying(out: &mut impl Write, live: &serde_json::Value) -> std::io::Re
         )?;
     }
     Ok(())
+}
+
+/// The progress per measurement the running coordinator reports (what its checkpoints hold
+/// once it can store them).
+fn live_progress(live: &serde_json::Value) -> influx2td_job::checkpoints::Checkpoints {
+    live["measurements"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| {
+            Some((name.clone(), serde_json::from_value(value.clone()).ok()?))
+        })
+        .collect()
 }

@@ -212,6 +212,12 @@ pub const KEYS: &[Key] = &[
         "1, 2 or 3; detected from the server when not given",
     ),
     key(
+        "source.discovery",
+        Kind::String,
+        "coordinator",
+        "who lists the measurements and their time bounds before a job over NATS starts: `coordinator` (it reaches InfluxDB itself) or `readers` (only readers reach InfluxDB, e.g. agents at the source's site behind a NATS leaf node: the coordinator asks them over NATS)",
+    ),
+    key(
         "source.query_language",
         Kind::String,
         "influxql",
@@ -370,6 +376,12 @@ pub const KEYS: &[Key] = &[
         Kind::Integer,
         "1",
         "copies JetStream keeps of the job's streams and checkpoint bucket (1-5; 3 on a 3-server cluster, so that losing a server loses nothing)",
+    ),
+    key(
+        "nats.domain",
+        Kind::String,
+        "none",
+        "JetStream domain of the hub holding the job's streams, for a process connected to a leaf node (a reader at the source's site: deploy/README.md)",
     ),
 ];
 

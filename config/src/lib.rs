@@ -55,6 +55,8 @@ pub struct JobConfig {
     /// Where OpenTelemetry traces go (OTLP/HTTP, `…/v1/traces`); `None`: the
     /// `OTEL_EXPORTER_OTLP_*` environment decides, and without it there are none.
     pub otlp_traces_endpoint: Option<String>,
+    /// Who discovers the measurements of a job over NATS (`source.discovery`).
+    pub discovery: Discovery,
     pub source: SourceConfig,
     pub target: TargetConfig,
     pub nats: NatsConfig,
@@ -99,6 +101,16 @@ impl LogLevel {
             Self::Trace => "trace",
         }
     }
+}
+
+/// Who lists the measurements and their time bounds before a job over NATS starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discovery {
+    /// The coordinator queries InfluxDB itself.
+    Coordinator,
+    /// Only readers reach InfluxDB (agents at the source's site); the coordinator asks them.
+    Readers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -214,6 +226,8 @@ pub struct NatsConfig {
     pub tls_required: bool,
     /// Copies of each stream and of the checkpoint bucket (1-5).
     pub replicas: usize,
+    /// The hub's JetStream domain, for a process on a leaf node (`None`: the server's own).
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

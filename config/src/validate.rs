@@ -9,9 +9,9 @@ use toml::Value;
 
 use crate::layers::{Layers, Origin, shown_value};
 use crate::{
-    ConfigError, Dsn, InsertMode, JobConfig, LogLevel, MeasurementFilter, NatsAuthConfig,
-    NatsConfig, Problem, QueryLanguage, Secret, SourceAuth, SourceConfig, TargetConfig, TlsConfig,
-    keys,
+    ConfigError, Discovery, Dsn, InsertMode, JobConfig, LogLevel, MeasurementFilter,
+    NatsAuthConfig, NatsConfig, Problem, QueryLanguage, Secret, SourceAuth, SourceConfig,
+    TargetConfig, TlsConfig, keys,
 };
 
 const MAX_CONCURRENCY: i64 = 10_000;
@@ -228,6 +228,15 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
         ),
     };
 
+    let discovery = match checker.string("source.discovery").as_deref() {
+        None | Some("coordinator") => Discovery::Coordinator,
+        Some("readers") => Discovery::Readers,
+        Some(_) => {
+            checker.problem("source.discovery", "use coordinator or readers");
+            Discovery::Coordinator
+        }
+    };
+
     let problems = checker.problems;
     match (bucket, begin_ns, source, target) {
         (Some(bucket), Some(begin_ns), Some(source), Some(target)) if problems.is_empty() => {
@@ -251,6 +260,7 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
                 state_dir,
                 http_listen,
                 otlp_traces_endpoint,
+                discovery,
                 source,
                 target,
                 nats,
@@ -596,6 +606,7 @@ fn nats(checker: &mut Checker) -> NatsConfig {
         client_certificate,
         tls_required: checker.bool("nats.tls_required"),
         replicas: checker.integer("nats.replicas", 1, 1..=MAX_REPLICAS) as usize,
+        domain: checker.string("nats.domain"),
     }
 }
 

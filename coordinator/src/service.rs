@@ -281,6 +281,42 @@ impl<C: CheckpointStore> LeaseHolder<C> {
     }
 }
 
+/// Runs `operation` until it succeeds or fails in a way waiting cannot heal, waiting out a bus
+/// that does not answer (a NATS cluster without quorum, or a stream not led yet) with the
+/// reason on the status board; `None` when `shutdown` comes first.
+async fn patiently<T, Fut>(
+    what: &str,
+    board: &StatusBoard,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    mut operation: impl FnMut() -> Fut,
+) -> Result<Option<T>, CoordinatorError>
+where
+    Fut: Future<Output = Result<T, CoordinatorError>>,
+{
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let done = tokio::select! {
+            done = operation() => done,
+            () = shutdown.as_mut() => return Ok(None),
+        };
+        match done {
+            Err(CoordinatorError::Bus(error)) if error.retry() == influx2td_bus::Retry::Backoff => {
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "cannot {what} yet, retrying");
+                board.set_waiting(Some(format!("NATS: cannot {what} yet: {error}")));
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.as_mut() => return Ok(None),
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            done => {
+                board.set_waiting(None);
+                return done.map(Some);
+            }
+        }
+    }
+}
+
 /// Reads every measurement's checkpoint.
 pub async fn load_progress<C: CheckpointStore>(
     store: &C,
@@ -305,6 +341,9 @@ struct Plan {
     end_ns: Option<i64>,
     revision: Option<u64>,
     persisted: Progress,
+    /// Checkpoints written without an answer (NATS timed out), newest last: any may have been
+    /// stored.
+    in_doubt: Vec<String>,
 }
 
 /// Runs the job until every window up to `end` is written, or `shutdown` completes.
@@ -318,7 +357,10 @@ pub async fn run<B: Bus>(
     let Some(mut coordinator) = Coordinator::open(&bus, &settings, &mut shutdown).await? else {
         return Ok(JobSummary::default());
     };
-    coordinator.plan(&measurements).await?;
+    if !coordinator.plan(&measurements, &mut shutdown).await? {
+        coordinator.lease.release().await;
+        return Ok(JobSummary::default());
+    }
     let complete = loop {
         coordinator.publish_due().await?;
         coordinator.publish_lookbacks().await?;
@@ -331,12 +373,13 @@ pub async fn run<B: Bus>(
         };
         match pulled {
             Ok(deliveries) => {
+                coordinator.bus_answered("pull acknowledgements");
                 for delivery in deliveries {
                     coordinator.record_done(delivery).await;
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot pull acknowledgements, retrying");
+                coordinator.bus_failed("pull acknowledgements", &error);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -371,6 +414,9 @@ struct Coordinator<'s, B: Bus> {
     lookbacks: std::collections::VecDeque<(String, i64, i64)>,
     republished: HashMap<String, u64>,
     retry_board: RetryBoard,
+    /// What NATS refuses now, by operation (`pull acknowledgements`, `store checkpoints`, …):
+    /// the status says the job waits while any is left.
+    bus_trouble: BTreeMap<&'static str, String>,
     /// What earlier runs did, so that rates and ETA measure this run.
     baseline: (u64, u64),
     started: Instant,
@@ -401,16 +447,27 @@ impl<'s, B: Bus> Coordinator<'s, B> {
         };
         let store = store?;
         board.set_waiting(None);
-        let mut lease = tokio::select! {
-            acquired = LeaseHolder::acquire(store.clone(), names.job(), settings.lease_ttl, settings.exclusive_store) => acquired?,
-            () = shutdown.as_mut() => return Ok(None),
+        let acquire = || {
+            LeaseHolder::acquire(
+                store.clone(),
+                names.job(),
+                settings.lease_ttl,
+                settings.exclusive_store,
+            )
+        };
+        let Some(mut lease) = patiently("take the job's lease", board, shutdown, acquire).await?
+        else {
+            return Ok(None);
         };
         // Attempt numbers are unique across coordinator restarts: a window published again by a
         // new coordinator must not carry the dedup id of the old one's (the bus would drop it).
-        let first_attempt = next_epoch(&store)
-            .await?
-            .saturating_mul(ATTEMPTS_PER_EPOCH)
-            .saturating_add(1);
+        let Some(epoch) =
+            patiently("count this run", board, shutdown, || next_epoch(&store)).await?
+        else {
+            lease.release().await;
+            return Ok(None);
+        };
+        let first_attempt = epoch.saturating_mul(ATTEMPTS_PER_EPOCH).saturating_add(1);
         let queues = influx2td_bus::open_queues(
             bus,
             [
@@ -453,6 +510,7 @@ impl<'s, B: Bus> Coordinator<'s, B> {
             lookbacks: Default::default(),
             republished: HashMap::new(),
             retry_board: RetryBoard::default(),
+            bus_trouble: BTreeMap::new(),
             baseline: (0, 0),
             started: now,
             next_persist: now,
@@ -463,9 +521,19 @@ impl<'s, B: Bus> Coordinator<'s, B> {
 
     /// Resumes each measurement from its checkpoint and plans where its windows begin and end;
     /// then the lookback windows due again after a restart.
-    async fn plan(&mut self, measurements: &[PlannedMeasurement]) -> Result<(), CoordinatorError> {
+    /// Plans every measurement from its checkpoint; `false` when `shutdown` came first.
+    async fn plan(
+        &mut self,
+        measurements: &[PlannedMeasurement],
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<bool, CoordinatorError> {
         for measurement in measurements {
-            let stored = load_progress(&self.store, &measurement.name).await?;
+            let read = || load_progress(&self.store, &measurement.name);
+            let board = &self.settings.status;
+            let Some(stored) = patiently("read the checkpoints", board, shutdown, read).await?
+            else {
+                return Ok(false);
+            };
             self.plan_one(measurement, stored);
         }
         self.order = self.plans.keys().cloned().collect();
@@ -477,7 +545,7 @@ impl<'s, B: Bus> Coordinator<'s, B> {
         self.next_persist = now;
         self.next_renew = now + self.settings.lease_ttl / 3;
         self.next_progress = now + self.settings.progress_interval;
-        Ok(())
+        Ok(true)
     }
 
     /// One measurement's plan, from its checkpoint (`stored`) and where its data lies.
@@ -531,6 +599,7 @@ impl<'s, B: Bus> Coordinator<'s, B> {
                 end_ns,
                 revision,
                 persisted: progress,
+                in_doubt: Vec::new(),
             },
         );
     }
@@ -597,6 +666,7 @@ impl<'s, B: Bus> Coordinator<'s, B> {
             );
             publish(
                 &self.work,
+                &settings.status,
                 &self.names,
                 &group,
                 cursor,
@@ -630,6 +700,7 @@ impl<'s, B: Bus> Coordinator<'s, B> {
             }
             publish_one(
                 &self.work,
+                &self.settings.status,
                 &self.names,
                 &name,
                 (start, end),
@@ -784,7 +855,15 @@ impl<'s, B: Bus> Coordinator<'s, B> {
                 attempt = attempt + 1,
                 "window not written in time; publishing it again"
             );
-            publish_one(&self.work, &self.names, &name, (start, end), attempt + 1).await?;
+            publish_one(
+                &self.work,
+                &self.settings.status,
+                &self.names,
+                &name,
+                (start, end),
+                attempt + 1,
+            )
+            .await?;
             self.tracker.published(&name, start, end, attempt + 1);
             self.retry_board.forget_window(&name, start);
             influx2td_telemetry::metrics().window(self.names.job(), "republished");
@@ -805,10 +884,8 @@ impl<'s, B: Bus> Coordinator<'s, B> {
         }
         if now >= self.next_renew {
             match self.lease.renew().await {
-                Ok(()) => {}
-                Err(CoordinatorError::Bus(error)) => {
-                    tracing::warn!(%error, "cannot renew the lease, retrying")
-                }
+                Ok(()) => self.bus_answered("renew the lease"),
+                Err(CoordinatorError::Bus(error)) => self.bus_failed("renew the lease", &error),
                 Err(other) => return Err(other),
             }
             self.next_renew = now + self.settings.lease_ttl / 3;
@@ -823,17 +900,43 @@ impl<'s, B: Bus> Coordinator<'s, B> {
     /// Stores the checkpoints that moved; while the bus is down, on a later tick.
     async fn persist(&mut self) -> Result<(), CoordinatorError> {
         match persist(&self.store, &self.tracker, &mut self.plans).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.bus_answered("store checkpoints");
+                Ok(())
+            }
             Err(CoordinatorError::Bus(error)) => {
-                tracing::warn!(%error, "cannot store checkpoints, retrying");
+                self.bus_failed("store checkpoints", &error);
                 Ok(())
             }
             Err(other) => Err(other),
         }
     }
 
+    /// NATS refused `what` (to be retried): logged, and shown as what the job waits for.
+    fn bus_failed(&mut self, what: &'static str, error: &BusError) {
+        tracing::warn!(%error, "cannot {what}, retrying");
+        self.bus_trouble
+            .insert(what, format!("NATS: cannot {what}: {error}"));
+        self.settings.status.set_waiting(self.waiting());
+    }
+
+    /// NATS did `what` again.
+    fn bus_answered(&mut self, what: &'static str) {
+        self.bus_trouble.remove(what);
+    }
+
+    fn waiting(&self) -> Option<String> {
+        (!self.bus_trouble.is_empty()).then(|| {
+            self.bus_trouble
+                .values()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
     fn status(&self) -> JobStatus {
-        job_status(
+        let status = job_status(
             self.names.job(),
             &self.tracker,
             &self.plans,
@@ -844,7 +947,11 @@ impl<'s, B: Bus> Coordinator<'s, B> {
                 started: self.started,
             },
             self.settings.window_ns,
-        )
+        );
+        JobStatus {
+            waiting: self.waiting(),
+            ..status
+        }
     }
 
     /// Refreshes the status board and the metrics (in flight, retrying, queue depths, lag).
@@ -1015,20 +1122,22 @@ pub fn align_up(time: i64, origin: i64, window: i64) -> i64 {
 /// Publishes a window `(start, end)` of one measurement.
 async fn publish_one<Q: WorkQueue>(
     work: &Q,
+    board: &StatusBoard,
     names: &influx2td_proto::names::Names,
     measurement: &str,
     (start_ns, end_ns): (i64, i64),
     attempt: u32,
 ) -> Result<(), BusError> {
     let measurements = [measurement.to_owned()];
-    publish(work, names, &measurements, start_ns, end_ns, attempt).await
+    publish(work, board, names, &measurements, start_ns, end_ns, attempt).await
 }
 
 /// Publishes a window of one measurement, or of several read together (`measurements`, the
 /// first named in subjects and logs); a bus that is down for a while (NATS restarting) is
-/// waited out.
+/// waited out (the status saying so).
 async fn publish<Q: WorkQueue>(
     work: &Q,
+    board: &StatusBoard,
     names: &influx2td_proto::names::Names,
     measurements: &[String],
     start_ns: i64,
@@ -1060,10 +1169,13 @@ async fn publish<Q: WorkQueue>(
         attempt,
     );
     let message = span.in_scope(|| influx2td_bus::work_item_message(names, &item));
-    influx2td_bus::retrying("publish a window", || work.publish(message.clone()))
-        .instrument(span)
-        .await
-        .map(|_| ())
+    let waiting = |reason| board.set_waiting(Some(format!("NATS: {reason}")));
+    influx2td_bus::retrying_and("publish a window", waiting, || {
+        work.publish(message.clone())
+    })
+    .instrument(span)
+    .await
+    .map(|_| ())
 }
 
 /// Stores every checkpoint that changed, with compare-and-set, in one store operation.
@@ -1099,16 +1211,48 @@ async fn persist<C: CheckpointStore>(
                 if let Some(plan) = plans.get_mut(&name) {
                     plan.revision = Some(revision);
                     plan.persisted = progress;
+                    plan.in_doubt.clear();
                 }
             }
             Ok(())
         }
-        // Someone else writes this job's checkpoints: another coordinator took over.
-        Err(BusError::Conflict { key, .. }) => Err(CoordinatorError::LeaseLost {
-            job: key,
-            owner: "another coordinator (checkpoint changed under us)".into(),
-        }),
-        Err(other) => Err(other.into()),
+        Err(BusError::Conflict { key, .. }) => {
+            // A write that failed (timed out while NATS had no quorum) may have been stored
+            // after all: then the checkpoint holds what this coordinator wrote, and it goes on
+            // from that revision.
+            let stored = store.get(&key).await?;
+            let plan = plans
+                .iter_mut()
+                .find(|(name, _)| checkpoint_key(name) == key)
+                .map(|(_, plan)| plan);
+            if let (Some(plan), Some(stored)) = (plan, stored)
+                && plan.in_doubt.contains(&stored.value)
+                && let Ok(progress) = serde_json::from_str(&stored.value)
+            {
+                tracing::info!(key, "a checkpoint write that failed was stored after all");
+                plan.revision = Some(stored.revision);
+                plan.persisted = progress;
+                plan.in_doubt.clear();
+                return Ok(());
+            }
+            // Someone else writes this job's checkpoints: another coordinator took over.
+            Err(CoordinatorError::LeaseLost {
+                job: key,
+                owner: "another coordinator (checkpoint changed under us)".into(),
+            })
+        }
+        Err(other) => {
+            for (name, progress) in &changed {
+                if let Some(plan) = plans.get_mut(name) {
+                    if plan.in_doubt.len() >= 64 {
+                        plan.in_doubt.remove(0);
+                    }
+                    plan.in_doubt
+                        .push(serde_json::to_string(progress).unwrap_or_default());
+                }
+            }
+            Err(other.into())
+        }
     }
 }
 
@@ -1266,6 +1410,7 @@ mod tests {
                     end_ns: Some(end),
                     revision: None,
                     persisted: Progress::default(),
+                    in_doubt: Vec::new(),
                 },
             );
         }

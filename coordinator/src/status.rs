@@ -79,7 +79,9 @@ impl StatusBoard {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub(crate) fn set_waiting(&self, reason: Option<String>) {
+    /// What the job waits for (`None`: nothing); also before the coordinator runs, while its
+    /// process prepares the job.
+    pub fn set_waiting(&self, reason: Option<String>) {
         self.0.write().unwrap_or_else(|p| p.into_inner()).waiting = reason;
     }
 

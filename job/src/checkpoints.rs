@@ -4,30 +4,90 @@ use influx2td_config::JobConfig;
 
 use crate::connect::nats_bus;
 
+/// Every measurement's progress, by name.
+pub type Checkpoints = std::collections::BTreeMap<String, influx2td_coordinator::tracker::Progress>;
+
+/// How long a look at a job (`status`) waits for NATS: a person waits for the answer, and a
+/// cluster without quorum does not answer however long one waits.
+const LOOK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Every measurement's checkpoint, from NATS KV or the embedded state file (read without its
 /// lock, so it works while a run holds it).
-pub async fn read_checkpoints(
-    job: &JobConfig,
-) -> anyhow::Result<std::collections::BTreeMap<String, influx2td_coordinator::tracker::Progress>> {
-    use influx2td_bus::{Bus, CheckpointStore};
-    let entries: std::collections::BTreeMap<String, influx2td_bus::Versioned> = match &job.nats.url
-    {
-        Some(_) => {
-            let store = nats_bus(job, "status").await?.checkpoints().await?;
-            let mut entries = std::collections::BTreeMap::new();
-            for key in store.keys().await? {
-                if let Some(value) = store.get(&key).await? {
-                    entries.insert(key, value);
-                }
-            }
-            entries
+pub async fn read_checkpoints(job: &JobConfig) -> anyhow::Result<Checkpoints> {
+    match &job.nats.url {
+        Some(_) => checkpoints_over(&nats_bus(job, "status").await?).await,
+        None => checkpoints_of_embedded(job),
+    }
+}
+
+/// What `status` shows of a job besides its coordinator's live status: its checkpoints and,
+/// over NATS, where its streams live; each an error of its own when NATS does not answer
+/// within a few seconds.
+#[derive(Debug)]
+pub struct Look {
+    pub checkpoints: anyhow::Result<Checkpoints>,
+    /// `None` for the embedded bus.
+    pub placement: anyhow::Result<Option<Vec<influx2td_bus::Placement>>>,
+}
+
+pub async fn look(job: &JobConfig) -> Look {
+    if job.nats.url.is_none() {
+        return Look {
+            checkpoints: checkpoints_of_embedded(job),
+            placement: Ok(None),
+        };
+    }
+    let bus = match crate::connect::nats_bus_within(job, "status", LOOK_PATIENCE).await {
+        Ok(bus) => bus,
+        Err(error) => {
+            let placement = Err(anyhow::anyhow!("{error:#}"));
+            return Look {
+                checkpoints: Err(error),
+                placement,
+            };
         }
-        None => influx2td_bus::StateFile::read_entries(&influx2td_bus::MemoryBus::state_file(
-            &job.state_dir.join(&job.job),
-        ))?,
     };
+    let within = |what: &'static str| {
+        move |_| anyhow::anyhow!("NATS did not answer within {LOOK_PATIENCE:?} ({what})")
+    };
+    let checkpoints = tokio::time::timeout(LOOK_PATIENCE, checkpoints_over(&bus))
+        .await
+        .map_err(within("reading the checkpoints"))
+        .and_then(|read| read);
+    let placement = tokio::time::timeout(LOOK_PATIENCE, bus.placement())
+        .await
+        .map_err(within("reading where the streams live"))
+        .and_then(|placement| Ok(Some(placement?)));
+    Look {
+        checkpoints,
+        placement,
+    }
+}
+
+async fn checkpoints_over(bus: &influx2td_bus::NatsBus) -> anyhow::Result<Checkpoints> {
+    use influx2td_bus::{Bus, CheckpointStore};
+    let store = bus.checkpoints().await?;
+    let mut entries = std::collections::BTreeMap::new();
+    for key in store.keys().await? {
+        if let Some(value) = store.get(&key).await? {
+            entries.insert(key, value);
+        }
+    }
+    progress_of(&entries)
+}
+
+fn checkpoints_of_embedded(job: &JobConfig) -> anyhow::Result<Checkpoints> {
+    let entries = influx2td_bus::StateFile::read_entries(&influx2td_bus::MemoryBus::state_file(
+        &job.state_dir.join(&job.job),
+    ))?;
+    progress_of(&entries)
+}
+
+fn progress_of(
+    entries: &std::collections::BTreeMap<String, influx2td_bus::Versioned>,
+) -> anyhow::Result<Checkpoints> {
     let mut measurements = std::collections::BTreeMap::new();
-    for (key, entry) in &entries {
+    for (key, entry) in entries {
         let Some(token) = key.strip_prefix("checkpoint.") else {
             continue;
         };
@@ -38,16 +98,6 @@ pub async fn read_checkpoints(
         measurements.insert(name, progress);
     }
     Ok(measurements)
-}
-
-/// Where a job's streams live over NATS (replicas, leader), or `None` for the embedded bus.
-pub async fn stream_placement(
-    job: &JobConfig,
-) -> anyhow::Result<Option<Vec<influx2td_bus::Placement>>> {
-    if job.nats.url.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(nats_bus(job, "status").await?.placement().await?))
 }
 
 /// The running coordinator's `/status`, when `http.listen` says where it is and it answers.

@@ -44,8 +44,21 @@ pub async fn nats_bus_unless_stopped(
 
 /// Connects to the job's NATS; the roles that run as separate processes need it.
 pub async fn nats_bus(job: &JobConfig, role: &str) -> anyhow::Result<influx2td_bus::NatsBus> {
+    nats_bus_within(job, role, influx2td_bus::nats::DEFAULT_PATIENCE).await
+}
+
+/// [`nats_bus`], giving up when JetStream has not answered within `patience`.
+pub async fn nats_bus_within(
+    job: &JobConfig,
+    role: &str,
+    patience: std::time::Duration,
+) -> anyhow::Result<influx2td_bus::NatsBus> {
     let Some(connect) = nats_connect(&job.nats, &format!("influx2td-{role}-{}", job.job)) else {
         anyhow::bail!("`influx2td {role}` runs over NATS: set nats.url (or INFLUX2TD_NATS_URL)");
+    };
+    let connect = influx2td_bus::NatsConnect {
+        patience,
+        ..connect
     };
     let names = influx2td_bus::Names::new(&job.nats.prefix, &job.job)?;
     Ok(influx2td_bus::NatsBus::connect(&connect, names).await?)
@@ -83,6 +96,8 @@ pub fn nats_connect(
         tls_required: nats.tls_required,
         client_name: client_name.to_owned(),
         replicas: nats.replicas,
+        patience: influx2td_bus::nats::DEFAULT_PATIENCE,
+        domain: nats.domain.clone(),
     })
 }
 

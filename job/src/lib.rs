@@ -4,6 +4,8 @@
 //! - [`pipeline`]: a whole job in this process over the in-process bus, each role as a process
 //!   of its own over NATS, their endpoints and settings, the connectivity check of both ends.
 //! - [`connect`]: the NATS connection a job describes, the embedded bus, the stop signal.
+//! - [`discovery`]: the measurements discovered by a reader for the coordinator, when only
+//!   readers reach InfluxDB (`source.discovery = "readers"`).
 //! - [`checkpoints`]: a job's progress from its checkpoints and from its running coordinator.
 //! - [`plan`]: what a job would do, writing nothing.
 //! - [`verify`]: whether the target holds what the source holds, and where not.
@@ -13,6 +15,7 @@
 pub mod backfill;
 pub mod checkpoints;
 pub mod connect;
+pub mod discovery;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;

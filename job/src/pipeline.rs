@@ -118,6 +118,32 @@ async fn prepare_job<B: influx2td_bus::Bus>(
     bus: &B,
     sink: &influx2td_writer::AnySink,
 ) -> anyhow::Result<Vec<influx2td_coordinator::PlannedMeasurement>> {
+    let resuming = prepare_target(job, bus, sink).await?;
+    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
+    let planned = influx2td_coordinator::plan::discover(&client, job, job.read_concurrency).await?;
+    planned_log(job, &planned, resuming);
+    Ok(planned)
+}
+
+fn planned_log(
+    job: &JobConfig,
+    planned: &[influx2td_coordinator::PlannedMeasurement],
+    resuming: bool,
+) {
+    tracing::info!(
+        job = job.job,
+        measurements = planned.len(),
+        resuming,
+        "job planned"
+    );
+}
+
+/// Prepares the target (once per job); whether the job resumes (it has checkpoints).
+async fn prepare_target<B: influx2td_bus::Bus>(
+    job: &JobConfig,
+    bus: &B,
+    sink: &influx2td_writer::AnySink,
+) -> anyhow::Result<bool> {
     use influx2td_bus::CheckpointStore;
     let store = bus.checkpoints().await?;
     let resuming = store
@@ -134,15 +160,7 @@ async fn prepare_job<B: influx2td_bus::Bus>(
         resuming,
     )
     .await?;
-    let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
-    let planned = influx2td_coordinator::plan::discover(&client, job, job.read_concurrency).await?;
-    tracing::info!(
-        job = job.job,
-        measurements = planned.len(),
-        resuming,
-        "job planned"
-    );
-    Ok(planned)
+    Ok(resuming)
 }
 
 /// What a finished (or stopped) job says; an error when rows did not all arrive.
@@ -282,7 +300,21 @@ async fn coordinate(
         job.target.insert,
     )
     .await?;
-    let planned = prepare_job(job, &bus, &sink).await?;
+    let planned = match job.discovery {
+        influx2td_config::Discovery::Coordinator => prepare_job(job, &bus, &sink).await?,
+        influx2td_config::Discovery::Readers => {
+            let resuming = prepare_target(job, &bus, &sink).await?;
+            tokio::pin!(shutdown);
+            let asked = crate::discovery::ask(&bus, &settings.status, &mut shutdown);
+            let Some(planned) = asked.await? else {
+                return Ok(influx2td_coordinator::JobSummary::default());
+            };
+            planned_log(job, &planned, resuming);
+            return Ok(
+                influx2td_coordinator::service::run(bus, planned, settings, shutdown).await?,
+            );
+        }
+    };
     Ok(influx2td_coordinator::service::run(bus, planned, settings, shutdown).await?)
 }
 
@@ -299,7 +331,21 @@ pub async fn reader(job: &JobConfig) -> anyhow::Result<()> {
         read_concurrency = job.read_concurrency,
         "reader started"
     );
-    influx2td_reader::service::run(bus, client, reader_settings(job), shutdown_signal()).await?;
+    let reading = influx2td_reader::service::run(
+        bus.clone(),
+        client.clone(),
+        reader_settings(job),
+        shutdown_signal(),
+    );
+    match job.discovery {
+        influx2td_config::Discovery::Coordinator => reading.await?,
+        influx2td_config::Discovery::Readers => {
+            let answering = crate::discovery::answer(job, &bus, &client, shutdown_signal());
+            let (read, answered) = tokio::join!(reading, answering);
+            read?;
+            answered?;
+        }
+    }
     tracing::info!("reader stopped");
     Ok(())
 }

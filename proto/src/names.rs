@@ -123,6 +123,12 @@ impl Names {
         format!("{}.{}.{}.>", self.prefix, self.job, kind.token())
     }
 
+    /// Where the coordinator asks the job's readers to discover its measurements (core NATS
+    /// request and reply; `source.discovery = "readers"`).
+    pub fn discovery_subject(&self) -> String {
+        format!("{}.{}.discover", self.prefix, self.job)
+    }
+
     /// The KV bucket holding the job's checkpoints and lease.
     pub fn kv_bucket(&self) -> String {
         format!("{}_{}", self.prefix, self.job)

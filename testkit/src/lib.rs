@@ -13,6 +13,6 @@ mod tls;
 
 pub use http::{HttpResponse, http_request};
 pub use influxd::{Influxd, InfluxdOptions};
-pub use nats::{NatsCluster, NatsServer};
+pub use nats::{NatsCluster, NatsHubAndLeaf, NatsServer};
 pub use process::KillOnDrop;
 pub use tls::TestCertificates;

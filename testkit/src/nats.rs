@@ -19,6 +19,8 @@ pub struct NatsServer {
     monitor_port: u16,
     /// Extra configuration (auth, TLS), written to a file and given with `-c`.
     config: Option<String>,
+    /// Runs JetStream (a leaf node beside the source does not: it uses its hub's).
+    jetstream: bool,
     process: Option<ServerProcess>,
 }
 
@@ -40,6 +42,7 @@ impl NatsServer {
                 port: free_port(),
                 monitor_port: free_port(),
                 config: config.map(str::to_owned),
+                jetstream: true,
                 process: None,
             };
             let started =
@@ -74,15 +77,19 @@ impl NatsServer {
         // JetStream's storage is fixed, not 75% of whatever disk is free on this machine: a test
         // passes or fails the same on a full disk (CI's, once) and an empty one. 1 GiB holds
         // a job's streams; a test's own `jetstream { }` comes after and wins.
-        let config = format!(
-            "jetstream {{ max_file_store: {STORE_BYTES} }}\n{}",
-            self.config.as_deref().unwrap_or_default()
-        );
+        let jetstream = if self.jetstream {
+            format!("jetstream {{ max_file_store: {STORE_BYTES} }}\n")
+        } else {
+            String::new()
+        };
+        let config = format!("{jetstream}{}", self.config.as_deref().unwrap_or_default());
         let file = self.directory.path().join("nats.conf");
         std::fs::write(&file, config).expect("cannot write nats.conf");
         let mut args = vec!["-c".to_owned(), file.display().to_string()];
+        if self.jetstream {
+            args.push("-js".to_owned());
+        }
         args.extend([
-            "-js".to_owned(),
             "-a".to_owned(),
             "127.0.0.1".to_owned(),
             "-p".to_owned(),
@@ -95,15 +102,14 @@ impl NatsServer {
         let mut process =
             ServerProcess::spawn(&self.binary, &args, self.directory.path().join("nats.log"));
         let monitor_port = self.monitor_port;
+        let health = if self.jetstream {
+            "/healthz?js-enabled-only=true"
+        } else {
+            "/healthz"
+        };
         process.wait_until("nats-server", self.port, Duration::from_secs(20), || {
-            http_request(
-                monitor_port,
-                "GET",
-                "/healthz?js-enabled-only=true",
-                &[],
-                b"",
-            )
-            .is_ok_and(|response| response.status == 200)
+            http_request(monitor_port, "GET", health, &[], b"")
+                .is_ok_and(|response| response.status == 200)
         });
         self.process = Some(process);
     }
@@ -162,6 +168,7 @@ impl NatsCluster {
                     "server_name: n{}\ncluster {{ name: influx2td-test, listen: \"127.0.0.1:{route_port}\", routes: [{routes}] }}\n",
                     index + 1
                 )),
+                jetstream: true,
                 process: None,
             })
             .collect();
@@ -211,6 +218,66 @@ impl NatsCluster {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the NATS cluster elected no JetStream leader in {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A hub with JetStream that accepts leaf nodes, and a leaf without JetStream that connects
+/// *out* to it (the hub opens no port towards the leaf's site): clients of the leaf use the
+/// hub's JetStream as if connected to the hub. Both killed on drop.
+#[derive(Debug)]
+pub struct NatsHubAndLeaf {
+    pub hub: NatsServer,
+    pub leaf: NatsServer,
+}
+
+impl NatsHubAndLeaf {
+    /// Starts both and waits until the leaf is connected, or `None` (test skipped) when
+    /// `nats-server` is not installed. The leaf logs in to the hub's leaf-node port as
+    /// `leaf`/`leaf-secret`.
+    pub fn start() -> Option<Self> {
+        let binary = require_binary("nats-server", "NATS_SERVER_BIN")?;
+        let leaf_port = free_port();
+        let server = |config: String, jetstream: bool| NatsServer {
+            binary: binary.clone(),
+            directory: tempfile::tempdir().expect("cannot create temp dir"),
+            port: free_port(),
+            monitor_port: free_port(),
+            config: Some(config),
+            jetstream,
+            process: None,
+        };
+        let mut hub = server(
+            format!(
+                "server_name: hub\njetstream {{ max_file_store: {STORE_BYTES}, domain: hub }}\nleafnodes {{ listen: \"127.0.0.1:{leaf_port}\", authorization {{ user: leaf, password: leaf-secret }} }}\n"
+            ),
+            true,
+        );
+        hub.start_again();
+        let mut leaf = server(
+            format!(
+                "server_name: leaf\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://leaf:leaf-secret@127.0.0.1:{leaf_port}\" }} ] }}\n"
+            ),
+            false,
+        );
+        leaf.start_again();
+        let both = Self { hub, leaf };
+        both.wait_for_leaf(Duration::from_secs(30));
+        Some(both)
+    }
+
+    /// Waits until the hub reports the leaf connected.
+    pub fn wait_for_leaf(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while !http_request(self.hub.monitor_port, "GET", "/leafz", &[], b"")
+            .is_ok_and(|r| r.body.replace(' ', "").contains("\"leafnodes\":1"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the leaf did not connect to the hub in {within:?}:\n{}",
+                self.leaf.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
