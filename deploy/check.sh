@@ -45,5 +45,25 @@ echo "kubectl kustomize deploy/k8s/extras"
 kubectl kustomize deploy/k8s/extras > "$rendered"
 [ "$(grep -c '^kind:' "$rendered")" -eq 3 ]
 
+# No helm binary here: check the NATS chart's values (a 3-server JetStream cluster on file
+# storage) and that the cluster has at least as many servers as the job keeps copies.
+echo "deploy/k8s/nats-values.yaml"
+python3 - deploy/k8s/nats-values.yaml deploy/k8s/base/job-config.yaml <<'PY'
+import re, sys, tomllib, yaml
+values = yaml.safe_load(open(sys.argv[1]))["config"]
+assert values["cluster"]["enabled"] is True, "cluster.enabled"
+servers = values["cluster"]["replicas"]
+assert values["jetstream"]["enabled"] is True, "jetstream.enabled"
+assert values["jetstream"]["fileStore"]["pvc"]["enabled"] is True, "jetstream on file storage"
+config_map = yaml.safe_load(open(sys.argv[2]))
+job = tomllib.loads(config_map["data"]["job.toml"])
+copies = job["nats"]["replicas"]
+assert 1 <= copies <= servers, f"nats.replicas = {copies}, but the chart runs {servers} servers"
+assert servers >= 3, f"the chart runs {servers} servers: a cluster that may lose one needs 3"
+PY
+
+echo "docker-compose config (+ the 3-server NATS cluster)"
+docker-compose -f deploy/docker-compose.yml -f deploy/docker-compose.nats-cluster.yml config -q
+
 echo "dockerfilelint deploy/Dockerfile"
 dockerfilelint deploy/Dockerfile

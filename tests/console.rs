@@ -522,6 +522,7 @@ fn a_job_over_nats_is_kept_in_nats_and_coordinated_by_the_console_with_readers_a
             ("INFLUX2TD_NATS_URL", nats_url.as_str()),
             ("INFLUX2TD_TARGET_DSN", dsn.as_str()),
             ("INFLUX2TD_TARGET_DATABASE", "metrics"),
+            ("INFLUX2TD_SOURCE_DISCOVERY", "readers"),
         ];
         KillOnDrop(common::spawn_role(name, env, Stdio::null()))
     };
@@ -542,19 +543,23 @@ fn a_job_over_nats_is_kept_in_nats_and_coordinated_by_the_console_with_readers_a
     let mut process = start_console(port);
     wait_for_http(port, "the console");
     // No `nats` table: the job runs over the console's NATS. The password is a secret even
-    // where InfluxDB does not ask for one.
+    // where InfluxDB does not ask for one. The readers are agents at the source's site: the
+    // console reaches InfluxDB at no address (nothing listens where its copy of the job says),
+    // and asks them for the measurements.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
     let job = json!({
         "job": "nats-job",
         "bucket": "db",
         "begin": begin,
         "end": end,
         "window": "1m",
-        "source": { "url": influxd.url(), "username": "copier", "password": PASSWORD },
+        "source": { "url": nowhere, "username": "copier", "password": PASSWORD, "discovery": "readers" },
         "target": { "dsn": format!("file://{}", target.display()), "database": "metrics", "create_database": true },
     });
     let (status, created) = call(port, "POST", "/api/jobs", "/api/jobs", Some(&job));
     assert_eq!(status, 201, "{created:#}");
     let shown = wait_for_state(port, "nats-job", "finished", 60);
+    assert_eq!(shown["config"]["discovery"], "readers", "{shown:#}");
     assert_eq!(
         shown["status"]["measurements"]["cpu"]["rows_written"], 200,
         "{shown:#}"
@@ -577,6 +582,7 @@ fn a_job_over_nats_is_kept_in_nats_and_coordinated_by_the_console_with_readers_a
     assert!(!stored.contains(PASSWORD), "{stored}");
     assert!(stored.contains("password_file = "), "{stored}");
     assert!(stored.contains("bucket = \"db\""), "{stored}");
+    assert!(stored.contains("discovery = \"readers\""), "{stored}");
     assert_eq!(
         kv_value(&nats.url(), "influx2td-console", "state.nats-job").as_deref(),
         Some("finished")

@@ -79,16 +79,18 @@ fn the_kubernetes_job_and_secret_make_a_valid_job() {
         "the probes need the endpoints"
     );
     assert_eq!(job["nats"]["url"], "nats://nats.messaging.svc:4222");
+    assert_eq!(job["nats"]["replicas"], 3);
     assert!(
         !output.contains("change-me") && !errors.contains("change-me"),
         "a secret was printed: {output}{errors}"
     );
 }
 
-#[test]
-fn the_compose_stack_job_file_and_secret_make_a_valid_job() {
+/// The job of the compose stack with `overrides` (an override file's environment) on top.
+fn compose_job(overrides: &[(String, String)]) -> serde_json::Value {
     let compose = deploy_file("docker-compose.yml");
-    let env = pairs(&block_after(&compose, "  environment: &job"));
+    let mut env = pairs(&block_after(&compose, "  environment: &job"));
+    env.extend(overrides.iter().cloned());
     // The container paths, mapped back to the files the compose file mounts.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -122,14 +124,58 @@ fn the_compose_stack_job_file_and_secret_make_a_valid_job() {
     );
     let (code, output, errors) = validate(None, &env);
     assert_eq!(code, Some(0), "{errors}");
-    let job: serde_json::Value = serde_json::from_str(&output).unwrap();
-    assert_eq!(job["job"], "demo");
-    assert_eq!(job["http_listen"], "0.0.0.0:9090");
-    assert_eq!(job["nats"]["url"], "nats://nats:4222");
     assert!(
         !output.contains("taosdata"),
         "the DSN's password was printed: {output}"
     );
+    serde_json::from_str(&output).unwrap()
+}
+
+#[test]
+fn the_compose_stack_job_file_and_secret_make_a_valid_job() {
+    let job = compose_job(&[]);
+    assert_eq!(job["job"], "demo");
+    assert_eq!(job["http_listen"], "0.0.0.0:9090");
+    assert_eq!(job["nats"]["url"], "nats://nats:4222");
+    assert_eq!(job["nats"]["replicas"], 1);
+}
+
+#[test]
+fn the_compose_nats_cluster_override_keeps_the_job_on_all_three_servers() {
+    let cluster = deploy_file("docker-compose.nats-cluster.yml");
+    let overrides = pairs(&block_after(&cluster, "x-nats-cluster: &nats-cluster"));
+    let job = compose_job(&overrides);
+    assert_eq!(job["nats"]["replicas"], 3);
+    assert_eq!(
+        job["nats"]["url"],
+        "nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222"
+    );
+    // Every role gets it, and each of the three servers routes to the other two.
+    for role in ["coordinator", "reader", "writer"] {
+        let service = block_after(&cluster, &format!("  {role}:")).join("\n");
+        assert!(service.contains("environment: *nats-cluster"), "{role}");
+    }
+    for (server, name) in [
+        ("nats", "nats-1"),
+        ("nats-2", "nats-2"),
+        ("nats-3", "nats-3"),
+    ] {
+        let service = block_after(&cluster, &format!("  {server}:")).join(" ");
+        assert!(
+            service.contains(&format!("\"--server_name\", \"{name}\"")),
+            "{service}"
+        );
+        let others: Vec<&str> = ["nats", "nats-2", "nats-3"]
+            .into_iter()
+            .filter(|other| *other != server)
+            .collect();
+        for other in others {
+            assert!(
+                service.contains(&format!("nats://{other}:6222")),
+                "{server} → {other}"
+            );
+        }
+    }
 }
 
 #[test]

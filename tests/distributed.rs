@@ -502,6 +502,11 @@ async fn a_reader_on_a_leaf_node_beside_the_source_serves_a_hub_that_cannot_reac
         ],
     );
 
+    // A tap on everything (monitoring, a debugging `nats sub '>'`) is interest in the
+    // discovery subject but no reader: the coordinator must not wait on it for an answer.
+    let tap = async_nats::connect(nats.hub.url()).await.unwrap();
+    let _everything = tap.subscribe(">").await.unwrap();
+    tap.flush().await.unwrap();
     // No reader yet: the coordinator waits, and says for what.
     let (_, waiting) = job.wait_for_waiting().await;
     assert!(waiting.contains("no reader answers"), "{waiting}");

@@ -120,6 +120,11 @@ async fn inspect_decodes_work_items_and_row_batches() {
         "2023-11-14T22:13:20Z"
     );
     assert_eq!(work_json["message"]["attempt"], 1001);
+    // Where the stream lives: one copy, on (and led by) this single server.
+    assert_eq!(work_json["stream"]["name"], "INFLUX2TD_peek_WORK");
+    assert_eq!(work_json["stream"]["replicas"], 1);
+    assert_eq!(work_json["stream"]["current"], 1);
+    assert!(work_json["stream"]["leader"].is_string(), "{work_json}");
 
     let (code, stdout, stderr) = inspect(&nats, &["--stream", "data", "--measurement", "cpu"]);
     assert_eq!(code, Some(0), "{stderr}");

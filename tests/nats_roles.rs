@@ -1,8 +1,11 @@
 //! The least-privilege NATS users of `deploy/nats-roles.conf`, used for real: a job runs to the
-//! end with coordinator, reader and writer each logged in as its own user; the server logs no
+//! end with coordinator, reader and writer each logged in as its own user (the readers
+//! answering the coordinator's discovery, `source.discovery = "readers"`); the server logs no
 //! permission violation (the file lists all that the roles need), each user is refused what
 //! another role does and another job's subjects; and no secret (the NATS passwords, InfluxDB's
-//! password) travels in any message, subject or header the job sends.
+//! password) travels in any message, subject or header the job sends. And the same job with
+//! its reader at the source's site, behind a NATS leaf node logged in to the hub as the file's
+//! `influx2td-site` user: all that crosses from the site is what that user may publish.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use influx2td_testkit::{Influxd, KillOnDrop, NatsServer};
+use influx2td_testkit::{Influxd, KillOnDrop, NatsHubAndLeaf, NatsServer};
 use influx2td_writer::replay::replay_directory;
 
 mod common;
@@ -28,7 +31,7 @@ fn password(role: &str) -> String {
 fn server_config() -> String {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nats-roles.conf");
     let mut config = std::fs::read_to_string(file).unwrap();
-    for role in ["reader", "writer", "coordinator"] {
+    for role in ["reader", "writer", "coordinator", "site"] {
         let variable = format!("$INFLUX2TD_{}_PASSWORD", role.to_uppercase());
         assert!(config.contains(&variable), "{variable} is not in {file}");
         config = config.replace(&variable, &format!("\"{}\"", password(role)));
@@ -48,10 +51,7 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
     let Some(nats) = NatsServer::start_with_config(Some(&server_config())) else {
         return;
     };
-    let lines: String = (0..60)
-        .map(|n| format!("cpu,region=r{} usage={n}i {}\n", n % 3, T0 + n * SECOND))
-        .collect();
-    influxd.write("db", &lines);
+    influxd.write("db", &lines());
 
     // Everything the job sends, as the server delivers it.
     let observer =
@@ -72,45 +72,10 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
 
     let directory = tempfile::tempdir().unwrap();
     let target = directory.path().join("target");
-    let env: Vec<(&str, String)> = vec![
-        ("INFLUX2TD_SOURCE_URL", influxd.url()),
-        ("INFLUX2TD_SOURCE_USERNAME", "copier".into()),
-        ("INFLUX2TD_SOURCE_PASSWORD", INFLUX_PASSWORD.into()),
-        ("INFLUX2TD_BUCKET", "db".into()),
-        ("INFLUX2TD_JOB", "demo".into()),
-        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
-        (
-            "INFLUX2TD_END",
-            influx2td_config::format_time(T0 + 60 * SECOND),
-        ),
-        ("INFLUX2TD_WINDOW", "10s".into()),
-        ("INFLUX2TD_NATS_URL", nats.url()),
-        (
-            "INFLUX2TD_TARGET_DSN",
-            format!("file://{}", target.display()),
-        ),
-        ("INFLUX2TD_TARGET_DATABASE", "metrics".into()),
-    ];
+    let env = job_env(&influxd, &nats.url(), &target);
     let logs = directory.path().to_owned();
-    let spawn = |role: &str| {
-        let log = std::fs::File::create(logs.join(format!("{role}.log"))).unwrap();
-        let user = format!("influx2td-{role}");
-        let password = password(role);
-        let credentials = [
-            ("INFLUX2TD_NATS_USER", user.as_str()),
-            ("INFLUX2TD_NATS_PASSWORD", password.as_ref()),
-        ];
-        let env = env.iter().map(|(k, v)| (*k, v.as_str())).chain(credentials);
-        KillOnDrop(common::spawn_role(role, env, log))
-    };
-    let log = || {
-        let mut text = nats.log();
-        for role in ["coordinator", "reader", "writer"] {
-            let role_log = std::fs::read_to_string(logs.join(format!("{role}.log")));
-            text.push_str(&format!("--- {role}\n{}", role_log.unwrap_or_default()));
-        }
-        text
-    };
+    let spawn = |role: &str| spawn_as(role, &env, &[], &logs);
+    let log = || logs_and(nats.log(), &logs);
     // Readers and writers first: they create the streams they need with their own users.
     let mut reader = spawn("reader");
     let mut writer = spawn("writer");
@@ -160,6 +125,7 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
         ("writer", "$JS.API.STREAM.DELETE.INFLUX2TD_demo_WORK"),
         ("coordinator", "influx2td.demo.data.cpu"),
         ("coordinator", "$JS.API.STREAM.INFO.INFLUX2TD_other_WORK"),
+        ("writer", "influx2td.demo.discover"),
     ];
     for (role, subject) in denied {
         let client = async_nats::ConnectOptions::with_user_and_password(
@@ -194,6 +160,11 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
             .any(|m| m.starts_with("influx2td.demo.data.cpu")),
         "the observer saw the job's messages"
     );
+    assert!(
+        seen.iter()
+            .any(|m| m.starts_with("_INBOX.") && m.contains("\"measurements\"")),
+        "a reader answered the discovery"
+    );
     for secret in [
         INFLUX_PASSWORD.to_owned(),
         password("reader"),
@@ -204,6 +175,144 @@ async fn each_role_runs_with_only_its_permissions_and_no_secret_travels() {
             assert!(!message.contains(&secret), "{secret} travels in {message}");
         }
     }
+}
+
+/// 60 points of `cpu`, a second apart from `T0`, over three series.
+fn lines() -> String {
+    (0..60)
+        .map(|n| format!("cpu,region=r{} usage={n}i {}\n", n % 3, T0 + n * SECOND))
+        .collect()
+}
+
+/// The job `demo` (readers discover), from `influxd` with the reading user into `target`.
+fn job_env(
+    influxd: &Influxd,
+    nats_url: &str,
+    target: &std::path::Path,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("INFLUX2TD_SOURCE_URL", influxd.url()),
+        ("INFLUX2TD_SOURCE_USERNAME", "copier".into()),
+        ("INFLUX2TD_SOURCE_PASSWORD", INFLUX_PASSWORD.into()),
+        ("INFLUX2TD_SOURCE_DISCOVERY", "readers".into()),
+        ("INFLUX2TD_BUCKET", "db".into()),
+        ("INFLUX2TD_JOB", "demo".into()),
+        ("INFLUX2TD_BEGIN", influx2td_config::format_time(T0)),
+        (
+            "INFLUX2TD_END",
+            influx2td_config::format_time(T0 + 60 * SECOND),
+        ),
+        ("INFLUX2TD_WINDOW", "10s".into()),
+        ("INFLUX2TD_NATS_URL", nats_url.into()),
+        (
+            "INFLUX2TD_TARGET_DSN",
+            format!("file://{}", target.display()),
+        ),
+        ("INFLUX2TD_TARGET_DATABASE", "metrics".into()),
+    ]
+}
+
+/// Starts `role` with `env` (then `extra`) logged in to NATS as its own user (none when
+/// `extra` sets the NATS URL: a leaf's clients need no login), its log in `logs/<role>.log`.
+fn spawn_as(
+    role: &str,
+    env: &[(&str, String)],
+    extra: &[(&str, &str)],
+    logs: &std::path::Path,
+) -> KillOnDrop {
+    let log = std::fs::File::create(logs.join(format!("{role}.log"))).unwrap();
+    let user = format!("influx2td-{role}");
+    let password = password(role);
+    let login = !extra.iter().any(|(k, _)| *k == "INFLUX2TD_NATS_URL");
+    let credentials = [
+        ("INFLUX2TD_NATS_USER", user.as_str()),
+        ("INFLUX2TD_NATS_PASSWORD", password.as_ref()),
+    ];
+    let env = env
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(credentials.into_iter().filter(|_| login))
+        .chain(extra.iter().copied());
+    KillOnDrop(common::spawn_role(role, env, log))
+}
+
+/// `server_log` and each role's log.
+fn logs_and(mut text: String, logs: &std::path::Path) -> String {
+    for role in ["coordinator", "reader", "writer"] {
+        let role_log = std::fs::read_to_string(logs.join(format!("{role}.log")));
+        text.push_str(&format!("--- {role}\n{}", role_log.unwrap_or_default()));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_behind_a_leaf_node_logged_in_as_the_site_user_serves_the_job() {
+    let Some(influxd) = Influxd::with_reader("db", "copier", INFLUX_PASSWORD) else {
+        return;
+    };
+    let Some(nats) =
+        NatsHubAndLeaf::start_with(Some(&server_config()), "influx2td-site", &password("site"))
+    else {
+        return;
+    };
+    influxd.write("db", &lines());
+    let directory = tempfile::tempdir().unwrap();
+    let target = directory.path().join("target");
+    let env = job_env(&influxd, &nats.hub.url(), &target);
+    let logs = directory.path().to_owned();
+    let log = || {
+        logs_and(
+            format!("{}\n--- leaf\n{}", nats.hub.log(), nats.leaf.log()),
+            &logs,
+        )
+    };
+    let mut coordinator = spawn_as("coordinator", &env, &[], &logs);
+    let mut writer = spawn_as("writer", &env, &[], &logs);
+    // At the site the readers need no NATS login: the leaf's login to the hub bounds them.
+    let leaf_url = nats.leaf.url();
+    let at_site = [
+        ("INFLUX2TD_NATS_URL", leaf_url.as_str()),
+        ("INFLUX2TD_NATS_DOMAIN", "hub"),
+    ];
+    let mut reader = spawn_as("reader", &env, &at_site, &logs);
+    let status = wait_for_exit(&mut coordinator.0, Duration::from_secs(60), log);
+    assert_eq!(status.code(), Some(0), "{}", log());
+    terminate(&mut reader.0);
+    terminate(&mut writer.0);
+    let model = replay_directory(&target).unwrap();
+    let rows: usize = model.tables.values().map(|t| t.rows.len()).sum();
+    assert_eq!(rows, 60, "{}", log());
+    assert!(
+        std::fs::read_to_string(logs.join("reader.log"))
+            .unwrap()
+            .contains("discovered for the coordinator"),
+        "{}",
+        log()
+    );
+    assert!(!nats.hub.log().contains("Violation"), "{}", log());
+
+    // From the site, nothing else reaches the hub: not the checkpoints, not another role's
+    // work, not deleting a stream (no JetStream answers: the request never crosses).
+    let site = async_nats::connect(nats.leaf.url()).await.unwrap();
+    for subject in [
+        "$JS.hub.API.STREAM.DELETE.INFLUX2TD_demo_WORK",
+        "$JS.hub.API.DIRECT.GET.KV_influx2td_demo.$KV.influx2td_demo.lease",
+        "$JS.hub.API.CONSUMER.MSG.NEXT.INFLUX2TD_demo_DATA.writers",
+    ] {
+        let asked = site.request(subject.to_owned(), "".into()).await;
+        assert!(
+            matches!(&asked, Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders),
+            "{subject} crossed from the site: {asked:?}"
+        );
+    }
+    // The job's streams are all still there.
+    let hub =
+        async_nats::ConnectOptions::with_user_and_password("observer".into(), "observer".into())
+            .connect(nats.hub.url())
+            .await
+            .unwrap();
+    let streams = async_nats::jetstream::new(hub);
+    streams.get_stream("INFLUX2TD_demo_WORK").await.unwrap();
 }
 
 /// A nats-server whose JetStream storage cannot hold a job's streams: each role says so with

@@ -260,21 +260,34 @@ where
     retrying_and(what, |_| (), operation).await
 }
 
+/// An error that says whether waiting and trying again can heal it (a bus restarting, a
+/// cluster without quorum), for [`retrying_and`].
+pub trait Transient: std::fmt::Display {
+    fn transient(&self) -> bool;
+}
+
+impl Transient for BusError {
+    fn transient(&self) -> bool {
+        self.retry() == Retry::Backoff
+    }
+}
+
 /// [`retrying`], telling `waiting` each time why it waits (`cannot <what> yet: <error>`), so
-/// that a status page shows it.
-pub async fn retrying_and<T, F, Fut>(
+/// that a status page shows it; for any error that knows whether it is [`Transient`].
+pub async fn retrying_and<T, E, F, Fut>(
     what: &str,
     mut waiting: impl FnMut(String),
     mut operation: F,
-) -> Result<T, BusError>
+) -> Result<T, E>
 where
+    E: Transient,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, BusError>>,
+    Fut: Future<Output = Result<T, E>>,
 {
     let mut pause = Duration::from_millis(200);
     loop {
         match operation().await {
-            Err(error) if error.retry() == Retry::Backoff => {
+            Err(error) if error.transient() => {
                 tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "cannot {what} yet, retrying");
                 waiting(format!("cannot {what} yet: {error}"));
                 tokio::time::sleep(pause).await;

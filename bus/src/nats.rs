@@ -417,7 +417,7 @@ pub struct Placement {
     pub stream: String,
     /// Its configured copies; `None` when the stream does not exist (yet).
     pub replicas: Option<usize>,
-    /// The server leading it (a cluster; `None` on a single server or without a leader now).
+    /// The server leading it (`None` while it has no leader: a cluster without quorum).
     pub leader: Option<String>,
     /// Copies up to date now (the leader and the current followers).
     pub current: usize,

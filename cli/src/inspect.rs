@@ -48,7 +48,22 @@ pub async fn inspect(
             influx2td_bus::Bus::names(&bus).stream(kind)
         );
     };
-    let document = render(kind, &message)?;
+    let mut document = render(kind, &message)?;
+    // Where the stream lives: its copies on a cluster (nats.replicas) and the server leading it.
+    let name = influx2td_bus::Bus::names(&bus).stream(kind);
+    match bus.placement().await {
+        Ok(placements) => {
+            if let Some(placement) = placements.into_iter().find(|p| p.stream == name) {
+                document["stream"] = json!({
+                    "name": placement.stream,
+                    "replicas": placement.replicas,
+                    "current": placement.current,
+                    "leader": placement.leader,
+                });
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot tell where stream {name} lives"),
+    }
     super::print_json(&mut std::io::stdout().lock(), &document)
 }
 

@@ -115,6 +115,12 @@ pub enum CoordinatorError {
     BadCheckpoint { key: String, detail: String },
 }
 
+impl influx2td_bus::Transient for CoordinatorError {
+    fn transient(&self) -> bool {
+        matches!(self, Self::Bus(error) if error.transient())
+    }
+}
+
 /// The state of a job when the coordinator returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct JobSummary {
@@ -288,33 +294,18 @@ async fn patiently<T, Fut>(
     what: &str,
     board: &StatusBoard,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-    mut operation: impl FnMut() -> Fut,
+    operation: impl FnMut() -> Fut,
 ) -> Result<Option<T>, CoordinatorError>
 where
     Fut: Future<Output = Result<T, CoordinatorError>>,
 {
-    let mut pause = Duration::from_millis(200);
-    loop {
-        let done = tokio::select! {
-            done = operation() => done,
-            () = shutdown.as_mut() => return Ok(None),
-        };
-        match done {
-            Err(CoordinatorError::Bus(error)) if error.retry() == influx2td_bus::Retry::Backoff => {
-                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "cannot {what} yet, retrying");
-                board.set_waiting(Some(format!("NATS: cannot {what} yet: {error}")));
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = shutdown.as_mut() => return Ok(None),
-                }
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            done => {
-                board.set_waiting(None);
-                return done.map(Some);
-            }
-        }
-    }
+    let waiting = |reason: String| board.set_waiting(Some(format!("NATS: {reason}")));
+    let done = tokio::select! {
+        done = influx2td_bus::retrying_and(what, waiting, operation) => done,
+        () = shutdown.as_mut() => return Ok(None),
+    };
+    board.set_waiting(None);
+    done.map(Some)
 }
 
 /// Reads every measurement's checkpoint.
@@ -519,9 +510,8 @@ impl<'s, B: Bus> Coordinator<'s, B> {
         }))
     }
 
-    /// Resumes each measurement from its checkpoint and plans where its windows begin and end;
-    /// then the lookback windows due again after a restart.
-    /// Plans every measurement from its checkpoint; `false` when `shutdown` came first.
+    /// Resumes each measurement from its checkpoint and plans where its windows begin and end,
+    /// then the lookback windows due again after a restart; `false` when `shutdown` came first.
     async fn plan(
         &mut self,
         measurements: &[PlannedMeasurement],
@@ -1184,11 +1174,15 @@ async fn persist<C: CheckpointStore>(
     tracker: &Tracker,
     plans: &mut BTreeMap<String, Plan>,
 ) -> Result<(), CoordinatorError> {
-    let changed: Vec<(String, Progress)> = plans
+    // (measurement, progress, the progress as stored)
+    let changed: Vec<(String, Progress, String)> = plans
         .iter()
         .filter_map(|(name, plan)| {
             let progress = tracker.progress(name)?;
-            (*progress != plan.persisted).then(|| (name.clone(), progress.clone()))
+            (*progress != plan.persisted).then(|| {
+                let value = serde_json::to_string(progress).unwrap_or_default();
+                (name.clone(), progress.clone(), value)
+            })
         })
         .collect();
     if changed.is_empty() {
@@ -1196,18 +1190,17 @@ async fn persist<C: CheckpointStore>(
     }
     let updates = changed
         .iter()
-        .map(|(name, progress)| {
-            let value = serde_json::to_string(progress).unwrap_or_default();
+        .map(|(name, _, value)| {
             (
                 checkpoint_key(name),
-                value,
+                value.clone(),
                 plans.get(name).and_then(|plan| plan.revision),
             )
         })
         .collect();
     match store.compare_and_set_many(updates).await {
         Ok(revisions) => {
-            for ((name, progress), revision) in changed.into_iter().zip(revisions) {
+            for ((name, progress, _), revision) in changed.into_iter().zip(revisions) {
                 if let Some(plan) = plans.get_mut(&name) {
                     plan.revision = Some(revision);
                     plan.persisted = progress;
@@ -1242,13 +1235,12 @@ async fn persist<C: CheckpointStore>(
             })
         }
         Err(other) => {
-            for (name, progress) in &changed {
-                if let Some(plan) = plans.get_mut(name) {
+            for (name, _, value) in changed {
+                if let Some(plan) = plans.get_mut(&name) {
                     if plan.in_doubt.len() >= 64 {
                         plan.in_doubt.remove(0);
                     }
-                    plan.in_doubt
-                        .push(serde_json::to_string(progress).unwrap_or_default());
+                    plan.in_doubt.push(value);
                 }
             }
             Err(other.into())

@@ -3,8 +3,10 @@
 //! NATS request and reply on the job's discovery subject, for the measurements and their time
 //! bounds it would otherwise query itself.
 //!
-//! The question is empty (the reader uses the job's own settings: measurements, begin, end);
-//! the answer is JSON, `{"measurements": [{"name": "cpu", "bounds": [first_ns, last_ns]}]}`
+//! First the coordinator asks `ping`, which a reader answers at once with `{"ready": true}`:
+//! interest in the subject alone (a monitoring tap subscribed to `>`) is no reader, and only a
+//! short wait tells them apart. Then the question is empty (the reader uses the job's own
+//! settings: measurements, begin, end), and the answer is JSON, `{"measurements": [{"name": "cpu", "bounds": [first_ns, last_ns]}]}`
 //! (`bounds` null for a measurement without points) or `{"error": "…"}`.
 
 use std::time::Duration;
@@ -16,6 +18,10 @@ use influx2td_coordinator::PlannedMeasurement;
 /// How long the coordinator waits for a reader's answer: discovery of many measurements takes
 /// a few queries per measurement.
 const ANSWER_PATIENCE: Duration = Duration::from_secs(300);
+/// How long the coordinator waits for a reader to say it is there.
+const PING_PATIENCE: Duration = Duration::from_secs(2);
+/// The question a reader answers at once.
+const PING: &[u8] = b"ping";
 /// The queue group of the readers answering (one of them answers each question).
 const GROUP: &str = "readers";
 
@@ -28,7 +34,10 @@ pub async fn answer(
 ) -> anyhow::Result<()> {
     let subject = bus.names().discovery_subject();
     tracing::info!(subject, "answering discovery questions of the coordinator");
-    let answer = |_question| async move {
+    let answer = |question: bytes::Bytes| async move {
+        if question.as_ref() == PING {
+            return bytes::Bytes::from_static(br#"{"ready":true}"#);
+        }
         let answer =
             match influx2td_coordinator::plan::discover(client, job, job.read_concurrency).await {
                 Ok(planned) => {
@@ -58,8 +67,20 @@ pub async fn ask(
     let subject = bus.names().discovery_subject();
     let mut pause = Duration::from_millis(200);
     loop {
+        let asked = async {
+            // Nobody there (`None`), or only listeners that never answer (an error: timed out).
+            if bus
+                .ask(subject.clone(), PING.into(), PING_PATIENCE)
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            bus.ask(subject.clone(), bytes::Bytes::new(), ANSWER_PATIENCE)
+                .await
+        };
         let asked = tokio::select! {
-            asked = bus.ask(subject.clone(), bytes::Bytes::new(), ANSWER_PATIENCE) => asked,
+            asked = asked => asked,
             () = shutdown.as_mut() => return Ok(None),
         };
         let reason = match asked {
@@ -70,7 +91,9 @@ pub async fn ask(
             Ok(None) => format!(
                 "no reader answers on {subject} yet: source.discovery = \"readers\" leaves listing the measurements to the readers; start `influx2td reader` where InfluxDB is reachable"
             ),
-            Err(error) => format!("cannot ask the readers yet: {error}"),
+            Err(error) => format!(
+                "no reader answers on {subject} yet ({error}): start `influx2td reader` where InfluxDB is reachable"
+            ),
         };
         tracing::warn!(reason, "waiting for a reader to discover the measurements");
         board.set_waiting(Some(reason));

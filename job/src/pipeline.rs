@@ -300,19 +300,17 @@ async fn coordinate(
         job.target.insert,
     )
     .await?;
+    tokio::pin!(shutdown);
     let planned = match job.discovery {
         influx2td_config::Discovery::Coordinator => prepare_job(job, &bus, &sink).await?,
         influx2td_config::Discovery::Readers => {
             let resuming = prepare_target(job, &bus, &sink).await?;
-            tokio::pin!(shutdown);
             let asked = crate::discovery::ask(&bus, &settings.status, &mut shutdown);
             let Some(planned) = asked.await? else {
                 return Ok(influx2td_coordinator::JobSummary::default());
             };
             planned_log(job, &planned, resuming);
-            return Ok(
-                influx2td_coordinator::service::run(bus, planned, settings, shutdown).await?,
-            );
+            planned
         }
     };
     Ok(influx2td_coordinator::service::run(bus, planned, settings, shutdown).await?)

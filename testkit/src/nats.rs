@@ -236,8 +236,16 @@ pub struct NatsHubAndLeaf {
 impl NatsHubAndLeaf {
     /// Starts both and waits until the leaf is connected, or `None` (test skipped) when
     /// `nats-server` is not installed. The leaf logs in to the hub's leaf-node port as
-    /// `leaf`/`leaf-secret`.
+    /// `leaf`/`leaf-secret`, a login allowed everything.
     pub fn start() -> Option<Self> {
+        Self::start_with(None, "leaf", "leaf-secret")
+    }
+
+    /// [`start`](Self::start) with `authorization` (an `authorization { users: [...] }` block)
+    /// on the hub, whose `user`/`password` the leaf logs in with: what that user may publish
+    /// is what crosses from the leaf to the hub, what it may subscribe to what the hub sends to
+    /// the leaf. The leaf's own clients need no login.
+    pub fn start_with(authorization: Option<&str>, user: &str, password: &str) -> Option<Self> {
         let binary = require_binary("nats-server", "NATS_SERVER_BIN")?;
         let leaf_port = free_port();
         let server = |config: String, jetstream: bool| NatsServer {
@@ -249,16 +257,22 @@ impl NatsHubAndLeaf {
             jetstream,
             process: None,
         };
+        let logins = match authorization {
+            Some(block) => format!("leafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}\n{block}\n"),
+            None => format!(
+                "leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", authorization {{ user: {user}, password: {password} }} }}\n"
+            ),
+        };
         let mut hub = server(
             format!(
-                "server_name: hub\njetstream {{ max_file_store: {STORE_BYTES}, domain: hub }}\nleafnodes {{ listen: \"127.0.0.1:{leaf_port}\", authorization {{ user: leaf, password: leaf-secret }} }}\n"
+                "server_name: hub\njetstream {{ max_file_store: {STORE_BYTES}, domain: hub }}\n{logins}"
             ),
             true,
         );
         hub.start_again();
         let mut leaf = server(
             format!(
-                "server_name: leaf\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://leaf:leaf-secret@127.0.0.1:{leaf_port}\" }} ] }}\n"
+                "server_name: leaf\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://{user}:{password}@127.0.0.1:{leaf_port}\" }} ] }}\n"
             ),
             false,
         );
