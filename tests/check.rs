@@ -194,7 +194,82 @@ fn unreachable_server_fails_and_json_says_so() {
         "{report}"
     );
     assert_eq!(steps[1]["status"], "skipped");
-    assert!(stdout(&output).contains("FAIL reachable"));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!(
+            "FAIL reachable     cannot reach InfluxDB at {url}: connection refused — is InfluxDB running there, and is the port right?"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("os error"), "the client's own words: {text}");
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_timeout_with_what_to_check() {
+    // Accepts connections and says nothing, as a host behind a black-holing firewall would.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let output = check(&url, &["bucket=telegraf"]);
+    drop(listener);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FAIL reachable     InfluxDB at {url} did not answer in time: is the host reachable from here (address, firewall)"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn host_names_that_do_not_resolve_are_named_on_both_ends() {
+    let influxdb = "http://no-such-host.invalid:8086";
+    let tdengine = "ws://no-such-host.invalid:6041";
+    let output = check(
+        influxdb,
+        &["bucket=telegraf", &format!("target.dsn={tdengine}")],
+    );
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    for expected in [
+        format!(
+            "FAIL reachable     cannot reach InfluxDB at {influxdb}: the host name does not resolve — check the host in source.url"
+        ),
+        format!(
+            "FAIL reachable     cannot connect to TDengine at {tdengine}: the host name does not resolve — check the host in target.dsn"
+        ),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
+}
+
+#[test]
+fn a_tdengine_that_never_answers_is_a_timeout_with_what_to_check() {
+    // Accepts connections and says nothing: without a limit the connector would wait forever.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tdengine = format!("ws://{}", listener.local_addr().unwrap());
+    let influxdb = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}", influxdb.local_addr().unwrap());
+    drop(influxdb);
+    let started = std::time::Instant::now();
+    let output = check(
+        &closed,
+        &["bucket=telegraf", &format!("target.dsn={tdengine}")],
+    );
+    drop(listener);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FAIL reachable     cannot connect to TDengine at {tdengine}: no answer in 30 s — is the host reachable from here (address, firewall), is the port TDengine's"
+        )),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -243,8 +318,16 @@ fn an_unreachable_tdengine_fails_the_target_with_the_reason() {
         )),
         "{text}"
     );
-    assert!(text.contains("FAIL reachable     TDengine error"), "{text}");
-    assert!(text.contains("Connection refused"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FAIL reachable     cannot connect to TDengine at ws://root:%5Bredacted%5D@127.0.0.1:{closed_port}: connection refused — is taosAdapter running there? (ws:// and wss:// go through taosAdapter, port 6041"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ws-tool"),
+        "the connector's own words: {text}"
+    );
     assert!(
         text.contains("skip database      TDengine is not reachable"),
         "{text}"

@@ -43,23 +43,78 @@ fn call(port: u16, method: &str, template: &str, path: &str, body: Option<&Value
             response.status
         );
         if let Some(schema) = documented["content"]["application/json"]["schema"].as_object() {
-            let mut root = document.clone();
-            root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
-            for (key, value) in schema {
-                root[key] = value.clone();
-            }
-            let validator = jsonschema::validator_for(&root).unwrap();
-            let problems: Vec<String> = validator
-                .iter_errors(&value)
-                .map(|e| format!("{e} at {}", e.instance_path()))
-                .collect();
-            assert!(
-                problems.is_empty(),
-                "{method} {path}: {problems:#?}\n{value:#}"
-            );
+            assert_conforms(&document, schema, &value, &format!("{method} {path}"));
         }
     }
     (response.status, value)
+}
+
+/// `value` matches `schema`, whose references point into the OpenAPI `document`.
+fn assert_conforms(
+    document: &Value,
+    schema: &serde_json::Map<String, Value>,
+    value: &Value,
+    what: &str,
+) {
+    let mut root = document.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    for (key, schema) in schema {
+        root[key] = schema.clone();
+    }
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let problems: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(problems.is_empty(), "{what}: {problems:#?}\n{value:#}");
+}
+
+/// Opens `GET /api/events` and reads its first `count` events: each is a `jobs` event whose
+/// data matches the documented JobList. The stream is left open, to be dropped by the caller.
+fn events(port: u16, count: usize) -> (std::net::TcpStream, Vec<Value>) {
+    use std::io::{BufRead, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut lines = std::io::BufReader::new(stream.try_clone().unwrap()).lines();
+    let head: Vec<String> = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    assert!(head[0].contains(" 200 "), "{head:?}");
+    assert!(
+        head.iter()
+            .any(|line| line.to_lowercase() == "content-type: text/event-stream"),
+        "{head:?}"
+    );
+    let document: Value = serde_json::from_str(OPENAPI).unwrap();
+    assert!(
+        document["paths"]["/api/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+            .is_object()
+    );
+    let list = json!({ "$ref": "#/components/schemas/JobList" });
+    let mut found = Vec::new();
+    let mut event = None;
+    while found.len() < count {
+        // Chunked transfer: the chunk sizes come as lines of their own, and are skipped.
+        let line = lines.next().unwrap().unwrap();
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = Some(name.to_owned());
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            assert_eq!(event.take().as_deref(), Some("jobs"), "{data}");
+            let value: Value = serde_json::from_str(data).unwrap();
+            assert_conforms(&document, list.as_object().unwrap(), &value, "an event");
+            found.push(value);
+        }
+    }
+    (stream, found)
 }
 
 /// The JSON `influx2td <args> --config <job>` prints (exit code 0 required), with the source
@@ -222,6 +277,51 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
         .map(|m| m["rows_written"].as_u64().unwrap())
         .sum();
     assert_eq!(written, 300, "{shown:#}");
+    // What the charts draw: samples of the run, the last with every row; and the same live.
+    let (status, history) = call(
+        port,
+        "GET",
+        "/api/jobs/{job}/history",
+        "/api/jobs/console-job/history",
+        None,
+    );
+    assert_eq!(status, 200, "{history:#}");
+    let samples = history["samples"].as_array().unwrap();
+    let last = samples.last().unwrap();
+    assert_eq!(last["rows_written"], 300, "{history:#}");
+    assert_eq!(last["rows_read"], 300, "{history:#}");
+    assert_eq!(
+        last["measurements"]["cpu"]["rows_written"], 200,
+        "{history:#}"
+    );
+    assert_eq!(
+        last["measurements"]["mem"]["rows_written"], 100,
+        "{history:#}"
+    );
+    assert_eq!(shown["sample"]["rows_written"], 300, "{shown:#}");
+    let times: Vec<i64> = samples
+        .iter()
+        .map(|s| s["at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] < pair[1]), "{times:?}");
+    let (stream, live) = events(port, 2);
+    for event in &live {
+        let listed = &event["jobs"][0];
+        assert_eq!(listed["job"], "console-job", "{event:#}");
+        assert_eq!(listed["sample"]["rows_written"], 300, "{event:#}");
+    }
+    drop(stream);
+    assert_eq!(
+        call(
+            port,
+            "GET",
+            "/api/jobs/{job}/history",
+            "/api/jobs/nope/history",
+            None
+        )
+        .0,
+        404
+    );
     let model = replay_directory(&target).unwrap();
     assert_eq!(
         model.tables.values().map(|t| t.rows.len()).sum::<usize>(),
@@ -349,6 +449,45 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
             .all(|m| !m["windows"].as_array().unwrap().is_empty()),
         "{verified:#}"
     );
+    // Repair reads those windows again: every row is back, and verify says so.
+    let repair = || {
+        call(
+            port,
+            "POST",
+            "/api/jobs/{job}/repair",
+            "/api/jobs/console-job/repair",
+            None,
+        )
+    };
+    let (status, repaired) = repair();
+    assert_eq!(status, 200, "{repaired:#}");
+    assert_eq!(repaired["matches"], true, "{repaired:#}");
+    let rewritten: u64 = repaired["repaired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|window| window["rows_written"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rewritten, 300, "{repaired:#}");
+    assert_eq!(
+        replay_directory(&target)
+            .unwrap()
+            .tables
+            .values()
+            .map(|t| t.rows.len())
+            .sum::<usize>(),
+        300
+    );
+    let (status, verified) = verify("console-job");
+    assert_eq!(
+        (status, &verified["matches"]),
+        (200, &json!(true)),
+        "{verified:#}"
+    );
+    // Nothing differs now: repair has nothing to read again.
+    let (status, repaired) = repair();
+    assert_eq!(status, 200, "{repaired:#}");
+    assert_eq!(repaired["repaired"], json!([]), "{repaired:#}");
     let (status, _) = call(
         port,
         "DELETE",
@@ -366,6 +505,8 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     );
     assert_eq!(status, 404);
     assert!(!stored.exists() && !checkpoints.exists() && !secret.exists());
+    // A page still watching does not hold the console's shutdown.
+    let (_open, _) = events(port, 1);
     terminate(&mut process.0);
 }
 

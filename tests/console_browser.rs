@@ -1,7 +1,9 @@
 //! The console in a real browser: headless Debian chromium driven by playwright-core
 //! (`tests/browser/console.mjs`) against a real influxd — the form, a wrong and a right
-//! connectivity check, a bad value shown at its field, the task added and watched to 100%.
-//! Afterwards the target holds every row. The screenshot of the task page is kept in
+//! connectivity check, a bad value and an unreachable TDengine shown at their fields, the task
+//! added and watched to 100% with its charts, Verify equal; a task that keeps syncing, its
+//! charts moving while it runs. Afterwards the target holds every row. The screenshot of the
+//! running task is kept in
 //! `target/console-screenshot.png`. Needs `chromium` and `npm ci` in tests/browser
 //! (`.ci/run` installs both); without them the test says it was skipped (and fails under CI).
 
@@ -19,6 +21,8 @@ use common::{free_port, terminate, wait_for_http};
 const PASSWORD: &str = "Browser-Sentinel-Pw-2231";
 const T0: i64 = 1_700_000_000_000_000_000;
 const ROWS: i64 = 240;
+/// Points of the last minutes, for the task that keeps syncing.
+const LIVE_ROWS: i64 = 60;
 /// Two more rows, in a measurement named like an HTML element with a script.
 const HOSTILE: &str = "<img src=x onerror=window.hacked=1>";
 
@@ -76,6 +80,22 @@ fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
         ),
     );
 
+    // Recent points, for the task that keeps syncing: from four minutes ago, one a second.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        * 1_000_000_000;
+    let live: String = (0..LIVE_ROWS)
+        .map(|n| {
+            format!(
+                "cpu,host=h0 value={n}i {}\n",
+                now - 240_000_000_000 + n * 1_000_000_000
+            )
+        })
+        .collect();
+    influxd.write("db", &live);
+
     let directory = tempfile::tempdir().unwrap();
     let target = directory.path().join("target");
     let port = free_port();
@@ -110,6 +130,9 @@ fn a_person_adds_a_task_in_the_browser_and_watches_it_finish() {
         .env("BEGIN", local(T0))
         .env("END", local(T0 + ROWS * 1_000_000_000))
         .env("ROWS", (ROWS + 2).to_string())
+        .env("LIVE_BEGIN", local(now - 300_000_000_000))
+        .env("LIVE_ROWS", LIVE_ROWS.to_string())
+        .env("CLOSED_PORT", free_port().to_string())
         .env("HOSTILE", HOSTILE)
         .env("SCREENSHOT", &screenshot)
         .env("CHROMIUM", &chromium)

@@ -11,29 +11,7 @@ pub async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result
     let mut checks = influx2td_job::verify::verify(job, &checkpoints).await?;
     let mut repaired = Vec::new();
     if repair {
-        for check in &checks {
-            // Re-reading writes what the target lacks; it cannot take away what it holds extra.
-            // A window with other values (equal counts, other sums) is overwritten by its re-read.
-            let repairable = |w: &&influx2td_job::verify::WindowDiff| {
-                w.source > w.target || (w.source == w.target && !w.sums.is_empty())
-            };
-            for window in check.windows.iter().filter(repairable) {
-                let summary = influx2td_job::backfill::read_again(
-                    job,
-                    &check.measurement,
-                    window.start_ns,
-                    window.end_ns,
-                )
-                .await?;
-                repaired.push(serde_json::json!({
-                    "measurement": check.measurement,
-                    "start": window.start,
-                    "end": window.end,
-                    "rows_written": summary.rows_written(),
-                    "rows_dead_lettered": summary.rows_dead_lettered(),
-                }));
-            }
-        }
+        repaired = influx2td_job::verify::repair(job, &checks).await?;
         if !repaired.is_empty() {
             checks = influx2td_job::verify::verify(job, &checkpoints).await?;
         }
@@ -58,10 +36,7 @@ pub async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result
             writeln!(
                 stdout,
                 "repaired {} [{} .. {}): {} rows written",
-                line["measurement"].as_str().unwrap_or_default(),
-                line["start"].as_str().unwrap_or_default(),
-                line["end"].as_str().unwrap_or_default(),
-                line["rows_written"]
+                line.measurement, line.start, line.end, line.rows_written
             )?;
         }
         for check in &checks {

@@ -55,3 +55,113 @@ impl EndCheck {
         }
     }
 }
+
+/// What a network failure's text (a client library's own words, with its chain of causes)
+/// comes down to, for a message a person can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkFailure {
+    /// Something is at the address, but nothing listens on the port.
+    Refused,
+    /// The host name does not resolve.
+    UnknownHost,
+    /// No route to the host, or the network is down.
+    NoRoute,
+    /// No answer in time.
+    Timeout,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// The connection was closed or reset without an answer.
+    Closed,
+}
+
+impl NetworkFailure {
+    /// The failure `text` describes, if it is one of these.
+    pub fn of(text: &str) -> Option<Self> {
+        let text = text.to_lowercase();
+        let any = |needles: &[&str]| needles.iter().any(|needle| text.contains(needle));
+        if any(&["connection refused", "os error 111"]) {
+            Some(Self::Refused)
+        } else if any(&[
+            "failed to lookup address",
+            "name or service not known",
+            "no such host",
+            "temporary failure in name resolution",
+            "nodename nor servname",
+            "dns error",
+        ]) {
+            Some(Self::UnknownHost)
+        } else if any(&["network is unreachable", "no route to host"]) {
+            Some(Self::NoRoute)
+        } else if any(&["certificate", "tls", "ssl", "handshake", "server name type"]) {
+            Some(Self::Tls)
+        } else if any(&["timed out", "timeout", "deadline has elapsed"]) {
+            Some(Self::Timeout)
+        } else if any(&[
+            "connection reset",
+            "broken pipe",
+            "connection closed before message completed",
+            "unexpected eof",
+        ]) {
+            Some(Self::Closed)
+        } else {
+            None
+        }
+    }
+
+    /// What happened, in plain words.
+    pub fn said(self) -> &'static str {
+        match self {
+            Self::Refused => "connection refused",
+            Self::UnknownHost => "the host name does not resolve",
+            Self::NoRoute => "no route to the host",
+            Self::Timeout => "no answer in time",
+            Self::Tls => "the TLS handshake failed",
+            Self::Closed => "the server closed the connection without an answer",
+        }
+    }
+}
+
+#[cfg(test)]
+mod network_failure_tests {
+    use super::NetworkFailure;
+
+    /// Texts the clients gave here (reqwest to InfluxDB, the `taos` crate's WebSocket client),
+    /// against stopped servers, unknown hosts and an untrusted certificate.
+    #[test]
+    fn the_clients_own_words_come_down_to_what_happened() {
+        let seen = [
+            (
+                "error sending request for url (http://127.0.0.1:1/ping): client error (Connect): tcp connect error: Connection refused (os error 111)",
+                Some(NetworkFailure::Refused),
+            ),
+            (
+                "Internal error: `WebSocket internal[ws-tool] error: connection failed `failed to create tcp connection Connection refused (os error 111)``",
+                Some(NetworkFailure::Refused),
+            ),
+            (
+                "error sending request for url (http://nohost.invalid:8086/ping): client error (Connect): dns error: error resolving DNS: failed to lookup address information: Name or service not known",
+                Some(NetworkFailure::UnknownHost),
+            ),
+            (
+                "Internal error: `WebSocket internal[ws-tool] error: connection failed `failed to create tcp connection failed to lookup address information: Name or service not known``",
+                Some(NetworkFailure::UnknownHost),
+            ),
+            (
+                "error sending request for url (http://10.0.0.1:8086/ping): operation timed out",
+                Some(NetworkFailure::Timeout),
+            ),
+            (
+                "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+                Some(NetworkFailure::Tls),
+            ),
+            (
+                "error sending request: connection closed before message completed",
+                Some(NetworkFailure::Closed),
+            ),
+            ("Internal error: `Unable to establish connection`", None),
+        ];
+        for (text, failure) in seen {
+            assert_eq!(NetworkFailure::of(text), failure, "{text}");
+        }
+    }
+}

@@ -15,7 +15,12 @@
 //!   `POST /api/jobs/{job}/pause`, `POST /api/jobs/{job}/resume` (goes on from its
 //!   checkpoints), `POST /api/jobs/{job}/stop` (ends it for good), `DELETE /api/jobs/{job}`
 //!   (with its checkpoints), `GET /api/jobs/{job}/toml`, `POST /api/jobs/{job}/verify` (what
-//!   `influx2td verify` says: `{matches, measurements}`).
+//!   `influx2td verify` says: `{matches, measurements}`), `POST /api/jobs/{job}/repair` (what
+//!   `influx2td verify --repair` does: `{matches, measurements, repaired}`), `GET /api/jobs/{job}/history` (a
+//!   bounded ring of samples of the job's status, one a second while it runs: what the page's
+//!   charts draw, [`history`]);
+//! - `GET /api/events` — server-sent events: every second a `jobs` event with what
+//!   `GET /api/jobs` lists (each job with its newest sample); the page polls only without it.
 //!
 //! `GET /api/openapi.json` describes it all (OpenAPI 3.1, `console-openapi.json`; the tests
 //! validate every answer against it). `GET /metrics` has the jobs' Prometheus metrics (labelled
@@ -23,18 +28,22 @@
 //! token; with a token every API call and `/metrics` need `Authorization: Bearer <token>`.
 //! Secrets are never sent back.
 
+mod history;
 mod store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use history::History;
 use influx2td_config::{ConfigError, JobConfig, NatsConfig};
 use influx2td_coordinator::StatusBoard;
 use serde_json::{Value, json};
@@ -64,6 +73,8 @@ struct Entry {
     failure: Option<String>,
     /// Counts the runs, so that a run ending late never clears a newer one.
     generation: u64,
+    /// What the charts draw.
+    history: History,
 }
 
 impl Entry {
@@ -75,6 +86,7 @@ impl Entry {
             desired,
             failure: None,
             generation: 0,
+            history: History::default(),
         }
     }
 }
@@ -102,6 +114,9 @@ struct Console {
     /// Stored jobs this console cannot load (a secret file missing here, a file edited wrong),
     /// with the reason: listed as failed, so nothing stored goes unseen; they can be deleted.
     unloadable: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Turns true when the console shuts down: the event streams end then (an open stream would
+    /// hold the shutdown), and so does the sampling.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Serves the console until SIGINT/SIGTERM; jobs running then stop gracefully (and run again
@@ -137,6 +152,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         None => Store::Directory(directory.clone()),
     };
+    let (close, closing) = tokio::sync::watch::channel(false);
     let console = Console {
         directory,
         token: settings.token,
@@ -144,8 +160,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         store,
         jobs: Arc::default(),
         unloadable: Arc::default(),
+        closing,
     };
     console.load().await?;
+    tokio::spawn(console.clone().sample());
     let app = axum::Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route(
@@ -173,6 +191,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .route("/api/jobs/{job}/resume", post(resume))
         .route("/api/jobs/{job}/stop", post(stop))
         .route("/api/jobs/{job}/verify", post(verify))
+        .route("/api/jobs/{job}/repair", post(repair))
+        .route("/api/jobs/{job}/history", get(history))
+        .route("/api/events", get(events))
         .route("/api/jobs/{job}/toml", get(download))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),
@@ -186,7 +207,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         "console listening"
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(influx2td_job::connect::shutdown_signal())
+        .with_graceful_shutdown(async move {
+            influx2td_job::connect::shutdown_signal().await;
+            let _ = close.send(true);
+        })
         .await?;
     let running: Vec<Running> = console
         .lock()
@@ -208,6 +232,37 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Console {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         lock(&self.jobs)
+    }
+
+    /// Samples every job's status each second for its history, until the console shuts down.
+    async fn sample(self) {
+        let mut closing = self.closing.clone();
+        let mut ticks = tokio::time::interval(Duration::from_millis(history::STEP_MS as u64));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = closing.wait_for(|closing| *closing) => return,
+            }
+            let now = now_ms();
+            for (name, entry) in self.lock().iter_mut() {
+                let retries = influx2td_telemetry::metrics().retries_of(name);
+                entry
+                    .history
+                    .record(now, entry.run.is_some(), &entry.board.get(), &retries);
+            }
+        }
+    }
+
+    /// Every job as `GET /api/jobs` lists it.
+    fn listed(&self) -> Value {
+        let mut jobs: Vec<Value> = self.lock().values().map(describe).collect();
+        jobs.extend(
+            lock(&self.unloadable)
+                .iter()
+                .map(|(job, reason)| describe_unloadable(job, reason)),
+        );
+        json!({ "jobs": jobs })
     }
 
     /// Where the console's jobs keep their checkpoints (one state file per job).
@@ -294,6 +349,11 @@ impl Console {
             let current = match console.lock().get_mut(&job) {
                 Some(entry) if entry.generation == generation => {
                     entry.run = None;
+                    // The run's final figures, in its history.
+                    let retries = influx2td_telemetry::metrics().retries_of(&job);
+                    entry
+                        .history
+                        .record(now_ms(), false, &entry.board.get(), &retries);
                     entry.failure = failure;
                     if finished {
                         entry.desired = Desired::Finished;
@@ -311,6 +371,7 @@ impl Console {
         });
         entry.run = Some(Running { stop, task });
         entry.failure = None;
+        entry.history.run_starts();
     }
 
     /// Sets what `job` should do, stored first; the run to halt unless it is to run; `Err` is
@@ -521,17 +582,52 @@ fn describe(entry: &Entry) -> Value {
         "config": entry.config,
         "status": entry.board.get(),
         "retries": influx2td_telemetry::metrics().retries_of(&entry.config.job),
+        "sample": entry.history.latest(),
     })
 }
 
 async fn list(State(console): State<Console>) -> Json<Value> {
-    let mut jobs: Vec<Value> = console.lock().values().map(describe).collect();
-    jobs.extend(
-        lock(&console.unloadable)
-            .iter()
-            .map(|(job, reason)| describe_unloadable(job, reason)),
-    );
-    Json(json!({ "jobs": jobs }))
+    Json(console.listed())
+}
+
+/// The job's history: a sample a step (one second, coarser as the ring fills) while it ran.
+async fn history(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
+    if let Some(entry) = console.lock().get(&job) {
+        return Json(entry.history.to_json(&job)).into_response();
+    }
+    if console.unloadable(&job).is_some() {
+        return Json(History::default().to_json(&job)).into_response();
+    }
+    error(StatusCode::NOT_FOUND, format!("no job {job:?}"))
+}
+
+/// Server-sent events: every second a `jobs` event holding what `GET /api/jobs` lists (each
+/// job with its newest sample), until the client goes or the console shuts down.
+async fn events(
+    State(console): State<Console>,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let ticks = tokio::time::interval(Duration::from_secs(1));
+    let stream = futures::stream::unfold((console, ticks), |(console, mut ticks)| async move {
+        let mut closing = console.closing.clone();
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = closing.wait_for(|closing| *closing) => return None,
+        }
+        let event = Event::default()
+            .event("jobs")
+            .data(console.listed().to_string());
+        Some((Ok(event), (console, ticks)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Now, in milliseconds since 1970.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// A message on one line (a state is one line): the lines of a list of problems joined by `; `.
@@ -552,6 +648,7 @@ fn describe_unloadable(job: &str, reason: &str) -> Value {
         "config": {},
         "status": StatusBoard::new().get(),
         "retries": {},
+        "sample": null,
     })
 }
 
@@ -623,19 +720,41 @@ async fn show(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> 
 /// What `influx2td verify` says of the job: what the source holds against what the target
 /// holds, over the part of the job its checkpoints say is written (also while it runs).
 async fn verify(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
-    let Some(config) = console.lock().get(&job).map(|entry| entry.config.clone()) else {
+    checked(&console, &job, false).await
+}
+
+/// What `influx2td verify --repair` does: the windows that differ are read again, then the job
+/// is verified again; the answer is that verify's, with what each window read again wrote.
+async fn repair(State(console): State<Console>, UrlPath(job): UrlPath<String>) -> Response {
+    checked(&console, &job, true).await
+}
+
+async fn checked(console: &Console, job: &str, repair: bool) -> Response {
+    let Some(config) = console.lock().get(job).map(|entry| entry.config.clone()) else {
         return error(StatusCode::NOT_FOUND, format!("no job {job:?}"));
     };
     let checks = async {
         let checkpoints = influx2td_job::checkpoints::read_checkpoints(&config).await?;
-        influx2td_job::verify::verify(&config, &checkpoints).await
+        let mut checks = influx2td_job::verify::verify(&config, &checkpoints).await?;
+        let mut repaired = Vec::new();
+        if repair {
+            repaired = influx2td_job::verify::repair(&config, &checks).await?;
+            if !repaired.is_empty() {
+                checks = influx2td_job::verify::verify(&config, &checkpoints).await?;
+            }
+        }
+        anyhow::Ok((checks, repaired))
     };
     match checks.await {
-        Ok(checks) => {
+        Ok((checks, repaired)) => {
             let matches = checks
                 .iter()
                 .all(influx2td_job::verify::MeasurementCheck::matches);
-            Json(json!({ "matches": matches, "measurements": checks })).into_response()
+            let mut answer = json!({ "matches": matches, "measurements": checks });
+            if repair {
+                answer["repaired"] = json!(repaired);
+            }
+            Json(answer).into_response()
         }
         Err(failure) => error(StatusCode::BAD_GATEWAY, one_line(&format!("{failure:#}"))),
     }

@@ -241,31 +241,55 @@ impl<C: CheckpointStore> LeaseHolder<C> {
         }
     }
 
-    async fn write(&mut self, expected: Option<u64>) -> Result<(), CoordinatorError> {
-        let lease = Lease {
-            owner: self.owner.clone(),
-            expires_unix_ms: unix_ms() + self.ttl.as_millis(),
+    async fn write(&mut self, mut expected: Option<u64>) -> Result<(), CoordinatorError> {
+        let value = |owner: &str| {
+            let lease = Lease {
+                owner: owner.to_owned(),
+                expires_unix_ms: unix_ms() + self.ttl.as_millis(),
+            };
+            serde_json::to_string(&lease).unwrap_or_default()
         };
-        let value = serde_json::to_string(&lease).unwrap_or_default();
-        match self.store.compare_and_set(LEASE_KEY, value, expected).await {
-            Ok(revision) => {
-                self.revision = revision;
-                Ok(())
+        let mut adopted = false;
+        loop {
+            match self
+                .store
+                .compare_and_set(LEASE_KEY, value(&self.owner), expected)
+                .await
+            {
+                Ok(revision) => {
+                    self.revision = revision;
+                    return Ok(());
+                }
+                Err(BusError::Conflict { .. }) => {
+                    let stored = self.store.get(LEASE_KEY).await?;
+                    let owner = stored
+                        .as_ref()
+                        .and_then(|versioned| serde_json::from_str::<Lease>(&versioned.value).ok())
+                        .map(|lease| lease.owner)
+                        .unwrap_or_default();
+                    // A renewal that failed (timed out while NATS had no quorum) may have been
+                    // stored after all: the lease is still this coordinator's, at a newer
+                    // revision; renew from that one.
+                    if let Some(versioned) = stored
+                        && owner == self.owner
+                        && expected.is_some()
+                        && !adopted
+                    {
+                        tracing::info!(
+                            job = self.job,
+                            "a lease renewal that failed was stored after all"
+                        );
+                        expected = Some(versioned.revision);
+                        adopted = true;
+                        continue;
+                    }
+                    return Err(CoordinatorError::LeaseLost {
+                        job: self.job.clone(),
+                        owner,
+                    });
+                }
+                Err(other) => return Err(other.into()),
             }
-            Err(BusError::Conflict { .. }) => {
-                let owner = self
-                    .store
-                    .get(LEASE_KEY)
-                    .await?
-                    .and_then(|versioned| serde_json::from_str::<Lease>(&versioned.value).ok())
-                    .map(|lease| lease.owner)
-                    .unwrap_or_default();
-                Err(CoordinatorError::LeaseLost {
-                    job: self.job.clone(),
-                    owner,
-                })
-            }
-            Err(other) => Err(other.into()),
         }
     }
 
@@ -1475,5 +1499,51 @@ mod tests {
             due.read_with("m000", (0, 10), &names, 0, &settings),
             ["m000"]
         );
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+    use influx2td_bus::StateFile;
+
+    /// A renewal that timed out may have been stored after all (NATS without quorum answers
+    /// late): the lease is still this coordinator's and renews on. One written by another
+    /// coordinator is lost.
+    #[tokio::test]
+    async fn a_renewal_stored_after_a_failure_is_adopted_and_another_owner_is_not() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = StateFile::open(directory.path().join("state")).unwrap();
+        let ttl = Duration::from_secs(30);
+        let mut lease = LeaseHolder::acquire(store.clone(), "job", ttl, false)
+            .await
+            .unwrap();
+        lease.renew().await.unwrap();
+        // What the failed renewal stored: the same owner, a newer revision than the holder knows.
+        let late = serde_json::to_string(&Lease {
+            owner: lease.owner.clone(),
+            expires_unix_ms: unix_ms() + ttl.as_millis(),
+        })
+        .unwrap();
+        let stored = store
+            .compare_and_set(LEASE_KEY, late, Some(lease.revision))
+            .await
+            .unwrap();
+        lease.renew().await.unwrap();
+        assert!(lease.revision > stored);
+        // Another coordinator's lease: lost, naming it.
+        let theirs = serde_json::to_string(&Lease {
+            owner: "pid-1-2".into(),
+            expires_unix_ms: unix_ms() + ttl.as_millis(),
+        })
+        .unwrap();
+        store
+            .compare_and_set(LEASE_KEY, theirs, Some(lease.revision))
+            .await
+            .unwrap();
+        match lease.renew().await {
+            Err(CoordinatorError::LeaseLost { owner, .. }) => assert_eq!(owner, "pid-1-2"),
+            other => panic!("{other:?}"),
+        }
     }
 }

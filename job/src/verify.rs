@@ -404,6 +404,45 @@ async fn verify_measurement(
     Ok(check)
 }
 
+/// A window read again by [`repair`]: what it wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repaired {
+    pub measurement: String,
+    pub start: String,
+    pub end: String,
+    pub rows_written: u64,
+    pub rows_dead_lettered: u64,
+}
+
+/// Reads again every window of `checks` the target lacks rows of, or holds other values for,
+/// and says what each wrote. Re-reading writes what the target lacks; it cannot take away what
+/// it holds extra. A window with other values (equal counts, other sums) is overwritten by its
+/// re-read. Verify again afterwards to see the outcome.
+pub async fn repair(job: &JobConfig, checks: &[MeasurementCheck]) -> anyhow::Result<Vec<Repaired>> {
+    let mut repaired = Vec::new();
+    for check in checks {
+        let repairable =
+            |w: &&WindowDiff| w.source > w.target || (w.source == w.target && !w.sums.is_empty());
+        for window in check.windows.iter().filter(repairable) {
+            let summary = crate::backfill::read_again(
+                job,
+                &check.measurement,
+                window.start_ns,
+                window.end_ns,
+            )
+            .await?;
+            repaired.push(Repaired {
+                measurement: check.measurement.clone(),
+                start: window.start.clone(),
+                end: window.end.clone(),
+                rows_written: summary.rows_written(),
+                rows_dead_lettered: summary.rows_dead_lettered(),
+            });
+        }
+    }
+    Ok(repaired)
+}
+
 /// Writes one measurement's comparison as text; `!` marks what differs.
 pub fn print_check(out: &mut impl std::io::Write, check: &MeasurementCheck) -> std::io::Result<()> {
     let mark = |same: bool| if same { " " } else { "!" };

@@ -1,6 +1,7 @@
 //! HTTP client of InfluxDB's `/ping` and `/query` (1.x, and the v1-compatible endpoint of 2.x
 //! and 3.x): TLS options, basic or token auth, and error responses turned into [`SourceError`].
 
+use influx2td_config::check::NetworkFailure;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -212,7 +213,7 @@ impl InfluxClient {
         let shown: String = statement.chars().take(300).collect();
         match self.transport_error(error) {
             SourceError::Unreachable { url, detail } => {
-                let detail = if detail.contains("connection closed before message completed") {
+                let detail = if detail.starts_with(NetworkFailure::Closed.said()) {
                     format!("the server closed the connection without an answer to {shown:?}")
                 } else {
                     format!("{detail} (sending {shown:?})")
@@ -223,26 +224,55 @@ impl InfluxClient {
         }
     }
 
+    /// A transport failure in plain words, with what to check; the client's own chain of
+    /// causes is logged at debug level, and shown only when it is none of the known failures.
     fn transport_error(&self, error: &reqwest::Error) -> SourceError {
-        // The chain of sources carries the useful part ("connection refused", "certificate ...").
-        let mut detail = error.to_string();
+        let mut raw = error.to_string();
         let mut source = std::error::Error::source(error);
+        let mut last = raw.clone();
         while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
+            raw.push_str(": ");
+            raw.push_str(&cause.to_string());
+            last = cause.to_string();
             source = cause.source();
         }
-        if error.is_timeout() {
-            SourceError::Timeout {
-                url: self.base_url.clone(),
-                detail,
-            }
+        tracing::debug!(
+            url = self.base_url,
+            detail = raw,
+            "the HTTP client's own words"
+        );
+        let url = self.base_url.clone();
+        let failure = if error.is_timeout() {
+            Some(NetworkFailure::Timeout)
         } else {
-            SourceError::Unreachable {
-                url: self.base_url.clone(),
-                detail,
+            NetworkFailure::of(&raw)
+        };
+        let advice = match failure {
+            Some(NetworkFailure::Timeout) => {
+                return SourceError::Timeout {
+                    url,
+                    detail: "is the host reachable from here (address, firewall), and is InfluxDB not overloaded?".to_owned(),
+                };
             }
-        }
+            Some(NetworkFailure::Refused) => "is InfluxDB running there, and is the port right? (1.x and 2.x listen on 8086 by default, InfluxDB 3 on 8181)".to_owned(),
+            Some(NetworkFailure::UnknownHost) => "check the host in source.url".to_owned(),
+            Some(NetworkFailure::NoRoute) => {
+                "check the address in source.url, and the network or firewall between here and there".to_owned()
+            }
+            Some(NetworkFailure::Tls) => format!(
+                "{} — is the server https:// (or plain http://), with a certificate for this host name from a CA this machine trusts (or source.tls.ca_file)?",
+                last.trim()
+            ),
+            Some(NetworkFailure::Closed) => String::new(),
+            None => return SourceError::Unreachable { url, detail: raw },
+        };
+        let said = failure.map_or("", NetworkFailure::said);
+        let detail = if advice.is_empty() {
+            said.to_owned()
+        } else {
+            format!("{said} — {advice}")
+        };
+        SourceError::Unreachable { url, detail }
     }
 
     /// `GET /ping`: reachable, and which server. Needs no credentials on 1.x and 2.x.

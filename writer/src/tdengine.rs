@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use influx2td_config::check::NetworkFailure;
 use influx2td_proto::ColumnType;
 use taos::{
     AsyncFetchable, AsyncQueryable, AsyncTBuilder, ColumnView, TaosBuilder, TaosPool, Ty, Value,
@@ -59,22 +60,75 @@ pub fn classify(code: i32) -> SinkErrorKind {
     }
 }
 
-/// What to check when a `wss://` connection fails in TLS (the WebSocket client's own words are
-/// terse: `presented server name type wasn't supported` means an IP address as the host).
-fn with_tls_hint(mut error: SinkError, dsn: &str) -> SinkError {
-    if !dsn.starts_with("wss://") {
-        return error;
-    }
-    if error.message.contains("server name type wasn't supported") {
-        error
-            .message
-            .push_str(" (wss:// needs the host name its certificate is for, not an IP address)");
-    } else if error.message.contains("invalid peer certificate") {
-        error.message.push_str(
-            " (the server's certificate is not trusted: its CA must be among the system's roots)",
-        );
-    }
-    error
+/// A connect failure in plain words, with what to check: which end, the URL, what happened
+/// (`connection refused`, an unknown host, no answer, TLS, wrong credentials). The connector's
+/// own text is logged at debug level, and shown only when it is none of these.
+/// How long connecting (and the first round trip) may take: longer than the native client's own
+/// retries against a port where nothing listens (about 21 s), so its own answer comes first.
+pub const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `known`: what happened, when the caller found out itself.
+fn connect_failure(
+    redacted: &str,
+    native: bool,
+    code: i32,
+    text: &str,
+    known: Option<NetworkFailure>,
+) -> String {
+    tracing::debug!(
+        url = redacted,
+        code,
+        text,
+        "the TDengine connector's own words"
+    );
+    let lower = text.to_lowercase();
+    let ports = "ws:// and wss:// go through taosAdapter, port 6041 by default; taos:// connects to taosd natively, port 6030";
+    let plain = if code == 0x0357
+        || lower.contains("authentication failure")
+        || lower.contains("invalid user")
+    {
+        "wrong user or password — check the user:password in target.dsn (TDengine's own default is root:taosdata)".to_owned()
+    } else if native && code == 0x000B && known.is_none() {
+        // The native client says no more than this for a refused port or an unreachable host.
+        format!(
+            "nothing answers there — is taosd running on that host, and is the port right? ({ports})"
+        )
+    } else {
+        match known.or_else(|| NetworkFailure::of(text)) {
+            Some(NetworkFailure::Refused) if native => {
+                format!("connection refused — is taosd running there, and is the port right? ({ports})")
+            }
+            Some(NetworkFailure::Refused) => {
+                format!("connection refused — is taosAdapter running there? ({ports})")
+            }
+            Some(NetworkFailure::UnknownHost) => {
+                "the host name does not resolve — check the host in target.dsn".to_owned()
+            }
+            Some(NetworkFailure::NoRoute) => "no route to the host — check the address in target.dsn, and the network or firewall between here and there".to_owned(),
+            Some(NetworkFailure::Timeout) => "no answer in time — is the host reachable from here (address, firewall), and is TDengine not overloaded?".to_owned(),
+            Some(NetworkFailure::Tls) if lower.contains("server name type wasn't supported") => {
+                "the TLS handshake failed — wss:// needs the host name its certificate is for, not an IP address".to_owned()
+            }
+            Some(NetworkFailure::Tls) if lower.contains("invalid peer certificate") => {
+                // The library's short cause (`UnknownIssuer`, `Expired`, `NotValidForName`) says
+                // which check failed; keep it.
+                let cause = text
+                    .find("invalid peer certificate")
+                    .map(|at| text[at..].trim_end_matches(['`', ' ']).to_owned())
+                    .unwrap_or_default();
+                format!("the TLS handshake failed ({cause}) — the server's certificate is not trusted: its CA must be among this machine's roots")
+            }
+            Some(NetworkFailure::Tls) => format!(
+                "the TLS handshake failed ({}) — does the server speak TLS (wss://), or plain ws://?",
+                text.trim()
+            ),
+            Some(NetworkFailure::Closed) => format!(
+                "the server closed the connection — is that port taosAdapter's? ({ports})"
+            ),
+            None => format!("[{code:#06X}] {}", text.trim()),
+        }
+    };
+    format!("cannot connect to TDengine at {redacted}: {plain}")
 }
 
 fn sink_error(error: &taos::Error, doing: &str) -> SinkError {
@@ -103,6 +157,9 @@ pub fn native_client_used() -> bool {
 pub struct TdengineSink {
     pool: TaosPool,
     redacted: String,
+    /// The first host and port of the DSN, to tell a host that does not resolve from one that
+    /// does not answer (the native client says the same of both).
+    address: Option<(String, u16)>,
     /// `taos://`: the native client, whose binding calls block (they run on blocking threads).
     native: bool,
     mode: InsertMode,
@@ -140,46 +197,84 @@ impl TdengineSink {
         if native {
             NATIVE_CLIENT_USED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        let address = dsn.parse::<taos::Dsn>().ok().and_then(|parsed| {
+            let first = parsed.addresses.first()?;
+            let port = first.port.unwrap_or(if native { 6030 } else { 6041 });
+            Some((first.host.clone()?, port))
+        });
         let sink = Self {
             pool,
             redacted: redacted.to_owned(),
+            address,
             native,
             mode: InsertMode::default(),
         };
         // One round trip now, so a wrong address or password shows at start, not mid-job.
-        let connection = sink
-            .connection()
+        let round_trip = async {
+            let connection = sink.connection().await?;
+            connection.server_version().await.map_err(|e| {
+                let code = i32::from(e.code());
+                SinkError::new(
+                    classify(code),
+                    connect_failure(redacted, native, code, &e.message(), None),
+                )
+            })?;
+            Ok::<_, SinkError>(())
+        };
+        tokio::time::timeout(CONNECT_PATIENCE, round_trip)
             .await
-            .map_err(|error| with_tls_hint(error, dsn))?;
-        connection
-            .server_version()
-            .await
-            .map_err(|e| with_tls_hint(sink_error(&e, "at connect"), dsn))?;
-        drop(connection);
+            .map_err(|_| sink.no_answer())??;
         Ok(sink)
+    }
+
+    /// A connection that did not come in [`CONNECT_PATIENCE`].
+    fn no_answer(&self) -> SinkError {
+        SinkError::new(
+            SinkErrorKind::Retryable,
+            format!(
+                "cannot connect to TDengine at {}: no answer in {} s — is the host reachable from here (address, firewall), is the port TDengine's, and is TDengine not overloaded?",
+                self.redacted,
+                CONNECT_PATIENCE.as_secs()
+            ),
+        )
+    }
+
+    /// Whether the DSN's host name resolves (`None`: no host to try).
+    async fn host_resolves(&self) -> Option<bool> {
+        let (host, port) = self.address.clone()?;
+        let looked_up = tokio::task::spawn_blocking(move || {
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).is_ok()
+        });
+        looked_up.await.ok()
     }
 
     async fn connection(
         &self,
     ) -> Result<deadpool::managed::Object<taos::taos_query::Manager<TaosBuilder>>, SinkError> {
-        self.pool.get().await.map_err(|error| match error {
+        // A server that accepts and never answers would hold this forever.
+        let Ok(got) = tokio::time::timeout(CONNECT_PATIENCE, self.pool.get()).await else {
+            return Err(self.no_answer());
+        };
+        match got {
+            Ok(connection) => Ok(connection),
             // TDengine answered and said no (a wrong password is fatal, a busy server is not).
-            deadpool::managed::PoolError::Backend(error) => {
+            Err(deadpool::managed::PoolError::Backend(error)) => {
                 let code = i32::from(error.code());
-                SinkError::new(
+                // The native client says "Unable to establish connection" of a host name that
+                // does not resolve too: look it up to tell.
+                let unresolved =
+                    self.native && code == 0x000B && self.host_resolves().await == Some(false);
+                let failure = unresolved.then_some(NetworkFailure::UnknownHost);
+                Err(SinkError::new(
                     classify(code),
-                    format!(
-                        "cannot connect to TDengine at {} [{code:#06X}]: {}",
-                        self.redacted,
-                        error.message()
-                    ),
-                )
+                    connect_failure(&self.redacted, self.native, code, &error.message(), failure),
+                ))
             }
-            other => SinkError::new(
+            Err(other) => Err(SinkError::new(
                 SinkErrorKind::Retryable,
                 format!("cannot connect to TDengine at {}: {other}", self.redacted),
-            ),
-        })
+            )),
+        }
     }
 
     /// Runs a query; every cell as text (for checks, `verify` and the live tests). A query

@@ -539,7 +539,52 @@ async fn live_wrong_password_is_a_clear_fatal_error() {
     let text = error.to_string();
     assert!(!text.contains("definitely-wrong"), "{text}");
     assert!(
-        text.to_lowercase().contains("auth") || text.to_lowercase().contains("password"),
+        text.contains("wrong user or password — check the user:password in target.dsn"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_a_port_where_taosd_does_not_listen_says_what_to_check() {
+    let Some(dsn) = dsn() else { return };
+    if !dsn.starts_with("taos://") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("taos://127.0.0.1:{port}");
+    let error = TdengineSink::connect(&url, &url, 1).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!(
+            "cannot connect to TDengine at {url}: nothing answers there — is taosd running on that host, and is the port right?"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        error.kind,
+        influx2td_writer::SinkErrorKind::Retryable,
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_a_host_name_that_does_not_resolve_is_named_as_such_not_as_a_stopped_taosd() {
+    let Some(dsn) = dsn() else { return };
+    if !dsn.starts_with("taos://") {
+        return;
+    }
+    // The native client says "Unable to establish connection" here as for a stopped taosd.
+    let url = "taos://no-such-host.invalid:6030";
+    let error = TdengineSink::connect(url, url, 1).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!(
+            "cannot connect to TDengine at {url}: the host name does not resolve — check the host in target.dsn"
+        )),
         "{text}"
     );
 }
