@@ -507,7 +507,11 @@ fn the_api_checks_discovers_and_runs_a_job_to_the_end() {
     assert!(!stored.exists() && !checkpoints.exists() && !secret.exists());
     // A page still watching does not hold the console's shutdown.
     let (_open, _) = events(port, 1);
-    terminate(&mut process.0);
+    common::sigterm(&process.0);
+    let status = common::wait_for_exit(&mut process.0, Duration::from_secs(20), || {
+        "the console did not stop with an event stream open".into()
+    });
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]

@@ -11,7 +11,7 @@ pub async fn verify(job: &JobConfig, json: bool, repair: bool) -> anyhow::Result
     let mut checks = influx2td_job::verify::verify(job, &checkpoints).await?;
     let mut repaired = Vec::new();
     if repair {
-        repaired = influx2td_job::verify::repair(job, &checks).await?;
+        repaired = influx2td_job::verify::repair(job, &checks, None).await?;
         if !repaired.is_empty() {
             checks = influx2td_job::verify::verify(job, &checkpoints).await?;
         }

@@ -75,8 +75,11 @@ pub enum NetworkFailure {
 }
 
 impl NetworkFailure {
-    /// The failure `text` describes, if it is one of these.
-    pub fn of(text: &str) -> Option<Self> {
+    /// The failure `text` describes, if it is one of these. `secure`: the connection was to
+    /// use TLS (`https://`, `wss://`); only then can it be a TLS failure (a plain `ws://` whose
+    /// WebSocket handshake fails is not one). `text` should not hold the URL, whose path or
+    /// query could hold any of the words looked for.
+    pub fn of(text: &str, secure: bool) -> Option<Self> {
         let text = text.to_lowercase();
         let any = |needles: &[&str]| needles.iter().any(|needle| text.contains(needle));
         if any(&["connection refused", "os error 111"]) {
@@ -92,8 +95,6 @@ impl NetworkFailure {
             Some(Self::UnknownHost)
         } else if any(&["network is unreachable", "no route to host"]) {
             Some(Self::NoRoute)
-        } else if any(&["certificate", "tls", "ssl", "handshake", "server name type"]) {
-            Some(Self::Tls)
         } else if any(&["timed out", "timeout", "deadline has elapsed"]) {
             Some(Self::Timeout)
         } else if any(&[
@@ -103,6 +104,8 @@ impl NetworkFailure {
             "unexpected eof",
         ]) {
             Some(Self::Closed)
+        } else if secure && any(&["certificate", "tls", "ssl", "handshake", "server name type"]) {
+            Some(Self::Tls)
         } else {
             None
         }
@@ -161,7 +164,17 @@ mod network_failure_tests {
             ("Internal error: `Unable to establish connection`", None),
         ];
         for (text, failure) in seen {
-            assert_eq!(NetworkFailure::of(text), failure, "{text}");
+            assert_eq!(NetworkFailure::of(text, true), failure, "{text}");
         }
+        // Over a plain connection nothing is a TLS failure: a WebSocket handshake refused by
+        // what is not taosAdapter is no certificate problem.
+        let plain = "WebSocket protocol error: Handshake not finished";
+        assert_eq!(NetworkFailure::of(plain, false), None);
+        assert_eq!(NetworkFailure::of(plain, true), Some(NetworkFailure::Tls));
+        // A reset is a reset, whatever else the text says.
+        assert_eq!(
+            NetworkFailure::of("tls: connection reset by peer (os error 104)", true),
+            Some(NetworkFailure::Closed)
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! What the console's charts draw: a bounded ring of samples of each job's status, taken every
 //! second while it runs (`GET /api/jobs/{job}/history`, and the newest sample in every event of
 //! `GET /api/events`). When the ring is full every other sample goes and the interval doubles,
-//! so a long run is still shown whole, at a coarser step.
+//! so a long run is still shown whole, at a coarser step. Each measurement's own figures are
+//! kept in the newest [`MEASURED`] samples only, so that a job of thousands of measurements
+//! costs [`MEASURED`] samples of them, not [`CAPACITY`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -10,8 +12,10 @@ use influx2td_coordinator::JobStatus;
 use serde_json::{Value, json};
 
 /// Samples kept per job (at most): enough points for a chart, bounded memory however long the
-/// job runs and however many measurements it has.
+/// job runs.
 pub const CAPACITY: usize = 360;
+/// The newest samples that hold each measurement's figures too (older ones hold the job's).
+pub const MEASURED: usize = 60;
 /// The step between samples before any thinning.
 pub const STEP_MS: i64 = 1000;
 
@@ -49,8 +53,6 @@ pub struct History {
     step_ms: i64,
     /// Measurement names, shared by every sample that has them.
     names: BTreeMap<String, Arc<str>>,
-    /// A sample is still owed for a run that ended since the last one (its final figures).
-    owed: bool,
 }
 
 impl Default for History {
@@ -59,37 +61,26 @@ impl Default for History {
             samples: VecDeque::with_capacity(CAPACITY),
             step_ms: STEP_MS,
             names: BTreeMap::new(),
-            owed: false,
         }
     }
 }
 
 impl History {
-    /// A run starts: its final figures are sampled when it ends, however short it is.
-    pub fn run_starts(&mut self) {
-        self.owed = true;
-    }
-
-    /// Takes a sample of `status` at `at_ms` if the job runs (`running`), or once more after a
-    /// run ended. Samples closer than the current step to the last one are skipped.
+    /// Takes a sample of `status` at `at_ms`; one closer than the current step to the last is
+    /// skipped unless it is the `last` of a run (its final figures).
     pub fn record(
         &mut self,
         at_ms: i64,
-        running: bool,
         status: &JobStatus,
         retries: &BTreeMap<String, u64>,
+        last: bool,
     ) {
-        if !running && !self.owed {
-            return;
-        }
-        self.owed = running;
         if self.samples.len() == CAPACITY {
             self.thin();
         }
-        // The final sample of a run is taken however soon it comes.
-        if running
-            && let Some(last) = self.samples.back()
-            && at_ms - last.at_ms < self.step_ms - STEP_MS / 10
+        if !last
+            && let Some(newest) = self.samples.back()
+            && at_ms - newest.at_ms < self.step_ms - STEP_MS / 10
         {
             return;
         }
@@ -124,6 +115,9 @@ impl History {
             lag_seconds: status.max_lag_seconds(),
             measurements,
         });
+        if let Some(index) = self.samples.len().checked_sub(MEASURED + 1) {
+            self.samples[index].measurements.clear();
+        }
     }
 
     /// Every other sample goes (the newest stays), and the step doubles.
@@ -236,14 +230,13 @@ mod tests {
     fn samples_give_rates_between_them_and_stop_after_the_run() {
         let mut history = History::default();
         let retries = BTreeMap::from([("tdengine".to_owned(), 2), ("influxdb".to_owned(), 1)]);
-        history.record(10_000, true, &status(0, 3), &retries);
+        history.record(10_000, &status(0, 3), &retries, false);
         // Too soon after the last: skipped.
-        history.record(10_400, true, &status(100, 3), &retries);
-        history.record(11_000, true, &status(500, 2), &retries);
-        history.record(13_000, true, &status(1500, 1), &retries);
-        // The run ended: one more sample with its final figures, then none.
-        history.record(13_200, false, &status(1600, 0), &retries);
-        history.record(14_200, false, &status(1600, 0), &retries);
+        history.record(10_400, &status(100, 3), &retries, false);
+        history.record(11_000, &status(500, 2), &retries, false);
+        history.record(13_000, &status(1500, 1), &retries, false);
+        // The run ended: its final figures, however soon after the last sample.
+        history.record(13_200, &status(1600, 0), &retries, true);
         let json = history.to_json("j");
         let samples = json["samples"].as_array().unwrap();
         assert_eq!(samples.len(), 4, "{json:#}");
@@ -259,13 +252,6 @@ mod tests {
         assert_eq!(samples[3]["rows_written"], 1600);
         assert_eq!(samples[0]["at"], "1970-01-01T00:00:10Z");
         assert_eq!(history.latest().unwrap(), samples[3]);
-        // A run shorter than a step still leaves its final figures.
-        let mut history = History::default();
-        history.run_starts();
-        history.record(20_000, false, &status(7, 0), &retries);
-        history.record(21_000, false, &status(7, 0), &retries);
-        assert_eq!(history.to_json("j")["samples"].as_array().unwrap().len(), 1);
-        assert_eq!(history.latest().unwrap()["rows_written"], 7);
     }
 
     #[test]
@@ -273,16 +259,16 @@ mod tests {
         let mut history = History::default();
         let retries = BTreeMap::new();
         for n in 0..CAPACITY as i64 {
-            history.record(n * STEP_MS, true, &status(n as u64, 0), &retries);
+            history.record(n * STEP_MS, &status(n as u64, 0), &retries, false);
         }
         assert_eq!(history.samples().len(), CAPACITY);
         // The next sample thins the ring: every other sample stays, the newest among them, and
         // the step is two seconds now, so this one, a second after the newest, is skipped.
         let next = CAPACITY as i64 * STEP_MS;
-        history.record(next, true, &status(CAPACITY as u64, 0), &retries);
+        history.record(next, &status(CAPACITY as u64, 0), &retries, false);
         assert_eq!(history.samples().len(), CAPACITY / 2);
         assert_eq!(history.samples().last().unwrap().at_ms, next - STEP_MS);
-        history.record(next + STEP_MS, true, &status(0, 0), &retries);
+        history.record(next + STEP_MS, &status(0, 0), &retries, false);
         assert_eq!(history.samples().len(), CAPACITY / 2 + 1);
         let times: Vec<i64> = history.samples().map(|s| s.at_ms).collect();
         assert!(
@@ -292,9 +278,22 @@ mod tests {
         );
         // However long it runs, the ring stays bounded.
         for n in 0..10 * CAPACITY as i64 {
-            history.record(next + (3 + n) * 64 * STEP_MS, true, &status(0, 0), &retries);
+            history.record(
+                next + (3 + n) * 64 * STEP_MS,
+                &status(0, 0),
+                &retries,
+                false,
+            );
         }
         assert!(history.samples().len() <= CAPACITY);
+        // Only the newest samples hold each measurement's figures.
+        let measured: Vec<bool> = history
+            .samples()
+            .map(|sample| !sample.measurements.is_empty())
+            .collect();
+        let split = measured.len() - MEASURED;
+        assert!(measured[..split].iter().all(|m| !m), "{measured:?}");
+        assert!(measured[measured.len() - 1], "{measured:?}");
         assert!(history.to_json("j")["step_seconds"].as_f64().unwrap() >= 64.0);
     }
 }

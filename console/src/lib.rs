@@ -245,11 +245,12 @@ impl Console {
                 _ = closing.wait_for(|closing| *closing) => return,
             }
             let now = now_ms();
-            for (name, entry) in self.lock().iter_mut() {
+            // A run being halted is no longer sampled here; its end takes its final figures.
+            for (name, entry) in self.lock().iter_mut().filter(|(_, e)| e.run.is_some()) {
                 let retries = influx2td_telemetry::metrics().retries_of(name);
                 entry
                     .history
-                    .record(now, entry.run.is_some(), &entry.board.get(), &retries);
+                    .record(now, &entry.board.get(), &retries, false);
             }
         }
     }
@@ -353,7 +354,7 @@ impl Console {
                     let retries = influx2td_telemetry::metrics().retries_of(&job);
                     entry
                         .history
-                        .record(now_ms(), false, &entry.board.get(), &retries);
+                        .record(now_ms(), &entry.board.get(), &retries, true);
                     entry.failure = failure;
                     if finished {
                         entry.desired = Desired::Finished;
@@ -371,7 +372,6 @@ impl Console {
         });
         entry.run = Some(Running { stop, task });
         entry.failure = None;
-        entry.history.run_starts();
     }
 
     /// Sets what `job` should do, stored first; the run to halt unless it is to run; `Err` is
@@ -738,7 +738,9 @@ async fn checked(console: &Console, job: &str, repair: bool) -> Response {
         let mut checks = influx2td_job::verify::verify(&config, &checkpoints).await?;
         let mut repaired = Vec::new();
         if repair {
-            repaired = influx2td_job::verify::repair(&config, &checks).await?;
+            // Its status on a board of its own: no progress bar on the console's terminal.
+            let board = StatusBoard::new();
+            repaired = influx2td_job::verify::repair(&config, &checks, Some(&board)).await?;
             if !repaired.is_empty() {
                 checks = influx2td_job::verify::verify(&config, &checkpoints).await?;
             }

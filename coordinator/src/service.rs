@@ -180,6 +180,9 @@ struct LeaseHolder<C: CheckpointStore> {
     owner: String,
     revision: u64,
     ttl: Duration,
+    /// The leases this holder tried to write since its last write that succeeded, each failed
+    /// (no answer): one of them found stored means that write was stored after all.
+    in_doubt: Vec<String>,
 }
 
 impl<C: CheckpointStore> LeaseHolder<C> {
@@ -191,7 +194,14 @@ impl<C: CheckpointStore> LeaseHolder<C> {
         ttl: Duration,
         force: bool,
     ) -> Result<Self, CoordinatorError> {
-        let owner = format!("pid-{}-{}", std::process::id(), unix_ms());
+        // Unique to this holder: two containers both run as PID 1, maybe in the same millisecond.
+        let nonce = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u128(unix_ms());
+            hasher.finish()
+        };
+        let owner = format!("pid-{}-{}-{nonce:016x}", std::process::id(), unix_ms());
         let mut announced = false;
         loop {
             let current = store.get(LEASE_KEY).await?;
@@ -228,6 +238,7 @@ impl<C: CheckpointStore> LeaseHolder<C> {
                 owner: owner.clone(),
                 revision: 0,
                 ttl,
+                in_doubt: Vec::new(),
             };
             match holder
                 .write(current.map(|versioned| versioned.revision))
@@ -242,36 +253,30 @@ impl<C: CheckpointStore> LeaseHolder<C> {
     }
 
     async fn write(&mut self, mut expected: Option<u64>) -> Result<(), CoordinatorError> {
-        let value = |owner: &str| {
-            let lease = Lease {
-                owner: owner.to_owned(),
-                expires_unix_ms: unix_ms() + self.ttl.as_millis(),
-            };
-            serde_json::to_string(&lease).unwrap_or_default()
-        };
         let mut adopted = false;
         loop {
+            let value = serde_json::to_string(&Lease {
+                owner: self.owner.clone(),
+                expires_unix_ms: unix_ms() + self.ttl.as_millis(),
+            })
+            .unwrap_or_default();
             match self
                 .store
-                .compare_and_set(LEASE_KEY, value(&self.owner), expected)
+                .compare_and_set(LEASE_KEY, value.clone(), expected)
                 .await
             {
                 Ok(revision) => {
                     self.revision = revision;
+                    self.in_doubt.clear();
                     return Ok(());
                 }
                 Err(BusError::Conflict { .. }) => {
                     let stored = self.store.get(LEASE_KEY).await?;
-                    let owner = stored
-                        .as_ref()
-                        .and_then(|versioned| serde_json::from_str::<Lease>(&versioned.value).ok())
-                        .map(|lease| lease.owner)
-                        .unwrap_or_default();
                     // A renewal that failed (timed out while NATS had no quorum) may have been
-                    // stored after all: the lease is still this coordinator's, at a newer
-                    // revision; renew from that one.
-                    if let Some(versioned) = stored
-                        && owner == self.owner
+                    // stored after all: the lease holds exactly what this holder wrote then, at
+                    // a newer revision; renew from that one.
+                    if let Some(versioned) = &stored
+                        && self.in_doubt.contains(&versioned.value)
                         && expected.is_some()
                         && !adopted
                     {
@@ -283,12 +288,22 @@ impl<C: CheckpointStore> LeaseHolder<C> {
                         adopted = true;
                         continue;
                     }
+                    let owner = stored
+                        .and_then(|versioned| serde_json::from_str::<Lease>(&versioned.value).ok())
+                        .map(|lease| lease.owner)
+                        .unwrap_or_default();
                     return Err(CoordinatorError::LeaseLost {
                         job: self.job.clone(),
                         owner,
                     });
                 }
-                Err(other) => return Err(other.into()),
+                Err(other) => {
+                    if self.in_doubt.len() >= 64 {
+                        self.in_doubt.remove(0);
+                    }
+                    self.in_doubt.push(value);
+                    return Err(other.into());
+                }
             }
         }
     }
@@ -1519,18 +1534,39 @@ mod lease_tests {
             .await
             .unwrap();
         lease.renew().await.unwrap();
-        // What the failed renewal stored: the same owner, a newer revision than the holder knows.
-        let late = serde_json::to_string(&Lease {
-            owner: lease.owner.clone(),
-            expires_unix_ms: unix_ms() + ttl.as_millis(),
-        })
-        .unwrap();
+        // Renewals that failed (no answer), the first of them stored after all: the holder knows
+        // an older revision than the store's.
+        let owner = lease.owner.clone();
+        let lease_value = |expires_unix_ms| {
+            serde_json::to_string(&Lease {
+                owner: owner.clone(),
+                expires_unix_ms,
+            })
+            .unwrap()
+        };
+        let late = lease_value(unix_ms() + ttl.as_millis());
+        lease.in_doubt = vec![late.clone(), lease_value(unix_ms() + ttl.as_millis() + 1)];
         let stored = store
             .compare_and_set(LEASE_KEY, late, Some(lease.revision))
             .await
             .unwrap();
         lease.renew().await.unwrap();
         assert!(lease.revision > stored);
+        assert!(lease.in_doubt.is_empty());
+        // The same owner's name, but not a lease this holder wrote (another holder named alike):
+        // lost.
+        let alike = lease_value(1);
+        store
+            .compare_and_set(LEASE_KEY, alike, Some(lease.revision))
+            .await
+            .unwrap();
+        let revision = lease.revision;
+        assert!(matches!(
+            lease.renew().await,
+            Err(CoordinatorError::LeaseLost { .. })
+        ));
+        lease.revision = store.get(LEASE_KEY).await.unwrap().unwrap().revision;
+        assert!(lease.revision > revision);
         // Another coordinator's lease: lost, naming it.
         let theirs = serde_json::to_string(&Lease {
             owner: "pid-1-2".into(),

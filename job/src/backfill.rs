@@ -13,6 +13,18 @@ pub async fn read_again(
     from_ns: i64,
     to_ns: i64,
 ) -> anyhow::Result<JobSummary> {
+    read_again_on(job, measurement, from_ns, to_ns, None).await
+}
+
+/// As [`read_again`]; with a `board` its status goes there instead of a progress bar (the
+/// console's repair).
+pub async fn read_again_on(
+    job: &JobConfig,
+    measurement: &str,
+    from_ns: i64,
+    to_ns: i64,
+    board: Option<influx2td_coordinator::StatusBoard>,
+) -> anyhow::Result<JobSummary> {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())
@@ -31,7 +43,12 @@ pub async fn read_again(
     one_off.http_listen = None;
     one_off.target.create_database = false;
     one_off.target.allow_non_empty = true;
-    let summary = crate::pipeline::pipeline(&one_off).await;
+    let summary = match board {
+        Some(board) => {
+            crate::pipeline::pipeline_with(&one_off, board, crate::connect::shutdown_signal()).await
+        }
+        None => crate::pipeline::pipeline(&one_off).await,
+    };
     let _ = std::fs::remove_dir_all(&state_dir);
     summary
 }

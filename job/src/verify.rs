@@ -417,20 +417,35 @@ pub struct Repaired {
 /// Reads again every window of `checks` the target lacks rows of, or holds other values for,
 /// and says what each wrote. Re-reading writes what the target lacks; it cannot take away what
 /// it holds extra. A window with other values (equal counts, other sums) is overwritten by its
-/// re-read. Verify again afterwards to see the outcome.
-pub async fn repair(job: &JobConfig, checks: &[MeasurementCheck]) -> anyhow::Result<Vec<Repaired>> {
+/// re-read. Verify again afterwards to see the outcome. `board`: where the re-reads' status
+/// goes instead of a progress bar (the console). A re-read stopped before its end (a shutdown)
+/// is an error: that window is not repaired.
+pub async fn repair(
+    job: &JobConfig,
+    checks: &[MeasurementCheck],
+    board: Option<&influx2td_coordinator::StatusBoard>,
+) -> anyhow::Result<Vec<Repaired>> {
     let mut repaired = Vec::new();
     for check in checks {
         let repairable =
             |w: &&WindowDiff| w.source > w.target || (w.source == w.target && !w.sums.is_empty());
         for window in check.windows.iter().filter(repairable) {
-            let summary = crate::backfill::read_again(
+            let summary = crate::backfill::read_again_on(
                 job,
                 &check.measurement,
                 window.start_ns,
                 window.end_ns,
+                board.cloned(),
             )
             .await?;
+            if !summary.complete {
+                anyhow::bail!(
+                    "the repair of {} [{} .. {}) stopped before its end (shut down?): run it again",
+                    check.measurement,
+                    window.start,
+                    window.end
+                );
+            }
             repaired.push(Repaired {
                 measurement: check.measurement.clone(),
                 start: window.start.clone(),

@@ -242,10 +242,15 @@ impl InfluxClient {
             "the HTTP client's own words"
         );
         let url = self.base_url.clone();
+        // Classified without the URL: its path or query could hold any word looked for.
+        let words = match error.url() {
+            Some(url) => raw.replace(url.as_str(), ""),
+            None => raw.clone(),
+        };
         let failure = if error.is_timeout() {
             Some(NetworkFailure::Timeout)
         } else {
-            NetworkFailure::of(&raw)
+            NetworkFailure::of(&words, self.base_url.starts_with("https"))
         };
         let advice = match failure {
             Some(NetworkFailure::Timeout) => {

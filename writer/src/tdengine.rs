@@ -60,21 +60,35 @@ pub fn classify(code: i32) -> SinkErrorKind {
     }
 }
 
-/// A connect failure in plain words, with what to check: which end, the URL, what happened
-/// (`connection refused`, an unknown host, no answer, TLS, wrong credentials). The connector's
-/// own text is logged at debug level, and shown only when it is none of these.
-/// How long connecting (and the first round trip) may take: longer than the native client's own
-/// retries against a port where nothing listens (about 21 s), so its own answer comes first.
+/// How long making a connection (and the first round trip) may take: longer than the native
+/// client's own retries against a port where nothing listens (about 21 s), so its own answer
+/// comes first. Waiting for a pooled connection that is busy is not bounded by it.
 pub const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// `known`: what happened, when the caller found out itself.
-fn connect_failure(
-    redacted: &str,
+/// Which TDengine a connect failure is about.
+struct Endpoint<'a> {
+    redacted: &'a str,
+    /// `taos://`: the native client.
     native: bool,
+    /// `wss://`: over TLS.
+    secure: bool,
+}
+
+/// A connect failure in plain words, with what to check: which end, the URL, what happened
+/// (`connection refused`, an unknown host, no answer, TLS, wrong credentials). The connector's
+/// own text is logged at debug level, and shown only when it is none of these. `known`: what
+/// happened, when the caller found out itself.
+fn connect_failure(
+    endpoint: &Endpoint<'_>,
     code: i32,
     text: &str,
     known: Option<NetworkFailure>,
 ) -> String {
+    let Endpoint {
+        redacted,
+        native,
+        secure,
+    } = *endpoint;
     tracing::debug!(
         url = redacted,
         code,
@@ -94,7 +108,7 @@ fn connect_failure(
             "nothing answers there — is taosd running on that host, and is the port right? ({ports})"
         )
     } else {
-        match known.or_else(|| NetworkFailure::of(text)) {
+        match known.or_else(|| NetworkFailure::of(text, secure)) {
             Some(NetworkFailure::Refused) if native => {
                 format!("connection refused — is taosd running there, and is the port right? ({ports})")
             }
@@ -162,6 +176,8 @@ pub struct TdengineSink {
     address: Option<(String, u16)>,
     /// `taos://`: the native client, whose binding calls block (they run on blocking threads).
     native: bool,
+    /// `wss://`: over TLS.
+    secure: bool,
     mode: InsertMode,
 }
 
@@ -183,9 +199,13 @@ impl TdengineSink {
                 format!("invalid TDengine DSN {redacted}: {}", e.message()),
             )
         })?;
+        // Making a connection is bounded (a server that accepts and never answers would hold it
+        // forever); waiting for a pooled one that is busy is not.
         let pool = builder
             .pool_builder()
             .max_size(connections.max(1))
+            .runtime(deadpool::Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_PATIENCE))
             .build()
             .map_err(|e| {
                 SinkError::new(
@@ -194,6 +214,7 @@ impl TdengineSink {
                 )
             })?;
         let native = !dsn.starts_with("ws");
+        let secure = dsn.starts_with("wss");
         if native {
             NATIVE_CLIENT_USED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -207,6 +228,7 @@ impl TdengineSink {
             redacted: redacted.to_owned(),
             address,
             native,
+            secure,
             mode: InsertMode::default(),
         };
         // One round trip now, so a wrong address or password shows at start, not mid-job.
@@ -216,7 +238,7 @@ impl TdengineSink {
                 let code = i32::from(e.code());
                 SinkError::new(
                     classify(code),
-                    connect_failure(redacted, native, code, &e.message(), None),
+                    connect_failure(&sink.endpoint(), code, &e.message(), None),
                 )
             })?;
             Ok::<_, SinkError>(())
@@ -225,6 +247,14 @@ impl TdengineSink {
             .await
             .map_err(|_| sink.no_answer())??;
         Ok(sink)
+    }
+
+    fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            redacted: &self.redacted,
+            native: self.native,
+            secure: self.secure,
+        }
     }
 
     /// A connection that did not come in [`CONNECT_PATIENCE`].
@@ -239,24 +269,24 @@ impl TdengineSink {
         )
     }
 
-    /// Whether the DSN's host name resolves (`None`: no host to try).
+    /// Whether the DSN's host name resolves (`None`: no host to try, or no answer in 5 s).
     async fn host_resolves(&self) -> Option<bool> {
         let (host, port) = self.address.clone()?;
         let looked_up = tokio::task::spawn_blocking(move || {
             std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).is_ok()
         });
-        looked_up.await.ok()
+        tokio::time::timeout(std::time::Duration::from_secs(5), looked_up)
+            .await
+            .ok()?
+            .ok()
     }
 
     async fn connection(
         &self,
     ) -> Result<deadpool::managed::Object<taos::taos_query::Manager<TaosBuilder>>, SinkError> {
-        // A server that accepts and never answers would hold this forever.
-        let Ok(got) = tokio::time::timeout(CONNECT_PATIENCE, self.pool.get()).await else {
-            return Err(self.no_answer());
-        };
-        match got {
+        match self.pool.get().await {
             Ok(connection) => Ok(connection),
+            Err(deadpool::managed::PoolError::Timeout(_)) => Err(self.no_answer()),
             // TDengine answered and said no (a wrong password is fatal, a busy server is not).
             Err(deadpool::managed::PoolError::Backend(error)) => {
                 let code = i32::from(error.code());
@@ -267,7 +297,7 @@ impl TdengineSink {
                 let failure = unresolved.then_some(NetworkFailure::UnknownHost);
                 Err(SinkError::new(
                     classify(code),
-                    connect_failure(&self.redacted, self.native, code, &error.message(), failure),
+                    connect_failure(&self.endpoint(), code, &error.message(), failure),
                 ))
             }
             Err(other) => Err(SinkError::new(
