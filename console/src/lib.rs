@@ -16,9 +16,9 @@
 //!   checkpoints), `POST /api/jobs/{job}/stop` (ends it for good), `DELETE /api/jobs/{job}`
 //!   (with its checkpoints), `GET /api/jobs/{job}/toml`, `POST /api/jobs/{job}/verify` (what
 //!   `influx2td verify` says: `{matches, measurements}`), `POST /api/jobs/{job}/repair` (what
-//!   `influx2td verify --repair` does: `{matches, measurements, repaired}`), `GET /api/jobs/{job}/history` (a
-//!   bounded ring of samples of the job's status, one a second while it runs: what the page's
-//!   charts draw, [`history`]);
+//!   `influx2td verify --repair` does: `{matches, measurements, repaired}`),
+//!   `GET /api/jobs/{job}/history` (a bounded ring of samples of the job's status, one a second
+//!   while it runs: what the page's charts draw, [`history`]);
 //! - `GET /api/events` — server-sent events: every second a `jobs` event with what
 //!   `GET /api/jobs` lists (each job with its newest sample); the page polls only without it.
 //!
