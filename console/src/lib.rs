@@ -623,11 +623,7 @@ async fn events(
 
 /// Now, in milliseconds since 1970.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
+    influx2td_coordinator::now_ns() / 1_000_000
 }
 
 /// A message on one line (a state is one line): the lines of a list of problems joined by `; `.

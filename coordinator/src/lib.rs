@@ -13,5 +13,5 @@ pub mod status;
 pub mod tracker;
 
 pub use retrying::Retrying;
-pub use service::{CoordinatorSettings, JobSummary, PlannedMeasurement};
+pub use service::{CoordinatorSettings, JobSummary, PlannedMeasurement, now_ns};
 pub use status::{JobStatus, MeasurementStatus, StatusBoard};

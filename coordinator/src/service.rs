@@ -165,7 +165,8 @@ fn unix_ms() -> u128 {
         .unwrap_or_default()
 }
 
-fn now_ns() -> i64 {
+/// Now, in nanoseconds since 1970 (`i64::MAX` past 2262).
+pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .ok()
@@ -298,10 +299,7 @@ impl<C: CheckpointStore> LeaseHolder<C> {
                     });
                 }
                 Err(other) => {
-                    if self.in_doubt.len() >= 64 {
-                        self.in_doubt.remove(0);
-                    }
-                    self.in_doubt.push(value);
+                    remember_in_doubt(&mut self.in_doubt, value);
                     return Err(other.into());
                 }
             }
@@ -1276,16 +1274,26 @@ async fn persist<C: CheckpointStore>(
         Err(other) => {
             for (name, _, value) in changed {
                 if let Some(plan) = plans.get_mut(&name) {
-                    if plan.in_doubt.len() >= 64 {
-                        plan.in_doubt.remove(0);
-                    }
-                    plan.in_doubt.push(value);
+                    remember_in_doubt(&mut plan.in_doubt, value);
                 }
             }
             Err(other.into())
         }
     }
 }
+
+/// Keeps `value`, a write that failed without an answer (it may have been stored after all),
+/// among the newest [`MAX_IN_DOUBT`] such writes.
+fn remember_in_doubt(in_doubt: &mut Vec<String>, value: String) {
+    if in_doubt.len() >= MAX_IN_DOUBT {
+        in_doubt.remove(0);
+    }
+    in_doubt.push(value);
+}
+
+/// How many writes that failed without an answer are remembered (per checkpoint, and for the
+/// lease).
+const MAX_IN_DOUBT: usize = 64;
 
 /// Rows written and windows done so far, over every measurement.
 fn totals(tracker: &Tracker, plans: &BTreeMap<String, Plan>) -> (u64, u64) {
