@@ -104,7 +104,7 @@ async fn inspect_decodes_work_items_and_row_batches() {
         subject: names.subject(StreamKind::Data, "cpu"),
         msg_id: names.data_msg_id(&window, 0),
         headers,
-        payload: batch.payload,
+        payload: batch.payload().into(),
     })
     .await
     .unwrap();

@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("open window")?;
                 let mut batch_bytes = 0;
                 while let Some(batch) = stream.next_batch().await.context("read window")? {
-                    batch_bytes += batch.payload.len() as u64;
+                    batch_bytes += batch.payload().len() as u64;
                 }
                 let stats = stream.stats();
                 Ok((stats.rows, stats.bytes, batch_bytes))

@@ -84,11 +84,11 @@ fn main() -> anyhow::Result<()> {
                 1_700_000_000_000_000_000 + row as i64 * 10_000_000_000,
                 &values,
             )? {
-                payloads.push(batch.payload);
+                payloads.push(batch.payload());
             }
         }
     }
-    payloads.push(encoder.finish().payload);
+    payloads.push(encoder.finish().payload());
     if let Some(dsn) = &args.dsn {
         let runtime = tokio::runtime::Runtime::new()?;
         return runtime.block_on(into_tdengine(dsn, &args, payloads));
@@ -201,7 +201,7 @@ async fn write_once(
             subject: names.subject(StreamKind::Data, "cpu"),
             msg_id: format!("bench-{index}"),
             headers: vec![],
-            payload: payload.clone(),
+            payload: payload.clone().into(),
         })
         .await?;
     }
@@ -279,7 +279,7 @@ async fn leak_check(
                 subject: names.subject(StreamKind::Data, "cpu"),
                 msg_id: format!("leak-{repeat}-{index}"),
                 headers: vec![],
-                payload: payload.clone(),
+                payload: payload.clone().into(),
             })
             .await?;
         }

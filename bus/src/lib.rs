@@ -7,7 +7,9 @@ pub mod messages;
 pub mod nats;
 pub mod state_file;
 
+use std::any::Any;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +32,110 @@ pub struct OutgoingMessage {
     /// `duplicate_window` is dropped and reported as [`Published::Duplicate`].
     pub msg_id: String,
     pub headers: Headers,
-    pub payload: Bytes,
+    pub payload: Payload,
+}
+
+/// A message's body: bytes, or an object not yet encoded. The in-process bus hands an object
+/// to its consumer as it is (a reader's row batch reaches the writer of the same process
+/// without being encoded and decoded again); NATS encodes it when it is published.
+#[derive(Clone)]
+pub enum Payload {
+    Bytes(Bytes),
+    Object {
+        object: Arc<dyn Encode>,
+        /// At least the encoded length: what the object counts against a queue's capacity.
+        size: usize,
+    },
+}
+
+/// An object that can travel as a [`Payload`]: any protobuf message.
+pub trait Encode: Any + Send + Sync {
+    fn encode(&self) -> Bytes;
+}
+
+impl<T: prost::Message + Any> Encode for T {
+    fn encode(&self) -> Bytes {
+        self.encode_to_vec().into()
+    }
+}
+
+impl Payload {
+    /// `object` unencoded, `size` at least its encoded length.
+    pub fn object<T: Encode>(object: T, size: usize) -> Self {
+        Self::Object {
+            object: Arc::new(object),
+            size,
+        }
+    }
+
+    /// The bytes (for an object: an upper bound) the payload counts against a queue's capacity.
+    pub fn size(&self) -> usize {
+        match self {
+            Self::Bytes(bytes) => bytes.len(),
+            Self::Object { size, .. } => *size,
+        }
+    }
+
+    /// The encoded bytes (an object is encoded here).
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Self::Bytes(bytes) => bytes.clone(),
+            Self::Object { object, .. } => object.encode(),
+        }
+    }
+
+    /// The object, when this payload is one of type `T`.
+    pub fn downcast<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        match self {
+            Self::Bytes(_) => None,
+            Self::Object { object, .. } => {
+                let object: Arc<dyn Any + Send + Sync> = object.clone();
+                object.downcast().ok()
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(bytes) => formatter.debug_tuple("Bytes").field(bytes).finish(),
+            Self::Object { size, .. } => formatter
+                .debug_struct("Object")
+                .field("size", size)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(bytes: Bytes) -> Self {
+        Self::Bytes(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::Bytes(bytes.into())
+    }
+}
+
+impl From<&'static [u8]> for Payload {
+    fn from(bytes: &'static [u8]) -> Self {
+        Self::Bytes(Bytes::from_static(bytes))
+    }
+}
+
+impl From<&'static str> for Payload {
+    fn from(text: &'static str) -> Self {
+        Self::Bytes(Bytes::from_static(text.as_bytes()))
+    }
+}
+
+impl From<String> for Payload {
+    fn from(text: String) -> Self {
+        Self::Bytes(text.into())
+    }
 }
 
 /// What became of a published message.
@@ -202,7 +307,17 @@ pub struct QueueDepth {
 pub trait Delivery: Send + Sync + 'static {
     fn subject(&self) -> &str;
     fn header(&self, name: &str) -> Option<&str>;
+    /// The encoded payload (an object the in-process bus carried is encoded on first use).
     fn payload(&self) -> &Bytes;
+    /// The payload's object, when the transport carried it unencoded and it is a `T`: then
+    /// [`Delivery::payload`] need not be decoded.
+    fn object<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        None
+    }
+    /// The payload's size in bytes (for an unencoded object: an upper bound).
+    fn size(&self) -> usize {
+        self.payload().len()
+    }
     /// 1 on the first delivery, 2 on the first redelivery, and so on.
     fn delivered(&self) -> u64;
     /// Still working on it: restarts the `ack_wait` clock.

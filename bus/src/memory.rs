@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use crate::state_file::StateFile;
 use crate::{
-    Bus, BusError, Delivery, Headers, Names, OutgoingMessage, Published, QueueConfig, QueueDepth,
-    Settle, StreamKind, WorkQueue,
+    Bus, BusError, Delivery, Headers, Names, OutgoingMessage, Payload, Published, QueueConfig,
+    QueueDepth, Settle, StreamKind, WorkQueue,
 };
 
 /// In-process bus. Clones share the same queues.
@@ -107,7 +107,9 @@ struct QueueInner {
 struct Stored {
     subject: String,
     headers: Headers,
-    payload: Bytes,
+    payload: Payload,
+    /// An object payload's bytes, once someone asked for them.
+    encoded: OnceLock<Bytes>,
 }
 
 #[derive(Debug)]
@@ -189,7 +191,7 @@ impl QueueState {
 
     fn remove(&mut self, entry: &Entry) {
         self.stored_messages -= 1;
-        self.stored_bytes -= entry.message.payload.len() as u64;
+        self.stored_bytes -= entry.message.payload.size() as u64;
     }
 }
 
@@ -216,7 +218,7 @@ impl WorkQueue for MemoryQueue {
                     ),
                 });
             }
-            let bytes = message.payload.len() as u64;
+            let bytes = message.payload.size() as u64;
             if bytes > config.max_bytes {
                 return Err(BusError::TooLarge {
                     subject: message.subject,
@@ -241,6 +243,7 @@ impl WorkQueue for MemoryQueue {
                     subject: message.subject,
                     headers: message.headers,
                     payload: message.payload,
+                    encoded: OnceLock::new(),
                 }),
                 delivered: 0,
             });
@@ -346,7 +349,18 @@ impl Delivery for MemoryDelivery {
     }
 
     fn payload(&self) -> &Bytes {
-        &self.message.payload
+        match &self.message.payload {
+            Payload::Bytes(bytes) => bytes,
+            object => self.message.encoded.get_or_init(|| object.to_bytes()),
+        }
+    }
+
+    fn object<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.message.payload.downcast()
+    }
+
+    fn size(&self) -> usize {
+        self.message.payload.size()
     }
 
     fn delivered(&self) -> u64 {

@@ -784,7 +784,7 @@ impl WorkQueue for NatsQueue {
         };
         let ack = self
             .jetstream
-            .publish_with_headers(message.subject.clone(), headers, message.payload.clone())
+            .publish_with_headers(message.subject.clone(), headers, message.payload.to_bytes())
             .await
             .map_err(publish_error)?
             .await

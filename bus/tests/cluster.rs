@@ -31,7 +31,7 @@ fn work(id: &str) -> OutgoingMessage {
         subject: names().subject(StreamKind::Work, "cpu"),
         msg_id: id.to_owned(),
         headers: Vec::new(),
-        payload: Bytes::from(id.to_owned()),
+        payload: Bytes::from(id.to_owned()).into(),
     }
 }
 

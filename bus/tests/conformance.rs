@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use influx2td_bus::{
     Bus, BusError, CheckpointStore, Delivery, MemoryBus, Names, NatsBus, NatsConnect,
-    OutgoingMessage, Published, QueueConfig, QueueDepth, Settle, StreamKind, WorkQueue,
+    OutgoingMessage, Payload, Published, QueueConfig, QueueDepth, Settle, StreamKind, WorkQueue,
 };
+use influx2td_proto::{Message, pb};
 use influx2td_testkit::NatsServer;
 
 trait Fixture {
@@ -85,7 +86,7 @@ fn message(kind: StreamKind, measurement: &str, id: &str, payload: &str) -> Outg
         subject: names().subject(kind, measurement),
         msg_id: id.to_owned(),
         headers: vec![("Influx2td-Seq".to_owned(), id.to_owned())],
-        payload: Bytes::from(payload.to_owned()),
+        payload: Bytes::from(payload.to_owned()).into(),
     }
 }
 
@@ -630,6 +631,50 @@ async fn messages_arriving_between_pulls_are_not_lost<F: Fixture>(fixture: &mut 
     assert_eq!(got, ["0", "1", "2", "3", "4"]);
 }
 
+/// An object payload reaches the consumer with the same bytes either way: NATS encodes it on
+/// publish, the in-process bus hands the object itself over (and encodes it only if asked).
+async fn an_object_payload_arrives_as_it_was_published<F: Fixture>(fixture: &mut F) {
+    let queue = fixture
+        .bus()
+        .await
+        .queue(config(StreamKind::Data))
+        .await
+        .unwrap();
+    let window = pb::WindowDone {
+        job: "conformance".into(),
+        measurement: "cpu".into(),
+        rows_written: 42,
+        ..Default::default()
+    };
+    let encoded = window.encode_to_vec();
+    queue
+        .publish(OutgoingMessage {
+            payload: Payload::object(window.clone(), encoded.len() + 8),
+            ..message(StreamKind::Data, "cpu", "object-1", "")
+        })
+        .await
+        .unwrap();
+    let mut deliveries = queue.pull(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    let delivery = deliveries.pop().unwrap();
+    match delivery.object::<pb::WindowDone>() {
+        // In process: the very object, its stated size, and no object of another type.
+        Some(object) => {
+            assert_eq!(*object, window);
+            assert_eq!(delivery.size(), encoded.len() + 8);
+            assert!(delivery.object::<pb::RowBatch>().is_none());
+        }
+        None => assert_eq!(delivery.size(), encoded.len()),
+    }
+    assert_eq!(delivery.payload().to_vec(), encoded);
+    assert_eq!(
+        pb::WindowDone::decode(delivery.payload().clone()).unwrap(),
+        window
+    );
+    delivery.settle(Settle::Ack).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap().messages, 0);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -668,6 +713,7 @@ conformance!(
     many_compare_and_sets_at_once,
     checkpoints_survive_a_restart,
     messages_arriving_between_pulls_are_not_lost,
+    an_object_payload_arrives_as_it_was_published,
 );
 
 #[tokio::test]

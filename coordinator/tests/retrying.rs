@@ -96,7 +96,7 @@ async fn read_every_window<B: Bus>(bus: B) {
                 subject: names.subject(StreamKind::Data, &item.measurement),
                 msg_id: names.data_msg_id(&window, batch.seq),
                 headers: vec![],
-                payload: batch.payload,
+                payload: batch.payload().into(),
             })
             .await
             .unwrap();

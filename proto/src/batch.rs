@@ -116,14 +116,24 @@ pub enum EncodeError {
     NoSeries,
 }
 
-/// One encoded batch, ready to publish.
+/// One batch of a window, closed and ready to publish.
 #[derive(Debug, Clone)]
-pub struct EncodedBatch {
+pub struct ClosedBatch {
     pub seq: u32,
     pub rows: u64,
     /// Set on the last batch of the window.
     pub totals: Option<pb::WindowTotals>,
-    pub payload: Bytes,
+    pub batch: pb::RowBatch,
+    /// At least the length of the encoded batch, at most the encoder's limit.
+    pub bound: usize,
+}
+
+impl ClosedBatch {
+    /// The batch encoded (a transport that carries bytes encodes it; the in-process bus hands
+    /// the batch over as it is).
+    pub fn payload(&self) -> Bytes {
+        Bytes::from(self.batch.encode_to_vec())
+    }
 }
 
 /// Identifies the window whose rows are being encoded.
@@ -241,7 +251,7 @@ impl BatchEncoder {
         &mut self,
         timestamp_ns: i64,
         values: &[Option<Value<'_>>],
-    ) -> Result<Option<EncodedBatch>, EncodeError> {
+    ) -> Result<Option<ClosedBatch>, EncodeError> {
         let series = self.series.as_ref().ok_or(EncodeError::NoSeries)?;
         if values.len() != series.columns.len() {
             return Err(EncodeError::WrongArity {
@@ -289,7 +299,7 @@ impl BatchEncoder {
 
     /// Closes the window: returns its last batch, which carries the totals. A window without
     /// rows still yields one (empty) batch, so its completion can be acknowledged.
-    pub fn finish(mut self) -> EncodedBatch {
+    pub fn finish(mut self) -> ClosedBatch {
         let totals = pb::WindowTotals {
             batches: self.seq + 1,
             rows: self.total_rows + self.rows_in_batch,
@@ -343,7 +353,7 @@ impl BatchEncoder {
         self.rows_in_batch += 1;
     }
 
-    fn close_batch(&mut self, totals: Option<pb::WindowTotals>) -> EncodedBatch {
+    fn close_batch(&mut self, totals: Option<pb::WindowTotals>) -> ClosedBatch {
         for block in &mut self.batch.series {
             let rows = block.timestamps_ns.len();
             for column in &mut block.columns {
@@ -359,16 +369,21 @@ impl BatchEncoder {
         }
         self.batch.seq = self.seq;
         self.batch.totals = totals;
-        let payload = Bytes::from(self.batch.encode_to_vec());
-        debug_assert!(payload.len() <= self.limit.max(self.empty_bound));
-        let encoded = EncodedBatch {
+        // The next batch of the window: the same header, no rows yet.
+        let next = pb::RowBatch {
+            job: self.batch.job.clone(),
+            measurement: self.batch.measurement.clone(),
+            series: Vec::with_capacity(self.batch.series.len()),
+            totals: None,
+            ..self.batch
+        };
+        let encoded = ClosedBatch {
             seq: self.seq,
             rows: self.rows_in_batch,
             totals,
-            payload,
+            batch: std::mem::replace(&mut self.batch, next),
+            bound: self.bound.min(self.limit.max(self.empty_bound)),
         };
-        self.batch.series.clear();
-        self.batch.totals = None;
         self.seq += 1;
         self.total_rows += self.rows_in_batch;
         self.rows_in_batch = 0;
@@ -461,6 +476,25 @@ fn push_value(column: &mut pb::Column, value: Option<&Value<'_>>) {
     }
 }
 
+/// The strings of a [`pb::PackedStringColumn`] whose data is UTF-8.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedStrings<'a> {
+    text: &'a str,
+    ends: &'a [u32],
+}
+
+impl<'a> PackedStrings<'a> {
+    /// The string of row `row`; `None` out of range or cut inside a character.
+    pub fn get(&self, row: usize) -> Option<&'a str> {
+        let start = match row.checked_sub(1) {
+            None => 0,
+            Some(previous) => *self.ends.get(previous)? as usize,
+        };
+        let end = *self.ends.get(row)? as usize;
+        self.text.get(start..end)
+    }
+}
+
 impl pb::PackedStringColumn {
     /// The string of row `row`; `None` out of range or where the column is malformed (a batch
     /// taken through [`pb::RowBatch::decode_checked`] is not).
@@ -471,6 +505,27 @@ impl pb::PackedStringColumn {
         };
         let end = *self.ends.get(row)? as usize;
         std::str::from_utf8(self.data.get(start..end)?).ok()
+    }
+
+    /// Its strings for access by row, the data checked as UTF-8 once instead of per string;
+    /// `None` when the data is not UTF-8 (then [`Self::get`] still reads the rows that are).
+    pub fn strings(&self) -> Option<PackedStrings<'_>> {
+        Some(PackedStrings {
+            text: std::str::from_utf8(&self.data).ok()?,
+            ends: &self.ends,
+        })
+    }
+
+    /// The longest string's length in bytes (0 for none).
+    pub fn longest(&self) -> usize {
+        let mut start = 0;
+        let mut longest = 0;
+        for end in &self.ends {
+            let end = *end as usize;
+            longest = longest.max(end.saturating_sub(start));
+            start = end;
+        }
+        longest
     }
 
     /// Why the column is malformed: ends that go back or past the data, a string that is not
@@ -614,7 +669,7 @@ mod tests {
                 rows: 0
             })
         );
-        let decoded = pb::RowBatch::decode(last.payload).unwrap();
+        let decoded = pb::RowBatch::decode(last.payload()).unwrap();
         assert!(decoded.series.is_empty());
         assert_eq!(decoded.window_start_ns, -3_600_000_000_000);
         assert_eq!(decoded.totals.unwrap().rows, 0);
@@ -661,7 +716,7 @@ mod tests {
         }
         let last = encoder.finish();
         assert_eq!(last.rows, 3);
-        let batch = pb::RowBatch::decode(last.payload).unwrap();
+        let batch = pb::RowBatch::decode(last.payload()).unwrap();
         assert_eq!(batch.row_count(), 3);
         let block = &batch.series[0];
         assert_eq!(block.tags, vec![tag("host", "a b,c=d\"é")]);
@@ -847,9 +902,9 @@ mod tests {
 
             let mut decoded_rows = Vec::new();
             for (index, batch) in batches.iter().enumerate() {
-                prop_assert!(batch.payload.len() <= limit, "batch {} is {} bytes", index, batch.payload.len());
+                prop_assert!(batch.payload().len() <= limit, "batch {} is {} bytes", index, batch.payload().len());
                 prop_assert_eq!(batch.seq as usize, index);
-                let decoded = pb::RowBatch::decode_checked(batch.payload.clone()).unwrap();
+                let decoded = pb::RowBatch::decode_checked(batch.payload()).unwrap();
                 prop_assert_eq!(decoded.seq as usize, index);
                 prop_assert_eq!(decoded.row_count(), batch.rows);
                 prop_assert_eq!(decoded.totals.is_some(), index + 1 == batches.len());
@@ -975,11 +1030,11 @@ mod tests {
         let (last, full) = batches.split_last().unwrap();
         assert!(!full.is_empty());
         for batch in full {
-            assert!(batch.payload.len() <= MAX_BATCH_BYTES);
+            assert!(batch.payload().len() <= MAX_BATCH_BYTES);
             assert!(
-                batch.payload.len() > MAX_BATCH_BYTES * 8 / 10,
+                batch.payload().len() > MAX_BATCH_BYTES * 8 / 10,
                 "only {} bytes",
-                batch.payload.len()
+                batch.payload().len()
             );
         }
         let rows: u64 = batches.iter().map(|b| b.rows).sum();

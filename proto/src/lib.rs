@@ -11,7 +11,7 @@ pub mod pb {
 }
 
 pub use batch::{
-    BatchDecodeError, BatchEncoder, ColumnType, EncodeError, EncodedBatch, GROUPED_READ,
+    BatchDecodeError, BatchEncoder, ClosedBatch, ColumnType, EncodeError, GROUPED_READ,
     MAX_BATCH_BYTES, Value,
 };
 pub use prost::Message;

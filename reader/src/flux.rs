@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use influx2td_proto::batch::WindowRef;
 use influx2td_proto::pb::Tag;
-use influx2td_proto::{BatchEncoder, ColumnType, EncodedBatch, Value};
+use influx2td_proto::{BatchEncoder, ClosedBatch, ColumnType, Value};
 
 use crate::client::InfluxClient;
 use crate::error::SourceError;
@@ -89,7 +89,7 @@ pub struct FluxWindowReader {
     ends_len: usize,
     section: Section,
     encoder: Option<BatchEncoder>,
-    ready: VecDeque<EncodedBatch>,
+    ready: VecDeque<ClosedBatch>,
     open_series: Option<SeriesKey>,
     stats: ReadStats,
 }
@@ -160,7 +160,7 @@ impl FluxWindowReader {
     }
 
     /// The next batch; the last one carries the window's totals; then `None`.
-    pub async fn next_batch(&mut self) -> Result<Option<EncodedBatch>, SourceError> {
+    pub async fn next_batch(&mut self) -> Result<Option<ClosedBatch>, SourceError> {
         loop {
             if let Some(batch) = self.ready.pop_front() {
                 return Ok(Some(batch));

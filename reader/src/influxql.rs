@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use influx2td_proto::batch::WindowRef;
 use influx2td_proto::pb::Tag;
-use influx2td_proto::{BatchEncoder, ColumnType, EncodedBatch, Value};
+use influx2td_proto::{BatchEncoder, ClosedBatch, ColumnType, Value};
 
 use crate::client::{AnswerFormat, InfluxClient};
 use crate::error::SourceError;
@@ -79,7 +79,7 @@ pub struct WindowReader {
     buffer: Vec<u8>,
     framer: Framer,
     /// Finished batches and the member they are of.
-    ready: VecDeque<(usize, EncodedBatch)>,
+    ready: VecDeque<(usize, ClosedBatch)>,
     finished: bool,
     format: AnswerFormat,
     stats: ReadStats,
@@ -194,15 +194,13 @@ impl WindowReader {
     }
 
     /// The next batch; the last one carries the window's totals; then `None`.
-    pub async fn next_batch(&mut self) -> Result<Option<EncodedBatch>, SourceError> {
+    pub async fn next_batch(&mut self) -> Result<Option<ClosedBatch>, SourceError> {
         Ok(self.next_member_batch().await?.map(|(_, batch)| batch))
     }
 
     /// The next batch and the member (by its place in the read) it is of; each member's last
     /// batch carries its totals, and every member has one, rows or not; then `None`.
-    pub async fn next_member_batch(
-        &mut self,
-    ) -> Result<Option<(usize, EncodedBatch)>, SourceError> {
+    pub async fn next_member_batch(&mut self) -> Result<Option<(usize, ClosedBatch)>, SourceError> {
         loop {
             if let Some(batch) = self.ready.pop_front() {
                 return Ok(Some(batch));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use influx2td_proto::EncodedBatch;
+use influx2td_proto::ClosedBatch;
 use influx2td_proto::batch::WindowRef;
 
 use crate::client::InfluxClient;
@@ -23,7 +23,7 @@ pub fn influxql_answer(
     window: WindowRef,
     batch_limit: usize,
     parts: Vec<Bytes>,
-) -> Result<Vec<EncodedBatch>, SourceError> {
+) -> Result<Vec<ClosedBatch>, SourceError> {
     let reader = WindowReader::from_body(
         client,
         "SELECT * FROM recorded".into(),
@@ -41,7 +41,7 @@ pub fn flux_answer(
     window: WindowRef,
     batch_limit: usize,
     parts: Vec<Bytes>,
-) -> Result<Vec<EncodedBatch>, SourceError> {
+) -> Result<Vec<ClosedBatch>, SourceError> {
     let reader = FluxWindowReader::from_body(
         client,
         "from(bucket: \"recorded\")".into(),
@@ -56,7 +56,7 @@ fn body(parts: Vec<Bytes>) -> ByteStream {
     Box::pin(futures::stream::iter(parts.into_iter().map(Ok)))
 }
 
-fn drain(mut stream: WindowStream) -> Result<Vec<EncodedBatch>, SourceError> {
+fn drain(mut stream: WindowStream) -> Result<Vec<ClosedBatch>, SourceError> {
     let mut batches = Vec::new();
     loop {
         // The body is in memory: every poll is ready.

@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use influx2td_bus::{
-    Bus, BusError, Delivery, OutgoingMessage, QueueConfig, Retry, Settle, StreamKind, WorkQueue,
+    Bus, BusError, Delivery, OutgoingMessage, Payload, QueueConfig, Retry, Settle, StreamKind,
+    WorkQueue,
 };
 use influx2td_config::QueryLanguage;
 use influx2td_proto::batch::WindowRef;
 use influx2td_proto::names::{Names, header};
-use influx2td_proto::{EncodedBatch, Message, pb};
+use influx2td_proto::{ClosedBatch, Message, pb};
 use thiserror::Error;
 use tracing::Instrument;
 
@@ -615,9 +616,9 @@ async fn read_window<B: Bus, D: Delivery>(
             return Err(WindowError::TooLarge(settings.max_window_rows));
         }
         let window = members.get(member).unwrap_or(&members[0]);
-        let message = batch_message(&context.names, window, &batch);
-        bytes += message.payload.len() as u64;
         rows[member.min(members.len() - 1)] += batch.rows;
+        let message = batch_message(&context.names, window, batch);
+        bytes += message.payload.size() as u64;
         tokio::select! {
             published = context.data.publish(message) => { published?; }
             never = beat(&mut heartbeat, delivery) => match never {},
@@ -646,7 +647,9 @@ fn window_headers(names: &Names, window: &WindowRef) -> Vec<(String, String)> {
     )
 }
 
-fn batch_message(names: &Names, window: &WindowRef, batch: &EncodedBatch) -> OutgoingMessage {
+/// The batch is published unencoded: NATS encodes it, the in-process bus hands it to the writer
+/// as it is.
+fn batch_message(names: &Names, window: &WindowRef, batch: ClosedBatch) -> OutgoingMessage {
     let mut headers = window_headers(names, window);
     headers.push((header::SEQ.to_owned(), batch.seq.to_string()));
     headers.push((header::ROWS.to_owned(), batch.rows.to_string()));
@@ -654,7 +657,7 @@ fn batch_message(names: &Names, window: &WindowRef, batch: &EncodedBatch) -> Out
         subject: names.subject(StreamKind::Data, &window.measurement),
         msg_id: names.data_msg_id(window, batch.seq),
         headers,
-        payload: batch.payload.clone(),
+        payload: Payload::object(batch.batch, batch.bound),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use influx2td_config::QueryLanguage;
-use influx2td_proto::EncodedBatch;
+use influx2td_proto::ClosedBatch;
 use influx2td_proto::batch::WindowRef;
 
 use crate::client::InfluxClient;
@@ -59,16 +59,14 @@ impl WindowStream {
     }
 
     /// The next batch and which of the read's measurements it is of (0 for a read of one).
-    pub async fn next_member_batch(
-        &mut self,
-    ) -> Result<Option<(usize, EncodedBatch)>, SourceError> {
+    pub async fn next_member_batch(&mut self) -> Result<Option<(usize, ClosedBatch)>, SourceError> {
         match self {
             Self::Influxql(reader) => reader.next_member_batch().await,
             Self::Flux(reader) => Ok(reader.next_batch().await?.map(|batch| (0, batch))),
         }
     }
 
-    pub async fn next_batch(&mut self) -> Result<Option<EncodedBatch>, SourceError> {
+    pub async fn next_batch(&mut self) -> Result<Option<ClosedBatch>, SourceError> {
         match self {
             Self::Influxql(reader) => reader.next_batch().await,
             Self::Flux(reader) => reader.next_batch().await,

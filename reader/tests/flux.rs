@@ -92,7 +92,7 @@ async fn read_all(
 ) -> Result<(Vec<Row>, Vec<pb::RowBatch>), SourceError> {
     let mut batches = Vec::new();
     while let Some(batch) = reader.next_batch().await? {
-        batches.push(pb::RowBatch::decode(batch.payload).unwrap());
+        batches.push(pb::RowBatch::decode(batch.payload()).unwrap());
     }
     let rows = common::rows(&batches);
     Ok((rows, batches))

@@ -61,7 +61,7 @@ fn cpu_schema() -> Arc<influx2td_reader::MeasurementSchema> {
 async fn read_all(reader: &mut WindowReader) -> Result<Vec<pb::RowBatch>, SourceError> {
     let mut batches = Vec::new();
     while let Some(batch) = reader.next_batch().await? {
-        batches.push(pb::RowBatch::decode(batch.payload).unwrap());
+        batches.push(pb::RowBatch::decode(batch.payload()).unwrap());
     }
     Ok(batches)
 }
@@ -319,8 +319,8 @@ async fn a_million_series_in_one_window_stream_in_bounded_batches() {
     let mut largest = 0usize;
     let mut ids = std::collections::HashSet::new();
     while let Some(batch) = reader.next_batch().await.unwrap() {
-        largest = largest.max(batch.payload.len());
-        let decoded = pb::RowBatch::decode(batch.payload).unwrap();
+        largest = largest.max(batch.payload().len());
+        let decoded = pb::RowBatch::decode(batch.payload()).unwrap();
         for block in &decoded.series {
             ids.insert((block.tags[0].value.clone(), block.tags[1].value.clone()));
             rows += block.timestamps_ns.len() as u64;

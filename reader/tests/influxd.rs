@@ -73,7 +73,7 @@ async fn read(
     .unwrap();
     let mut batches = Vec::new();
     while let Some(batch) = reader.next_batch().await.unwrap() {
-        batches.push(pb::RowBatch::decode(batch.payload).unwrap());
+        batches.push(pb::RowBatch::decode(batch.payload()).unwrap());
     }
     let rows = common::rows(&batches);
     (rows, batches)
@@ -498,7 +498,7 @@ async fn a_read_of_several_measurements_gives_each_what_a_read_of_it_alone_gives
         .unwrap();
     let mut grouped: Vec<Vec<pb::RowBatch>> = vec![Vec::new(); names.len()];
     while let Some((member, batch)) = reader.next_member_batch().await.unwrap() {
-        let batch = pb::RowBatch::decode(batch.payload).unwrap();
+        let batch = pb::RowBatch::decode(batch.payload()).unwrap();
         assert_eq!(batch.measurement, names[member]);
         assert_eq!(batch.read, influx2td_proto::GROUPED_READ | 1);
         assert!(

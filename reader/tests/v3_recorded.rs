@@ -157,7 +157,7 @@ async fn a_window_reads_back_every_value_with_its_type() {
             .unwrap();
         let mut batches = Vec::new();
         while let Some(batch) = reader.next_batch().await.unwrap() {
-            batches.push(pb::RowBatch::decode(batch.payload).unwrap());
+            batches.push(pb::RowBatch::decode(batch.payload()).unwrap());
         }
         let totals = batches.last().and_then(|b| b.totals).unwrap();
         assert_eq!(totals.batches as usize, batches.len());

@@ -120,7 +120,7 @@ impl Metrics {
         );
         registry.register(
             "bytes_read",
-            "Bytes of row batches published to the bus by readers",
+            "Bytes of row batches published to the bus by readers (encoded; within one process, where batches travel unencoded, an upper bound)",
             metrics.bytes_read.clone(),
         );
         registry.register(
@@ -130,7 +130,7 @@ impl Metrics {
         );
         registry.register(
             "bytes_written",
-            "Bytes of row batches written to TDengine",
+            "Bytes of row batches written to TDengine (encoded; within one process an upper bound)",
             metrics.bytes_written.clone(),
         );
         registry.register(

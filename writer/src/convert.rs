@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use influx2td_proto::pb::column::Values;
 use influx2td_proto::{ColumnType, Value, pb};
 
 use crate::mapping::{
@@ -95,11 +96,22 @@ pub fn needs(batch: &pb::RowBatch, schema: Option<&TableSchema>) -> Needs {
                 continue;
             };
             let name = field_column_name(&column.name, &tags);
-            let longest = (0..block.row_count())
-                .filter_map(|row| column.value(row))
-                .map(|value| value_length(&value))
-                .max()
-                .unwrap_or(0);
+            let rows = block.row_count();
+            let longest = match &column.values {
+                // Every row has a string: the longest of them, without a look at each.
+                Some(Values::PackedStringValues(values)) if column.validity.is_empty() => {
+                    values.longest()
+                }
+                Some(Values::PackedStringValues(_) | Values::StringValues(_)) => (0..rows)
+                    .filter_map(|row| column.value(row))
+                    .map(|value| value_length(&value))
+                    .max()
+                    .unwrap_or(0),
+                // A number or a flag: the same length whichever it is.
+                _ => (0..rows)
+                    .find_map(|row| column.value(row))
+                    .map_or(0, |value| value_length(&value)),
+            };
             needs.column(&name, column_type, longest);
         }
     }
@@ -193,24 +205,32 @@ pub fn convert<'a>(
                 Some((name, column, cast(spec, column.column_type()?)))
             })
             .collect();
-        // Which rows TDengine can hold, before their values are copied.
-        let mut accepted = Vec::with_capacity(block.row_count());
-        for row in 0..block.row_count() {
-            let problem = columns.iter().find_map(|(name, column, cast)| {
-                let value = column.value(row)?;
-                check(
-                    &value,
-                    *cast,
-                    schema.columns.get(name).copied(),
-                    &column.name,
-                )
-                .err()
-            });
-            match problem {
-                None => accepted.push(row),
-                Some(reason) => reject(row, reason, &mut converted),
-            }
+        // Which rows TDengine can hold, before their values are copied: column by column, a
+        // row's reason the first column in order that refuses it.
+        let rows = block.row_count();
+        let mut problems = Problems::default();
+        for (name, column, cast) in &columns {
+            find_problems(
+                column,
+                *cast,
+                schema.columns.get(name).copied(),
+                rows,
+                &mut problems,
+            );
         }
+        let accepted: Vec<usize> = match problems.reasons {
+            None => (0..rows).collect(),
+            Some(reasons) => {
+                let mut accepted = Vec::with_capacity(rows);
+                for (row, reason) in reasons.into_iter().enumerate() {
+                    match reason {
+                        None => accepted.push(row),
+                        Some(reason) => reject(row, reason, &mut converted),
+                    }
+                }
+                accepted
+            }
+        };
         if accepted.is_empty() {
             continue;
         }
@@ -271,41 +291,161 @@ fn check(
     }
 }
 
-/// The values of `column` at `rows`, as a column of `target` holds them.
-fn cells<'a>(column: &'a pb::Column, target: ColumnType, rows: &[usize]) -> Cells<'a> {
-    let mut cells = Cells::with_capacity(target, rows.len());
-    for row in rows {
-        let value = column.value(*row);
-        match &mut cells {
-            Cells::Double(values) => values.push(value.and_then(|value| match value {
-                Value::Double(number) => Some(number),
-                Value::Int64(number) => Some(number as f64),
-                Value::Uint64(number) => Some(number as f64),
-                _ => None,
-            })),
-            Cells::BigInt(values) => values.push(match value {
-                Some(Value::Int64(number)) => Some(number),
-                _ => None,
-            }),
-            Cells::UBigInt(values) => values.push(match value {
-                Some(Value::Uint64(number)) => Some(number),
-                _ => None,
-            }),
-            Cells::Bool(values) => values.push(match value {
-                Some(Value::Bool(flag)) => Some(flag),
-                _ => None,
-            }),
-            // A number or a flag into a string column: its text.
-            Cells::VarChar(values) => values.push(value.map(|value| match value {
-                Value::String(text) => Cow::Borrowed(text),
-                Value::Double(number) => Cow::Owned(number.to_string()),
-                Value::Int64(number) => Cow::Owned(number.to_string()),
-                Value::Uint64(number) => Cow::Owned(number.to_string()),
-                Value::Bool(flag) => Cow::Owned(flag.to_string()),
-            })),
+/// Why rows cannot be stored, by row; allocated at the first row refused.
+#[derive(Debug, Default)]
+struct Problems {
+    reasons: Option<Vec<Option<String>>>,
+}
+
+impl Problems {
+    fn has(&self, row: usize) -> bool {
+        self.reasons
+            .as_ref()
+            .is_some_and(|reasons| reasons[row].is_some())
+    }
+
+    fn set(&mut self, rows: usize, row: usize, reason: String) {
+        let reasons = self.reasons.get_or_insert_with(|| vec![None; rows]);
+        reasons[row].get_or_insert(reason);
+    }
+}
+
+/// Records the rows of `column` TDengine cannot hold (see [`check`]). A column whose every value
+/// fits, as most do, is told apart as a whole: finite floats, strings without NUL and not too
+/// long, numbers and flags into their own type.
+fn find_problems(
+    column: &pb::Column,
+    cast: Cast,
+    spec: Option<ColumnSpec>,
+    rows: usize,
+    problems: &mut Problems,
+) {
+    if cast != Cast::Refuse {
+        let fits = match column.values.as_ref() {
+            None
+            | Some(Values::Int64Values(_) | Values::Uint64Values(_) | Values::BoolValues(_)) => {
+                true
+            }
+            Some(Values::DoubleValues(values)) => values.values.iter().all(|v| v.is_finite()),
+            Some(Values::PackedStringValues(values)) => {
+                values.longest() <= MAX_VAR_BYTES as usize && !values.data.contains(&0)
+            }
+            Some(Values::StringValues(_)) => false,
+        };
+        if fits {
+            return;
         }
     }
-    cells
+    for row in 0..rows {
+        if problems.has(row) {
+            continue;
+        }
+        let Some(value) = column.value(row) else {
+            continue;
+        };
+        if let Err(reason) = check(&value, cast, spec, &column.name) {
+            problems.set(rows, row, reason);
+        }
+    }
+}
+
+fn nulls<T: Clone>(rows: usize) -> Vec<Option<T>> {
+    vec![None; rows]
+}
+
+/// `at(row)` for each of `rows`, `None` where the column has no value.
+fn gather<U>(
+    column: &pb::Column,
+    rows: &[usize],
+    at: impl Fn(usize) -> Option<U>,
+) -> Vec<Option<U>> {
+    if column.validity.is_empty() {
+        return rows.iter().map(|row| at(*row)).collect();
+    }
+    rows.iter()
+        .map(|row| {
+            if column.is_present(*row) {
+                at(*row)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The values of `column` at `rows`, as a column of `target` holds them: one pass per column,
+/// the value type matched once. A value of a type the column cannot take is NULL (the schema
+/// step refuses such rows before they come here).
+fn cells<'a>(column: &'a pb::Column, target: ColumnType, rows: &[usize]) -> Cells<'a> {
+    let Some(values) = column.values.as_ref() else {
+        return match target {
+            ColumnType::Double => Cells::Double(nulls(rows.len())),
+            ColumnType::Int64 => Cells::BigInt(nulls(rows.len())),
+            ColumnType::Uint64 => Cells::UBigInt(nulls(rows.len())),
+            ColumnType::Bool => Cells::Bool(nulls(rows.len())),
+            ColumnType::String => Cells::VarChar(nulls(rows.len())),
+        };
+    };
+    match target {
+        ColumnType::Double => Cells::Double(match values {
+            Values::DoubleValues(values) => {
+                gather(column, rows, |row| values.values.get(row).copied())
+            }
+            Values::Int64Values(values) => gather(column, rows, |row| {
+                values.values.get(row).map(|n| *n as f64)
+            }),
+            Values::Uint64Values(values) => gather(column, rows, |row| {
+                values.values.get(row).map(|n| *n as f64)
+            }),
+            _ => nulls(rows.len()),
+        }),
+        ColumnType::Int64 => Cells::BigInt(match values {
+            Values::Int64Values(values) => {
+                gather(column, rows, |row| values.values.get(row).copied())
+            }
+            _ => nulls(rows.len()),
+        }),
+        ColumnType::Uint64 => Cells::UBigInt(match values {
+            Values::Uint64Values(values) => {
+                gather(column, rows, |row| values.values.get(row).copied())
+            }
+            _ => nulls(rows.len()),
+        }),
+        ColumnType::Bool => Cells::Bool(match values {
+            Values::BoolValues(values) => {
+                gather(column, rows, |row| values.values.get(row).copied())
+            }
+            _ => nulls(rows.len()),
+        }),
+        // A number or a flag into a string column: its text.
+        ColumnType::String => Cells::VarChar(match values {
+            Values::PackedStringValues(values) => match values.strings() {
+                Some(strings) => gather(column, rows, |row| strings.get(row).map(Cow::Borrowed)),
+                None => gather(column, rows, |row| values.get(row).map(Cow::Borrowed)),
+            },
+            Values::StringValues(values) => gather(column, rows, |row| {
+                values
+                    .values
+                    .get(row)
+                    .map(|text| Cow::Borrowed(text.as_str()))
+            }),
+            Values::DoubleValues(values) => gather(column, rows, |row| {
+                values.values.get(row).map(|n| Cow::Owned(n.to_string()))
+            }),
+            Values::Int64Values(values) => gather(column, rows, |row| {
+                values.values.get(row).map(|n| Cow::Owned(n.to_string()))
+            }),
+            Values::Uint64Values(values) => gather(column, rows, |row| {
+                values.values.get(row).map(|n| Cow::Owned(n.to_string()))
+            }),
+            Values::BoolValues(values) => gather(column, rows, |row| {
+                values
+                    .values
+                    .get(row)
+                    .map(|flag| Cow::Owned(flag.to_string()))
+            }),
+        }),
+    }
 }
 
 /// The child table a series of `measurement` goes into.
@@ -365,7 +505,7 @@ mod tests {
         for (timestamp, values) in rows {
             assert!(encoder.push_row(*timestamp, values).unwrap().is_none());
         }
-        pb::RowBatch::decode(encoder.finish().payload).unwrap()
+        pb::RowBatch::decode(encoder.finish().payload()).unwrap()
     }
 
     #[test]
@@ -472,6 +612,7 @@ mod tests {
 
     #[test]
     fn values_that_cannot_be_stored_are_rejected_with_a_reason() {
+        let long = "x".repeat(MAX_VAR_BYTES as usize + 1);
         let batch = batch(
             &[],
             &[("v", Double), ("s", String)],
@@ -482,11 +623,25 @@ mod tests {
                     vec![Some(Value::Double(2.0)), Some(Value::String("a\0b"))],
                 ),
                 (3, vec![Some(Value::Double(3.0)), None]),
+                // Two reasons: the first column's is given.
+                (
+                    4,
+                    vec![
+                        Some(Value::Double(f64::INFINITY)),
+                        Some(Value::String("\0")),
+                    ],
+                ),
+                (5, vec![None, Some(Value::String(&long))]),
+                (6, vec![None, Some(Value::String("fine"))]),
             ],
         );
         let (_, schema) = crate::schema::plan("db", "cpu", None, &needs(&batch, None));
         let converted = convert(&batch, &schema, Precision::Nanoseconds);
-        assert_eq!(converted.tables[0].timestamps, [3]);
+        assert_eq!(converted.tables[0].timestamps, [3, 6]);
+        assert_eq!(
+            converted.tables[0].columns[1].cells,
+            Cells::VarChar(vec![None, Some(Cow::Borrowed("fine"))])
+        );
         assert_eq!(converted.tables[0].tags, [("_tag_null".to_owned(), None)]);
         let reasons: Vec<_> = converted
             .rejected
@@ -497,7 +652,12 @@ mod tests {
             reasons,
             [
                 (1, "field \"v\": NaN cannot be stored in TDengine"),
-                (2, "field \"s\": TDengine cannot store a NUL character")
+                (2, "field \"s\": TDengine cannot store a NUL character"),
+                (4, "field \"v\": inf cannot be stored in TDengine"),
+                (
+                    5,
+                    "field \"s\": a string of 65518 bytes is longer than TDengine's 65517"
+                ),
             ]
         );
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use influx2td_bus::{
     Bus, BusError, Delivery, OutgoingMessage, QueueConfig, Settle, StreamKind, WorkQueue,
 };
-use influx2td_proto::batch::WindowRef;
+use influx2td_proto::batch::{BatchDecodeError, WindowRef};
 use influx2td_proto::names::{Names, header};
 use influx2td_proto::{Message, pb};
 use thiserror::Error;
@@ -223,7 +223,7 @@ fn plan_writes<B: Bus, S: Sink>(
 ) -> Vec<Task> {
     let (small, large): (Vec<_>, Vec<_>) = deliveries
         .into_iter()
-        .partition(|delivery| delivery.payload().len() <= SMALL_BATCH_BYTES);
+        .partition(|delivery| delivery.size() <= SMALL_BATCH_BYTES);
     let mut tasks: Vec<Task> = Vec::with_capacity(large.len() + 1);
     for delivery in large {
         let context = context.clone();
@@ -260,7 +260,7 @@ fn batch_span<D: Delivery>(delivery: &D, batch: &pb::RowBatch) -> tracing::Span 
         window_end = batch.window_end_ns,
         seq = batch.seq,
         rows = batch.row_count(),
-        bytes = delivery.payload().len(),
+        bytes = delivery.size(),
         written = tracing::field::Empty,
         dead_lettered = tracing::field::Empty,
         outcome = tracing::field::Empty,
@@ -280,7 +280,7 @@ async fn handle_together<B: Bus, S: Sink>(
     let started = std::time::Instant::now();
     let mut batches = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        match pb::RowBatch::decode_checked(delivery.payload().clone()) {
+        match row_batch(&delivery) {
             Ok(batch) => batches.push((delivery, batch)),
             Err(error) => {
                 tracing::error!(subject = delivery.subject(), %error, "dropping a message that is not a RowBatch");
@@ -321,7 +321,7 @@ async fn handle_together<B: Bus, S: Sink>(
 /// again, same table and timestamp).
 async fn write_together<B: Bus, S: Sink, D: Delivery>(
     context: &Context<B, S>,
-    batches: &[(D, pb::RowBatch)],
+    batches: &[(D, Arc<pb::RowBatch>)],
     spans: &[tracing::Span],
 ) -> bool {
     let mut converted = Vec::with_capacity(batches.len());
@@ -376,11 +376,19 @@ async fn write_together<B: Bus, S: Sink, D: Delivery>(
     context.sink.flush().await.is_ok()
 }
 
+/// The delivery's row batch: as the in-process bus carried it from the reader, or decoded.
+fn row_batch<D: Delivery>(delivery: &D) -> Result<Arc<pb::RowBatch>, BatchDecodeError> {
+    if let Some(batch) = delivery.object::<pb::RowBatch>() {
+        return Ok(batch);
+    }
+    pb::RowBatch::decode_checked(delivery.payload().clone()).map(Arc::new)
+}
+
 async fn handle<B: Bus, S: Sink>(
     context: &Context<B, S>,
     delivery: <B::Queue as WorkQueue>::Delivery,
 ) {
-    let batch = match pb::RowBatch::decode_checked(delivery.payload().clone()) {
+    let batch = match row_batch(&delivery) {
         Ok(batch) => batch,
         Err(error) => {
             tracing::error!(subject = delivery.subject(), %error, "dropping a message that is not a RowBatch");
@@ -398,7 +406,7 @@ async fn handle<B: Bus, S: Sink>(
 async fn handle_batch<B: Bus, S: Sink>(
     context: &Context<B, S>,
     delivery: <B::Queue as WorkQueue>::Delivery,
-    batch: pb::RowBatch,
+    batch: Arc<pb::RowBatch>,
 ) {
     let started = std::time::Instant::now();
     let tries = delivery.delivered();
@@ -462,7 +470,7 @@ async fn settle_written<B: Bus, S: Sink>(
         &batch.measurement,
         written.rows,
         written.rejected.len() as u64,
-        delivery.payload().len() as u64,
+        delivery.size() as u64,
         started.elapsed(),
     );
     tracing::debug!(

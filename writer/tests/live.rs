@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use influx2td_proto::batch::{BatchEncoder, WindowRef};
-use influx2td_proto::{ColumnType, EncodedBatch, Value, pb};
+use influx2td_proto::{ClosedBatch, ColumnType, Value, pb};
 use influx2td_writer::service;
 use influx2td_writer::{Sink, TdengineSink};
 
@@ -25,7 +25,7 @@ fn window() -> WindowRef {
     }
 }
 
-fn batch(rows: &[(i64, [Option<Value<'_>>; 5])], extra_tag: bool) -> EncodedBatch {
+fn batch(rows: &[(i64, [Option<Value<'_>>; 5])], extra_tag: bool) -> ClosedBatch {
     let mut encoder = BatchEncoder::new(window());
     let mut tags = vec![pb::Tag {
         key: "host".into(),
@@ -58,7 +58,7 @@ async fn write(
     sink: &TdengineSink,
     database: &str,
     precision: influx2td_writer::Precision,
-    batches: Vec<EncodedBatch>,
+    batches: Vec<ClosedBatch>,
 ) {
     let (reports, letters) = write_reporting(sink, database, precision, 4, batches).await;
     for report in &reports {
@@ -458,7 +458,7 @@ async fn live_concurrent_batches_race_their_ddl_safely() {
         .unwrap();
     // 40 batches at once, each with a new tag set, half with an extra tag and growing strings:
     // the writer creates and alters the super table while inserts run.
-    let batches: Vec<EncodedBatch> = (0..40)
+    let batches: Vec<ClosedBatch> = (0..40)
         .map(|index| {
             let text = "s".repeat(10 + index * 20);
             let mut encoder = BatchEncoder::new(WindowRef {

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use influx2td_proto::batch::{BatchEncoder, WindowRef};
-use influx2td_proto::{ColumnType, EncodedBatch, Value, pb};
+use influx2td_proto::{ClosedBatch, ColumnType, Value, pb};
 use influx2td_writer::mapping::{line_protocol_key, line_protocol_measurement};
 use influx2td_writer::{Sink, TdengineSink, service};
 
@@ -253,7 +253,7 @@ fn chosen_measurements() -> Vec<Vec<Series>> {
     ]
 }
 
-fn batch_of(series: &[Series]) -> EncodedBatch {
+fn batch_of(series: &[Series]) -> ClosedBatch {
     let mut encoder = BatchEncoder::new(WindowRef {
         job: "naming".into(),
         measurement: series[0].measurement.clone(),
@@ -496,7 +496,7 @@ async fn live_naming_matches_tdengine_schemaless_ingestion() {
     let (sink, taos) = (&pair.sink, &pair.taos);
     let (schemaless_db, ours_db) = (&pair.schemaless_db, &pair.ours_db);
     let refused = write_schemaless(taos, &measurements).await;
-    let batches: Vec<EncodedBatch> = measurements.iter().map(|series| batch_of(series)).collect();
+    let batches: Vec<ClosedBatch> = measurements.iter().map(|series| batch_of(series)).collect();
     let (reports, letters) = write_reporting(
         sink,
         ours_db,

@@ -12,7 +12,7 @@ use influx2td_bus::{
     QueueDepth, Settle, StreamKind, WorkQueue,
 };
 use influx2td_proto::batch::{BatchEncoder, WindowRef};
-use influx2td_proto::{ColumnType, EncodedBatch, Message, Value, pb};
+use influx2td_proto::{ClosedBatch, ColumnType, Message, Value, pb};
 use influx2td_testkit::NatsServer;
 use influx2td_writer::schema::TableSchema;
 use influx2td_writer::service::{self, WriterSettings};
@@ -42,7 +42,7 @@ fn tag(key: &str, value: &str) -> pb::Tag {
 }
 
 /// `cpu` with two series (one with a string full of quotes), and tagless `mem`.
-fn batches() -> Vec<EncodedBatch> {
+fn batches() -> Vec<ClosedBatch> {
     let mut cpu = BatchEncoder::new(window("cpu"));
     cpu.begin_series(
         vec![tag("host", "a")],
@@ -86,13 +86,13 @@ fn batches() -> Vec<EncodedBatch> {
     vec![cpu.finish(), mem.finish()]
 }
 
-fn message(batch: &EncodedBatch) -> OutgoingMessage {
-    let decoded = pb::RowBatch::decode(batch.payload.clone()).unwrap();
+fn message(batch: &ClosedBatch) -> OutgoingMessage {
+    let decoded = pb::RowBatch::decode(batch.payload()).unwrap();
     OutgoingMessage {
         subject: names().subject(StreamKind::Data, &decoded.measurement),
         msg_id: names().data_msg_id(&window(&decoded.measurement), batch.seq),
         headers: vec![],
-        payload: batch.payload.clone(),
+        payload: batch.payload().into(),
     }
 }
 
@@ -705,7 +705,7 @@ async fn a_lost_connection_is_retried_past_the_limit_and_shown_all_along() {
 }
 
 /// A small batch of `measurement`'s window starting at `start`: one series, `rows` rows.
-fn small_batch(measurement: &str, start: i64, rows: i64) -> EncodedBatch {
+fn small_batch(measurement: &str, start: i64, rows: i64) -> ClosedBatch {
     let mut encoder = BatchEncoder::new(WindowRef {
         window_start_ns: start,
         window_end_ns: start + 1_000,
@@ -722,13 +722,13 @@ fn small_batch(measurement: &str, start: i64, rows: i64) -> EncodedBatch {
     encoder.finish()
 }
 
-fn published(batch: &EncodedBatch, id: &str) -> OutgoingMessage {
-    let decoded = pb::RowBatch::decode(batch.payload.clone()).unwrap();
+fn published(batch: &ClosedBatch, id: &str) -> OutgoingMessage {
+    let decoded = pb::RowBatch::decode(batch.payload()).unwrap();
     OutgoingMessage {
         subject: names().subject(StreamKind::Data, &decoded.measurement),
         msg_id: id.into(),
         headers: vec![],
-        payload: batch.payload.clone(),
+        payload: batch.payload().into(),
     }
 }
 

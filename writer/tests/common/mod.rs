@@ -7,7 +7,7 @@ use std::time::Duration;
 use influx2td_bus::{
     Bus, Delivery, MemoryBus, Names, OutgoingMessage, QueueConfig, Settle, StreamKind, WorkQueue,
 };
-use influx2td_proto::{EncodedBatch, Message, pb};
+use influx2td_proto::{ClosedBatch, Message, pb};
 use influx2td_writer::TdengineSink;
 use influx2td_writer::service::{self, WriterSettings};
 use tokio::sync::oneshot;
@@ -50,7 +50,7 @@ pub async fn write_reporting(
     database: &str,
     precision: influx2td_writer::Precision,
     write_concurrency: usize,
-    batches: Vec<EncodedBatch>,
+    batches: Vec<ClosedBatch>,
 ) -> (Vec<pb::WindowDone>, Vec<pb::DeadLetter>) {
     let state = tempfile::tempdir().unwrap();
     let names = Names::new("influx2td", "live").unwrap();
@@ -76,7 +76,7 @@ pub async fn write_reporting(
             subject: names.subject(StreamKind::Data, "cpu"),
             msg_id: format!("live-{index}"),
             headers: vec![],
-            payload: batch.payload,
+            payload: batch.payload().into(),
         })
         .await
         .unwrap();
