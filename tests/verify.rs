@@ -212,6 +212,28 @@ fn verify_is_exact_on_overflowing_integer_sums_and_finds_one_changed_value_in_td
             )))
             .unwrap();
     });
+
+    // A new job (no checkpoints of its own) into the database, now not empty, is refused with
+    // the reason and writes nothing, though its reads begin while the target is checked: the
+    // series added to the source does not arrive.
+    influxd.write("db", &format!("wide,host=b big=1i,ratio=1.5 {}\n", T0 + 10));
+    let fresh = tempfile::tempdir().unwrap();
+    let refused = command(&influxd, &dsn, &database, fresh.path(), &["run"])
+        .output()
+        .unwrap();
+    let said = text(&refused);
+    assert_ne!(refused.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!("TDengine database {database:?} already holds")),
+        "{said}"
+    );
+    // Still only the super table and the child table of host=a: none for host=b.
+    let info = runtime
+        .block_on(influx2td_writer::Sink::database(&sink, &database))
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.tables, 2, "{said}");
+
     runtime
         .block_on(influx2td_writer::Sink::execute(
             &sink,

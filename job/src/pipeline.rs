@@ -118,7 +118,8 @@ async fn prepare_job<B: influx2td_bus::Bus>(
     bus: &B,
     sink: &influx2td_writer::AnySink,
 ) -> anyhow::Result<Vec<influx2td_coordinator::PlannedMeasurement>> {
-    let resuming = prepare_target(job, bus, sink).await?;
+    let resuming = is_resuming(bus).await?;
+    prepare_target(job, sink, resuming).await?;
     let client = influx2td_reader::InfluxClient::new(&job.source, &job.bucket)?;
     let planned = influx2td_coordinator::plan::discover(&client, job, job.read_concurrency).await?;
     planned_log(job, &planned, resuming);
@@ -138,19 +139,23 @@ fn planned_log(
     );
 }
 
-/// Prepares the target (once per job); whether the job resumes (it has checkpoints).
-async fn prepare_target<B: influx2td_bus::Bus>(
-    job: &JobConfig,
-    bus: &B,
-    sink: &influx2td_writer::AnySink,
-) -> anyhow::Result<bool> {
+/// Whether the job resumes: it has checkpoints.
+async fn is_resuming<B: influx2td_bus::Bus>(bus: &B) -> anyhow::Result<bool> {
     use influx2td_bus::CheckpointStore;
     let store = bus.checkpoints().await?;
-    let resuming = store
+    Ok(store
         .keys()
         .await?
         .iter()
-        .any(|key| key.starts_with("checkpoint."));
+        .any(|key| key.starts_with("checkpoint.")))
+}
+
+/// Prepares the target (once per job): creates the database, or checks the one there.
+async fn prepare_target(
+    job: &JobConfig,
+    sink: &influx2td_writer::AnySink,
+    resuming: bool,
+) -> anyhow::Result<()> {
     let target = &job.target;
     influx2td_writer::service::prepare_target(
         sink,
@@ -160,7 +165,7 @@ async fn prepare_target<B: influx2td_bus::Bus>(
         resuming,
     )
     .await?;
-    Ok(resuming)
+    Ok(())
 }
 
 /// What a finished (or stopped) job says; an error when rows did not all arrive.
@@ -224,8 +229,26 @@ async fn pipeline_of(
         let endpoints = tdengine_probe(endpoints, &sink, &job.target.database);
         serve_http(job, status_source(endpoints, &coordinator_settings.status)).await?;
     }
-    let planned = prepare_job(job, &bus, &sink).await?;
-    let settings = writer_settings(job, &sink).await?;
+    // The target is made ready (the database created, its precision read) while InfluxDB is
+    // asked what to copy and the first windows are read: the writer starts when it is ready.
+    let resuming = is_resuming(&bus).await?;
+    let (target_failed, target_failure) = tokio::sync::oneshot::channel::<()>();
+    let preparing = {
+        let (job, sink) = (job.clone(), sink.clone());
+        tokio::spawn(async move {
+            prepare_target(&job, &sink, resuming).await?;
+            writer_settings(&job, &sink).await
+        })
+    };
+    let planned =
+        match influx2td_coordinator::plan::discover(&client, job, job.read_concurrency).await {
+            Ok(planned) => planned,
+            Err(error) => {
+                preparing.abort();
+                return Err(error.into());
+            }
+        };
+    planned_log(job, &planned, resuming);
 
     let (stop_reader, reader_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -237,14 +260,28 @@ async fn pipeline_of(
             let _ = reader_stopped.await;
         },
     ));
-    let writer = tokio::spawn(influx2td_writer::service::run(
-        bus.clone(),
-        sink,
-        settings,
-        async {
-            let _ = writer_stopped.await;
-        },
-    ));
+    let writer = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            // When the target cannot be made ready, nothing was written: the job stops with
+            // the target's error.
+            let prepared = preparing.await.unwrap_or_else(|failed| {
+                Err(anyhow::anyhow!("preparing the target failed: {failed}"))
+            });
+            let settings = match prepared {
+                Ok(settings) => settings,
+                Err(error) => {
+                    let _ = target_failed.send(());
+                    return Err(error);
+                }
+            };
+            influx2td_writer::service::run(bus, sink, settings, async {
+                let _ = writer_stopped.await;
+            })
+            .await
+            .map_err(anyhow::Error::from)
+        })
+    };
     tracing::info!(
         job = job.job,
         source = job.source.url,
@@ -252,8 +289,13 @@ async fn pipeline_of(
         "run started"
     );
     let bar = interactive.then(|| progress::show(coordinator_settings.status.clone()));
-    let summary =
-        influx2td_coordinator::service::run(bus, planned, coordinator_settings, shutdown).await;
+    let summary = influx2td_coordinator::service::run(bus, planned, coordinator_settings, async {
+        tokio::select! {
+            () = shutdown => {}
+            _ = target_failure => {}
+        }
+    })
+    .await;
     drop(bar);
     // Readers stop first; writers then drain what was read.
     let _ = stop_reader.send(());
@@ -304,7 +346,8 @@ async fn coordinate(
     let planned = match job.discovery {
         influx2td_config::Discovery::Coordinator => prepare_job(job, &bus, &sink).await?,
         influx2td_config::Discovery::Readers => {
-            let resuming = prepare_target(job, &bus, &sink).await?;
+            let resuming = is_resuming(&bus).await?;
+            prepare_target(job, &sink, resuming).await?;
             let asked = crate::discovery::ask(&bus, &settings.status, &mut shutdown);
             let Some(planned) = asked.await? else {
                 return Ok(influx2td_coordinator::JobSummary::default());
