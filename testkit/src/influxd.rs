@@ -189,6 +189,15 @@ bind-address = "127.0.0.1:{rpc}"
         }
     }
 
+    /// Starts influxd again on the same ports with the same data, under other options (say, a
+    /// different cold duration); `admin` and `tls` must stay as they were.
+    pub fn start_again_with(&mut self, options: InfluxdOptions) {
+        self.stop();
+        self.options = options;
+        self.write_config();
+        self.start_again();
+    }
+
     /// Starts influxd again on the same ports with the same data.
     pub fn start_again(&mut self) {
         self.stop();

@@ -623,3 +623,55 @@ fn a_field_of_two_types_in_two_shards_is_read_as_each_shard_wrote_it() {
         .collect();
     assert_eq!(types, vec![FieldType::Integer, FieldType::Float]);
 }
+
+#[test]
+fn the_wal_wins_over_tsm_files_and_its_deletes_reach_them() {
+    let Some(mut influxd) = start(Some("1s"), None) else {
+        return;
+    };
+    influxd.write(DATABASE, &mixed_data());
+    wait_flushed(&influxd);
+    // From now on nothing is flushed: what follows stays in the WAL, over the TSM files.
+    influxd.start_again_with(InfluxdOptions::default());
+    let overwrites: Vec<String> = (0..2_500i64)
+        .step_by(5)
+        .map(|index| {
+            format!(
+                "long,host=x v=-{index}.5,s=\"wal {index}\" {}",
+                1_000_000_000_000_000_000 + index * 1_000_000_000
+            )
+        })
+        .collect();
+    influxd.write(DATABASE, &overwrites.join("\n"));
+    influxd.query_in(
+        Some(DATABASE),
+        "DROP SERIES FROM \"many\" WHERE \"host\" = 'h3'",
+    );
+    influxd.query_in(
+        Some(DATABASE),
+        "DELETE FROM \"long\" WHERE time >= 1000000000000000000 + 2000s",
+    );
+    let expected = query_by_day(&influxd);
+    influxd.stop();
+    let shards = shards(&influxd);
+    assert!(
+        shards
+            .iter()
+            .any(|(_, wal)| files_with_extension(wal, "wal")
+                .iter()
+                .any(|segment| segment.metadata().is_ok_and(|metadata| metadata.len() > 0))),
+        "the overwrites are in the WAL"
+    );
+    let read = read_shards(&shards, true);
+    assert_eq!(read.tsm_files, 2);
+    let points = assert_same(&read, &expected);
+    assert_eq!(points, 50 + 17 + 13 + 10 + 40 + 2000 - 10 + 4 * 2000);
+    let (_, series) = read.by_day.iter().last().expect("a day");
+    let long_s = &series[&(
+        "long".to_owned(),
+        [("host".to_owned(), "x".to_owned())].into(),
+        "s".to_owned(),
+    )];
+    assert_eq!(long_s[5].1, Typed::String("wal 5".into()));
+    assert_eq!(long_s[6].1, Typed::String("state 2".into()));
+}
