@@ -201,11 +201,23 @@ struct Read {
     tsm_files: usize,
 }
 
+fn open_shards(shards: &[(PathBuf, PathBuf)], with_wal: bool) -> Vec<Shard> {
+    shards
+        .iter()
+        .map(|(data, wal)| {
+            Shard::open(data, with_wal.then_some(wal.as_path()))
+                .unwrap_or_else(|error| panic!("open shard {}: {error}", data.display()))
+        })
+        .collect()
+}
+
 fn read_shards(shards: &[(PathBuf, PathBuf)], with_wal: bool) -> Read {
+    read_opened(&open_shards(shards, with_wal))
+}
+
+fn read_opened(shards: &[Shard]) -> Read {
     let mut read = Read::default();
-    for (data, wal) in shards {
-        let shard = Shard::open(data, with_wal.then_some(wal.as_path()))
-            .unwrap_or_else(|error| panic!("open shard {}: {error}", data.display()));
+    for shard in shards {
         read.tsm_files += shard.files().count();
         let Some((min, max)) = shard.time_range() else {
             continue;
@@ -674,4 +686,46 @@ fn the_wal_wins_over_tsm_files_and_its_deletes_reach_them() {
     )];
     assert_eq!(long_s[5].1, Typed::String("wal 5".into()));
     assert_eq!(long_s[6].1, Typed::String("state 2".into()));
+}
+
+#[test]
+fn a_shard_opened_before_a_compaction_reads_the_files_it_opened() {
+    let Some(mut influxd) = start(Some("1s"), None) else {
+        return;
+    };
+    let data = mixed_data();
+    let lines: Vec<&str> = data.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    influxd.write(DATABASE, &first.join("\n"));
+    wait_flushed(&influxd);
+    influxd.write(DATABASE, &second.join("\n"));
+    wait_until("two TSM files in a shard", || {
+        shards(&influxd)
+            .iter()
+            .any(|(data, _)| files_with_extension(data, "tsm").len() >= 2)
+    });
+    wait_flushed(&influxd);
+    let expected = query_by_day(&influxd);
+    let paths = shards(&influxd);
+    let opened = open_shards(&paths, true);
+    let before: Vec<PathBuf> = paths
+        .iter()
+        .flat_map(|(data, _)| files_with_extension(data, "tsm"))
+        .collect();
+
+    // Now influxd compacts every shard into one new file and deletes the files we opened.
+    influxd.start_again_with(InfluxdOptions {
+        cache_snapshot_write_cold_duration: Some("1s".into()),
+        compact_full_write_cold_duration: Some("1s".into()),
+        ..InfluxdOptions::default()
+    });
+    wait_until("the opened files replaced by a compaction", || {
+        before.iter().any(|path| !path.exists())
+            && paths
+                .iter()
+                .all(|(data, _)| files_with_extension(data, "tsm").len() == 1)
+    });
+    // The shard opened before reads what it opened; one opened now reads the new file.
+    assert_same(&read_opened(&opened), &expected);
+    assert_same(&read_shards(&paths, true), &expected);
 }
