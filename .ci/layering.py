@@ -15,6 +15,8 @@ ALLOWED = {
     "influx2td-proto": set(),
     "influx2td-testkit": set(),
     "influx2td-telemetry": set(),
+    # InfluxDB's storage files, read-only; the reader will use it, it uses nothing of ours.
+    "influx2td-tsm": set(),
     "influx2td-config": {"influx2td-proto"},
     "influx2td-bus": {"influx2td-proto", "influx2td-telemetry"},
     "influx2td-reader": {"influx2td-proto", "influx2td-bus", "influx2td-config", "influx2td-telemetry"},

@@ -11,7 +11,7 @@ seconds=${1:-15}
 command -v cargo-fuzz > /dev/null || cargo install cargo-fuzz --locked
 export RUSTUP_TOOLCHAIN=${RUSTUP_TOOLCHAIN:-stable}
 cargo fuzz build -s none
-for target in influxql_msgpack flux_csv config row_batch; do
+for target in influxql_msgpack flux_csv config row_batch tsm_file tsm_block wal_segment tombstone; do
     mkdir -p "corpus/$target"
     echo "fuzz $target for ${seconds}s"
     cargo fuzz run -s none "$target" "corpus/$target" "seeds/$target" -- \

@@ -16,6 +16,13 @@ pub struct InfluxdOptions {
     /// Serves HTTPS with this certificate and key (PEM) instead of HTTP. The helpers that send
     /// statements (`query`, `write`) speak plain HTTP and do not work then.
     pub tls: Option<crate::TestCertificates>,
+    /// `[data] cache-snapshot-write-cold-duration`: how long after the last write the cache
+    /// is written to a TSM file (influxd's default: 10m). A short one (`"1s"`) puts data in TSM
+    /// files within seconds.
+    pub cache_snapshot_write_cold_duration: Option<String>,
+    /// `[data] compact-full-write-cold-duration`: how long after the last write a shard's TSM
+    /// files are compacted into one (influxd's default: 4h).
+    pub compact_full_write_cold_duration: Option<String>,
 }
 
 /// `influxd` 1.x on free ports (HTTP and the RPC `bind-address`); killed on drop.
@@ -103,6 +110,16 @@ impl Influxd {
         self.http_port
     }
 
+    /// `[data] dir`: `<database>/<retention policy>/<shard id>/*.tsm`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.directory.path().join("data")
+    }
+
+    /// `[data] wal-dir`: `<database>/<retention policy>/<shard id>/_NNNNN.wal`.
+    pub fn wal_dir(&self) -> std::path::PathBuf {
+        self.directory.path().join("wal")
+    }
+
     fn write_config(&self) {
         let root = self.directory.path();
         let config = format!(
@@ -118,6 +135,7 @@ bind-address = "127.0.0.1:{rpc}"
   wal-dir = "{root}/wal"
   query-log-enabled = false
   trace-logging-enabled = false
+{data_options}
 
 [coordinator]
   query-timeout = "0s"
@@ -142,6 +160,19 @@ bind-address = "127.0.0.1:{rpc}"
             http = self.http_port,
             root = root.display(),
             auth = self.options.admin.is_some(),
+            data_options = [
+                (
+                    "cache-snapshot-write-cold-duration",
+                    &self.options.cache_snapshot_write_cold_duration
+                ),
+                (
+                    "compact-full-write-cold-duration",
+                    &self.options.compact_full_write_cold_duration
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| value.as_ref().map(|value| format!("  {key} = \"{value}\"\n")))
+            .collect::<String>(),
             tls = self.options.tls.as_ref().map_or_else(String::new, |tls| format!(
                 "  https-enabled = true\n  https-certificate = \"{}\"\n  https-private-key = \"{}\"",
                 tls.cert_file.display(),
@@ -156,6 +187,15 @@ bind-address = "127.0.0.1:{rpc}"
         if let Some(mut process) = self.process.take() {
             process.kill();
         }
+    }
+
+    /// Starts influxd again on the same ports with the same data, under other options (say, a
+    /// different cold duration); `admin` and `tls` must stay as they were.
+    pub fn start_again_with(&mut self, options: InfluxdOptions) {
+        self.stop();
+        self.options = options;
+        self.write_config();
+        self.start_again();
     }
 
     /// Starts influxd again on the same ports with the same data.
@@ -199,11 +239,24 @@ bind-address = "127.0.0.1:{rpc}"
         database: Option<&str>,
         statement: &str,
     ) -> HttpResponse {
+        self.query_as_in_epoch(credentials, database, None, statement)
+    }
+
+    fn query_as_in_epoch(
+        &self,
+        credentials: Option<(&str, &str)>,
+        database: Option<&str>,
+        epoch: Option<&str>,
+        statement: &str,
+    ) -> HttpResponse {
         // In the URL, not the body: a refused request is answered before any body is read.
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         query.append_pair("q", statement);
         if let Some(database) = database {
             query.append_pair("db", database);
+        }
+        if let Some(epoch) = epoch {
+            query.append_pair("epoch", epoch);
         }
         let query = query.finish();
         let authorization = basic_auth(credentials);
@@ -230,6 +283,18 @@ bind-address = "127.0.0.1:{rpc}"
     /// Like [`Influxd::query`], in `database` (for statements that name no database).
     pub fn query_in(&self, database: Option<&str>, statement: &str) -> String {
         let response = self.query_as_in(self.credentials(), database, statement);
+        assert!(
+            response.status == 200 && !response.body.contains("\"error\""),
+            "influxd query {statement:?}: {response:?}"
+        );
+        response.body
+    }
+
+    /// Like [`Influxd::query_in`], with times as integer nanoseconds (`epoch=ns`) instead of
+    /// RFC 3339 text.
+    pub fn query_ns(&self, database: &str, statement: &str) -> String {
+        let response =
+            self.query_as_in_epoch(self.credentials(), Some(database), Some("ns"), statement);
         assert!(
             response.status == 200 && !response.body.contains("\"error\""),
             "influxd query {statement:?}: {response:?}"
