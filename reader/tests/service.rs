@@ -25,6 +25,7 @@ fn names() -> Names {
 
 fn client(influxd: &Influxd, bucket: &str) -> InfluxClient {
     let config = SourceConfig {
+        kind: Default::default(),
         url: influxd.url(),
         version: None,
         query_language: influx2td_config::QueryLanguage::Influxql,
