@@ -58,6 +58,7 @@ fn settings() -> ReaderSettings {
     ReaderSettings {
         read_concurrency: 4,
         query_language: influx2td_config::QueryLanguage::Influxql,
+        tsm: None,
         batch_limit: 200,
         ack_wait: Duration::from_secs(3),
         max_retry_delay: Duration::from_secs(1),
