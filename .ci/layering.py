@@ -19,7 +19,7 @@ ALLOWED = {
     "influx2td-tsm": set(),
     "influx2td-config": {"influx2td-proto"},
     "influx2td-bus": {"influx2td-proto", "influx2td-telemetry"},
-    "influx2td-reader": {"influx2td-proto", "influx2td-bus", "influx2td-config", "influx2td-telemetry"},
+    "influx2td-reader": {"influx2td-proto", "influx2td-bus", "influx2td-config", "influx2td-telemetry", "influx2td-tsm"},
     "influx2td-writer": {"influx2td-proto", "influx2td-bus", "influx2td-config", "influx2td-telemetry"},
     # The coordinator discovers measurements and schemas through the reader's InfluxDB client.
     "influx2td-coordinator": {

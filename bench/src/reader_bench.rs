@@ -38,6 +38,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = SourceConfig {
+        kind: Default::default(),
         url: args.url.clone(),
         version: None,
         query_language: QueryLanguage::Influxql,

@@ -218,6 +218,24 @@ pub const KEYS: &[Key] = &[
         "who lists the measurements and their time bounds before a job over NATS starts: `coordinator` (it reaches InfluxDB itself) or `readers` (only readers reach InfluxDB, e.g. agents at the source's site behind a NATS leaf node: the coordinator asks them over NATS)",
     ),
     key(
+        "source.kind",
+        Kind::String,
+        "query",
+        "`query`: read through InfluxDB's query engine over HTTP (source.query_language); `tsm`: read a 1.x server's storage files (TSM files and WAL) directly, on the host that sees source.data_dir and source.wal_dir",
+    ),
+    key(
+        "source.data_dir",
+        Kind::String,
+        "required for source.kind = tsm",
+        "the `[data] dir` of the InfluxDB 1.x server (holds `<database>/<retention policy>/<shard id>/`); read-only",
+    ),
+    key(
+        "source.wal_dir",
+        Kind::String,
+        "required for source.kind = tsm",
+        "the `[data] wal-dir` of the InfluxDB 1.x server (points not yet in TSM files); read-only",
+    ),
+    key(
         "source.query_language",
         Kind::String,
         "influxql",

@@ -6,6 +6,7 @@ pub mod check;
 pub mod keys;
 mod layers;
 mod secret;
+pub mod tsm;
 mod validate;
 
 use std::fmt;
@@ -122,6 +123,8 @@ pub enum QueryLanguage {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceConfig {
+    /// Through the query engine (the default), or the storage files read directly.
+    pub kind: SourceKind,
     /// `http://host:8086` when no port was given for http (https keeps its default, 443).
     pub url: String,
     /// `None`: detect from the server.
@@ -132,6 +135,17 @@ pub struct SourceConfig {
     /// The longest silence inside an answer before the read is abandoned (and retried).
     #[serde(serialize_with = "validate::serialize_duration")]
     pub read_timeout: Duration,
+}
+
+/// What the reader reads (`source.kind`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// InfluxDB's query engine over HTTP, in `source.query_language`.
+    #[default]
+    Query,
+    /// A 1.x server's TSM files and WAL, read on the host that sees them.
+    Tsm(tsm::TsmDirs),
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -11,7 +11,7 @@ use crate::layers::{Layers, Origin, shown_value};
 use crate::{
     ConfigError, Discovery, Dsn, InsertMode, JobConfig, LogLevel, MeasurementFilter,
     NatsAuthConfig, NatsConfig, Problem, QueryLanguage, Secret, SourceAuth, SourceConfig,
-    TargetConfig, TlsConfig, keys,
+    SourceKind, TargetConfig, TlsConfig, keys,
 };
 
 const MAX_CONCURRENCY: i64 = 10_000;
@@ -236,6 +236,9 @@ pub(crate) fn validate(mut layers: Layers) -> Result<JobConfig, ConfigError> {
             Discovery::Coordinator
         }
     };
+
+    let kind = source_kind(&mut checker, bucket.as_deref(), discovery);
+    let source = source.map(|source| SourceConfig { kind, ..source });
 
     let problems = checker.problems;
     match (bucket, begin_ns, source, target) {
@@ -463,6 +466,7 @@ fn source(checker: &mut Checker) -> Option<SourceConfig> {
         checker.problem("source.read_timeout", "must be at least 1s");
     }
     Some(SourceConfig {
+        kind: SourceKind::Query,
         url: url?,
         version,
         query_language,
@@ -470,6 +474,56 @@ fn source(checker: &mut Checker) -> Option<SourceConfig> {
         tls,
         read_timeout,
     })
+}
+
+/// `source.kind` and, for `tsm`, its directories: each must be a directory holding the bucket's
+/// database and retention policy. A coordinator that leaves discovery to the readers
+/// (`source.discovery = "readers"`) need not see them; the readers check them when they start.
+fn source_kind(checker: &mut Checker, bucket: Option<&str>, discovery: Discovery) -> SourceKind {
+    match checker.string("source.kind").as_deref() {
+        None | Some("query") => {
+            for path in ["source.data_dir", "source.wal_dir"] {
+                if checker.string(path).is_some() {
+                    checker.problem(path, "only read with source.kind = \"tsm\"");
+                }
+            }
+            return SourceKind::Query;
+        }
+        Some("tsm") => {}
+        Some(_) => {
+            checker.problem("source.kind", "use query or tsm");
+            return SourceKind::Query;
+        }
+    }
+    let check = discovery == Discovery::Coordinator;
+    let directory = |checker: &mut Checker, path: &str| -> Option<PathBuf> {
+        let Some(text) = checker.string(path) else {
+            checker.missing_for(path, "source.kind = \"tsm\" reads the server's files there");
+            return None;
+        };
+        let directory = PathBuf::from(text);
+        if check {
+            match std::fs::metadata(&directory) {
+                Ok(metadata) if metadata.is_dir() => {}
+                Ok(_) => checker.problem(path, "not a directory"),
+                Err(error) => checker.problem(path, format!("cannot read it: {error}")),
+            }
+        }
+        Some(directory)
+    };
+    let data_dir = directory(checker, "source.data_dir");
+    let wal_dir = directory(checker, "source.wal_dir");
+    let (Some(data_dir), Some(wal_dir)) = (data_dir, wal_dir) else {
+        return SourceKind::Query;
+    };
+    if check
+        && data_dir.is_dir()
+        && let Some(bucket) = bucket
+        && let Err(message) = crate::tsm::retention_policy_dir(&data_dir, bucket)
+    {
+        checker.problem("bucket", message);
+    }
+    SourceKind::Tsm(crate::tsm::TsmDirs { data_dir, wal_dir })
 }
 
 impl Checker {

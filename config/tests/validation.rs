@@ -768,3 +768,126 @@ fn nats_replicas_are_one_by_default_and_one_to_five() {
         );
     }
 }
+
+/// A 1.x `[data] dir` holding `telegraf/autogen/1/` and `two policies/{a,b}/`, and a WAL dir.
+fn storage_dirs() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("data/telegraf/autogen/1")).unwrap();
+    std::fs::create_dir_all(root.path().join("data/two policies/a")).unwrap();
+    std::fs::create_dir_all(root.path().join("data/two policies/b")).unwrap();
+    std::fs::create_dir_all(root.path().join("wal")).unwrap();
+    std::fs::write(root.path().join("a file"), "").unwrap();
+    root
+}
+
+#[test]
+fn the_tsm_source_takes_its_directories_from_file_or_environment() {
+    let root = storage_dirs();
+    let data = root.path().join("data");
+    let wal = root.path().join("wal");
+    let job = load(BASE, &[], &[]).unwrap();
+    assert_eq!(job.source.kind, influx2td_config::SourceKind::Query);
+    let text = BASE.replace(
+        "[source]\n",
+        &format!(
+            "[source]\nkind = \"tsm\"\ndata_dir = {:?}\nwal_dir = {:?}\n",
+            data.display(),
+            wal.display()
+        ),
+    );
+    let job = load(&text, &[], &[]).unwrap();
+    let expected = influx2td_config::SourceKind::Tsm(influx2td_config::tsm::TsmDirs {
+        data_dir: data.clone(),
+        wal_dir: wal.clone(),
+    });
+    assert_eq!(job.source.kind, expected);
+    let env = [
+        ("INFLUX2TD_SOURCE_KIND", "tsm"),
+        ("INFLUX2TD_SOURCE_DATA_DIR", data.to_str().unwrap()),
+        ("INFLUX2TD_SOURCE_WAL_DIR", wal.to_str().unwrap()),
+    ];
+    let job = load(BASE, &env, &[]).unwrap();
+    assert_eq!(job.source.kind, expected);
+    // A database alone takes its autogen policy.
+    let job = load(&text.replace("telegraf/autogen", "telegraf"), &[], &[]).unwrap();
+    assert_eq!(job.bucket, "telegraf");
+}
+
+#[test]
+fn the_tsm_source_names_the_directory_database_or_policy_it_cannot_find() {
+    let root = storage_dirs();
+    let data = root.path().join("data");
+    let wal = root.path().join("wal");
+    let flags = |data: &std::path::Path, wal: &std::path::Path| {
+        vec![
+            "source.kind=tsm".to_owned(),
+            format!("source.data_dir={}", data.display()),
+            format!("source.wal_dir={}", wal.display()),
+        ]
+    };
+    let problems_of = |text: &str, flags: Vec<String>| {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        problems_with(text, &[], &flags)
+    };
+    let missing = root.path().join("missing");
+    let found = problems_of(BASE, flags(&missing, &wal));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with(&format!(
+            "source.data_dir: invalid value \"{}\" (from the command line): cannot read it:",
+            missing.display()
+        )),
+        "{found:#?}"
+    );
+    let file = root.path().join("a file");
+    assert_eq!(
+        problems_of(BASE, flags(&data, &file)),
+        [format!(
+            "source.wal_dir: invalid value \"{}\" (from the command line): not a directory",
+            file.display()
+        )]
+    );
+    assert_eq!(
+        problems_of(
+            &BASE.replace("telegraf/autogen", "nope"),
+            flags(&data, &wal)
+        ),
+        [format!(
+            "bucket: invalid value \"nope\" (in job.toml): database \"nope\" not found in {}",
+            data.display()
+        )]
+    );
+    assert_eq!(
+        problems_of(
+            &BASE.replace("telegraf/autogen", "telegraf/weekly"),
+            flags(&data, &wal)
+        ),
+        [format!(
+            "bucket: invalid value \"telegraf/weekly\" (in job.toml): retention policy \"weekly\" not found in {}",
+            data.join("telegraf").display()
+        )]
+    );
+    let ambiguous = problems_of(
+        &BASE.replace("telegraf/autogen", "two policies"),
+        flags(&data, &wal),
+    );
+    assert!(
+        ambiguous[0].contains("has retention policies [\"a\", \"b\"] and none is autogen"),
+        "{ambiguous:#?}"
+    );
+    assert_eq!(
+        problems_with(BASE, &[], &["source.kind=tsm"]),
+        [
+            "source.data_dir: required: source.kind = \"tsm\" reads the server's files there",
+            "source.wal_dir: required: source.kind = \"tsm\" reads the server's files there"
+        ]
+    );
+    assert_eq!(
+        problems_with(BASE, &[], &["source.kind=parquet"]),
+        ["source.kind: invalid value \"parquet\" (from the command line): use query or tsm"]
+    );
+    // A coordinator that leaves discovery to the readers need not see the files.
+    let mut remote = flags(&missing, &missing);
+    remote.push("source.discovery=readers".to_owned());
+    assert_eq!(problems_of(BASE, remote), Vec::<String>::new());
+}

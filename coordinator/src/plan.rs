@@ -1,7 +1,8 @@
 //! Discovery before a job runs: the measurements it copies and where each one's data lies.
 
 use futures::StreamExt;
-use influx2td_config::JobConfig;
+use influx2td_config::tsm::TsmDirs;
+use influx2td_config::{JobConfig, SourceKind};
 use influx2td_reader::{InfluxClient, SourceError, schema};
 
 use crate::service::PlannedMeasurement;
@@ -16,6 +17,9 @@ pub async fn discover(
     job: &JobConfig,
     concurrency: usize,
 ) -> Result<Vec<PlannedMeasurement>, SourceError> {
+    if let SourceKind::Tsm(dirs) = &job.source.kind {
+        return discover_files(dirs, job).await;
+    }
     let names = schema::measurements(client, &job.measurements).await?;
     let chunks: Vec<Vec<String>> = names
         .chunks(BOUNDS_PER_TASK)
@@ -38,4 +42,23 @@ pub async fn discover(
         measurements.extend(chunk?);
     }
     Ok(measurements)
+}
+
+/// The TSM source's discovery: from the shards' indexes and WALs, no query sent.
+async fn discover_files(
+    dirs: &TsmDirs,
+    job: &JobConfig,
+) -> Result<Vec<PlannedMeasurement>, SourceError> {
+    let source = influx2td_reader::TsmSource::open(dirs, &job.bucket)?;
+    let filters = job.measurements.clone();
+    let found = tokio::task::spawn_blocking(move || source.measurements(&filters))
+        .await
+        .map_err(|error| SourceError::Storage {
+            detail: format!("discovery stopped: {error}"),
+            retryable: true,
+        })??;
+    Ok(found
+        .into_iter()
+        .map(|(name, bounds)| PlannedMeasurement { name, bounds })
+        .collect())
 }

@@ -7,14 +7,25 @@ use influx2td_config::JobConfig;
 use crate::connect::{embedded_bus, nats_bus, nats_bus_unless_stopped, shutdown_signal};
 use crate::progress;
 
-fn reader_settings(job: &JobConfig) -> influx2td_reader::service::ReaderSettings {
-    influx2td_reader::service::ReaderSettings {
+/// The reader's settings; with `source.kind = "tsm"` its storage files, which a reader on a
+/// host that cannot see them refuses to start without.
+fn reader_settings(
+    job: &JobConfig,
+) -> Result<influx2td_reader::service::ReaderSettings, influx2td_reader::SourceError> {
+    let tsm = match &job.source.kind {
+        influx2td_config::SourceKind::Query => None,
+        influx2td_config::SourceKind::Tsm(dirs) => Some(std::sync::Arc::new(
+            influx2td_reader::TsmSource::open(dirs, &job.bucket)?,
+        )),
+    };
+    Ok(influx2td_reader::service::ReaderSettings {
         read_concurrency: job.read_concurrency,
         query_language: job.source.query_language,
+        tsm,
         ack_wait: job.ack_wait,
         max_window_rows: job.max_window_rows,
         ..Default::default()
-    }
+    })
 }
 
 fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSettings {
@@ -27,6 +38,8 @@ fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSe
         // InfluxQL on 1.x reads several measurements in one query; Flux, 2.x and 3.x one at a
         // time (a reader that finds 2.x or 3.x behind an unset version reads a group one by one).
         max_group: match (job.source.query_language, job.source.version) {
+            // The TSM source reads a measurement's window alone.
+            _ if job.source.kind != influx2td_config::SourceKind::Query => 1,
             (influx2td_config::QueryLanguage::Influxql, Some(1) | None) => {
                 influx2td_coordinator::service::DEFAULT_MAX_GROUP
             }
@@ -250,12 +263,19 @@ async fn pipeline_of(
         };
     planned_log(job, &planned, resuming);
 
+    let settings = match reader_settings(job) {
+        Ok(settings) => settings,
+        Err(error) => {
+            preparing.abort();
+            return Err(error.into());
+        }
+    };
     let (stop_reader, reader_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
     let reader = tokio::spawn(influx2td_reader::service::run(
         bus.clone(),
         client,
-        reader_settings(job),
+        settings,
         async {
             let _ = reader_stopped.await;
         },
@@ -375,7 +395,7 @@ pub async fn reader(job: &JobConfig) -> anyhow::Result<()> {
     let reading = influx2td_reader::service::run(
         bus.clone(),
         client.clone(),
-        reader_settings(job),
+        reader_settings(job)?,
         shutdown_signal(),
     );
     match job.discovery {

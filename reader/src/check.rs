@@ -3,7 +3,8 @@
 //! a failed one are skipped, not failed again.
 
 use influx2td_config::check::{EndCheck, Status};
-use influx2td_config::{JobConfig, MeasurementFilter, SourceAuth};
+use influx2td_config::tsm::TsmDirs;
+use influx2td_config::{JobConfig, MeasurementFilter, SourceAuth, SourceKind};
 
 use crate::client::InfluxClient;
 use crate::error::SourceError;
@@ -14,6 +15,15 @@ const SHOWN_MEASUREMENTS: usize = 5;
 
 /// Checks the job's InfluxDB end.
 pub async fn check_source(job: &JobConfig) -> EndCheck {
+    if let SourceKind::Tsm(dirs) = &job.source.kind {
+        let (job, dirs) = (job.clone(), dirs.clone());
+        let checked = tokio::task::spawn_blocking(move || check_files(&job, &dirs)).await;
+        return checked.unwrap_or_else(|error| {
+            let mut report = EndCheck::new("InfluxDB files", String::new());
+            report.step("directories", Status::Failed, error.to_string());
+            report
+        });
+    }
     let mut report = EndCheck::new("InfluxDB", job.source.url.clone());
     let client = match InfluxClient::new(&job.source, &job.bucket) {
         Ok(client) => client,
@@ -83,6 +93,97 @@ pub async fn check_source(job: &JobConfig) -> EndCheck {
     match schema::measurements(&client, &job.measurements).await {
         Ok(found) => {
             let (status, detail) = describe_measurements(&found, &job.measurements);
+            report.step("measurements", status, detail);
+        }
+        Err(error) => report.step("measurements", Status::Failed, error.to_string()),
+    }
+    report
+}
+
+/// The TSM source's check: the directories readable here, the bucket's database and retention
+/// policy in them, its shards (time range, TSM files, WAL segments) and measurements.
+fn check_files(job: &JobConfig, dirs: &TsmDirs) -> EndCheck {
+    let mut report = EndCheck::new(
+        "InfluxDB files",
+        format!(
+            "{} (WAL {})",
+            dirs.data_dir.display(),
+            dirs.wal_dir.display()
+        ),
+    );
+    let source = match crate::tsm::TsmSource::open(dirs, &job.bucket) {
+        Ok(source) => source,
+        Err(error) => {
+            let step = match error {
+                SourceError::BucketNotFound { .. } => "bucket",
+                _ => "directories",
+            };
+            if step == "bucket" {
+                report.step("directories", Status::Passed, "readable");
+            }
+            report.step(step, Status::Failed, error.to_string());
+            let rest: &[&'static str] = if step == "bucket" {
+                &["shards", "measurements"]
+            } else {
+                &["bucket", "shards", "measurements"]
+            };
+            report.skip_rest(rest, "an earlier step failed");
+            return report;
+        }
+    };
+    report.step("directories", Status::Passed, "readable");
+    report.step(
+        "bucket",
+        Status::Passed,
+        format!(
+            "database {:?}, retention policy {:?}",
+            source.database(),
+            source.retention_policy()
+        ),
+    );
+    match source.summaries() {
+        Ok(shards) => {
+            let tsm_files: usize = shards.iter().map(|shard| shard.tsm_files).sum();
+            let segments: usize = shards.iter().map(|shard| shard.wal_segments).sum();
+            let listed: Vec<String> = shards
+                .iter()
+                .map(|shard| {
+                    let range = shard
+                        .time_range
+                        .map_or("no data".to_owned(), |(first, last)| {
+                            format!(
+                                "{} .. {}",
+                                influx2td_config::format_time(first),
+                                influx2td_config::format_time(last)
+                            )
+                        });
+                    format!(
+                        "shard {}: {range}, {} TSM files, {} WAL segments",
+                        shard.id, shard.tsm_files, shard.wal_segments
+                    )
+                })
+                .collect();
+            report.step(
+                "shards",
+                Status::Passed,
+                format!(
+                    "{} shards, {tsm_files} TSM files, {segments} WAL segments{}{}",
+                    shards.len(),
+                    if listed.is_empty() { "" } else { "; " },
+                    listed.join("; ")
+                ),
+            );
+        }
+        Err(error) => {
+            report.step("shards", Status::Failed, error.to_string());
+            report.skip_rest(&["measurements"], "the shards cannot be read");
+            return report;
+        }
+    }
+    match source.measurements(&job.measurements) {
+        Ok(found) => {
+            let names: Vec<String> = found.into_iter().map(|(name, _)| name).collect();
+            let (status, detail) = describe_measurements(&names, &job.measurements);
             report.step("measurements", status, detail);
         }
         Err(error) => report.step("measurements", Status::Failed, error.to_string()),

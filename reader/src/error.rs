@@ -32,6 +32,9 @@ pub enum SourceError {
     SchemaChanged { measurement: String, field: String },
     #[error("invalid source configuration: {detail}")]
     Config { detail: String },
+    /// InfluxDB's storage files (the TSM source): unreadable, or changed under the read.
+    #[error("cannot read InfluxDB's storage files: {detail}")]
+    Storage { detail: String, retryable: bool },
 }
 
 impl SourceError {
@@ -49,6 +52,7 @@ impl SourceError {
             Self::Encode(_) => "encode",
             Self::SchemaChanged { .. } => "schema_changed",
             Self::Config { .. } => "config",
+            Self::Storage { .. } => "storage",
         }
     }
 
@@ -74,7 +78,15 @@ impl SourceError {
         // A cut answer is read again; a new field makes the caller refresh the schema first.
         if self.is_overload()
             || self.needs_operator()
-            || matches!(self, Self::Truncated { .. } | Self::SchemaChanged { .. })
+            || matches!(
+                self,
+                Self::Truncated { .. }
+                    | Self::SchemaChanged { .. }
+                    | Self::Storage {
+                        retryable: true,
+                        ..
+                    }
+            )
         {
             Retry::Backoff
         } else {

@@ -8,7 +8,8 @@
 //! - [`limit`]: the adaptive number of reads in flight.
 //! - [`msgpack`]: the incremental MessagePack framer and decoder.
 //! - [`check`]: the connectivity check behind `influx2td check`.
-//! - [`source`]: one window's batches, whichever language reads it.
+//! - [`tsm`]: the TSM source: a 1.x server's storage files read on its host.
+//! - [`source`]: one window's batches, whichever language or source reads it.
 //! - [`recorded`]: an answer held in memory decoded as a live one (fuzzing, hostile data).
 //! - [`service`]: the reader role: work items in, row batches out.
 
@@ -23,9 +24,11 @@ pub mod recorded;
 pub mod schema;
 pub mod service;
 pub mod source;
+pub mod tsm;
 
 pub use client::{AnswerFormat, InfluxClient, ServerInfo};
 pub use error::SourceError;
 pub use influxql::{ReadStats, WindowReader};
 pub use schema::MeasurementSchema;
 pub use source::WindowStream;
+pub use tsm::TsmSource;

@@ -33,6 +33,9 @@ pub struct ReaderSettings {
     pub read_concurrency: usize,
     /// InfluxQL (`/query`) or Flux (`/api/v2/query`).
     pub query_language: QueryLanguage,
+    /// Set: windows are read from these storage files instead (`source.kind = "tsm"`), one
+    /// measurement per read, the schema from the same files.
+    pub tsm: Option<Arc<crate::tsm::TsmSource>>,
     /// Largest encoded batch.
     pub batch_limit: usize,
     /// The WORK queue's ack wait; heartbeats go out three times per period.
@@ -51,6 +54,7 @@ impl Default for ReaderSettings {
         Self {
             read_concurrency: 50,
             query_language: QueryLanguage::Influxql,
+            tsm: None,
             batch_limit: influx2td_proto::MAX_BATCH_BYTES,
             ack_wait: QueueConfig::new(StreamKind::Work).ack_wait,
             max_retry_delay: Duration::from_secs(60),
@@ -442,6 +446,7 @@ async fn handle_window<B: Bus>(
                 }
             }
             if let WindowError::Source(SourceError::SchemaChanged { measurement, .. }) = &error
+                && context.settings.tsm.is_none()
                 && let Err(refresh_error) = context
                     .schemas
                     .get(&context.client, measurement, true)
@@ -548,6 +553,9 @@ async fn read_window<B: Bus, D: Delivery>(
     bounded: bool,
 ) -> Result<WindowRead, WindowError> {
     let settings = &context.settings;
+    if let Some(source) = &settings.tsm {
+        return read_tsm_window(context, delivery, source.clone(), members, bounded).await;
+    }
     let schemas = match settings.query_language {
         QueryLanguage::Influxql => Some(member_schemas(context, members).await?),
         QueryLanguage::Flux => None,
@@ -581,10 +589,74 @@ async fn read_window<B: Bus, D: Delivery>(
             }
         }
     };
-    let mut reader = tokio::select! {
+    let reader = tokio::select! {
         opened = open.instrument(query.clone()) => opened?,
         never = beat(&mut heartbeat, delivery) => match never {},
     };
+    publish_window(
+        context, delivery, members, bounded, reader, heartbeat, asked, query,
+    )
+    .await
+}
+
+/// Reads one measurement's window from the storage files (its schema from them too).
+async fn read_tsm_window<B: Bus, D: Delivery>(
+    context: &Context<B>,
+    delivery: &D,
+    source: Arc<crate::tsm::TsmSource>,
+    members: &[WindowRef],
+    bounded: bool,
+) -> Result<WindowRead, WindowError> {
+    // The coordinator does not group TSM windows; a group from elsewhere is read one by one.
+    let [window] = members else {
+        return Err(SourceError::Config {
+            detail: "the TSM source reads one measurement per window".into(),
+        }
+        .into());
+    };
+    let mut heartbeat = tokio::time::interval(context.settings.ack_wait / 3);
+    heartbeat.tick().await;
+    let asked = std::time::Instant::now();
+    let query = tracing::debug_span!(
+        "tsm read",
+        rows = tracing::field::Empty,
+        bytes = tracing::field::Empty,
+    );
+    let schema_source = source.clone();
+    let measurement = window.measurement.clone();
+    let schema = tokio::task::spawn_blocking(move || schema_source.schema(&measurement));
+    let schema = tokio::select! {
+        schema = schema => schema.map_err(|error| SourceError::Storage {
+            detail: format!("the schema read stopped: {error}"),
+            retryable: true,
+        })??,
+        never = beat(&mut heartbeat, delivery) => match never {},
+    };
+    let reader = WindowStream::open_tsm(
+        source,
+        Arc::new(schema),
+        window.clone(),
+        context.settings.batch_limit,
+    );
+    publish_window(
+        context, delivery, members, bounded, reader, heartbeat, asked, query,
+    )
+    .await
+}
+
+/// Publishes every batch of an opened read of `members`' window.
+#[allow(clippy::too_many_arguments)]
+async fn publish_window<B: Bus, D: Delivery>(
+    context: &Context<B>,
+    delivery: &D,
+    members: &[WindowRef],
+    bounded: bool,
+    mut reader: WindowStream,
+    mut heartbeat: tokio::time::Interval,
+    asked: std::time::Instant,
+    query: tracing::Span,
+) -> Result<WindowRead, WindowError> {
+    let settings = &context.settings;
     let latency = asked.elapsed();
     let mut batches = 0;
     let mut bytes = 0;

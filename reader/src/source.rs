@@ -1,5 +1,4 @@
-//! One window's stream of batches, whichever query language reads it. Future sources (TSM
-//! files, Parquet) join here.
+//! One window's stream of batches, whichever query language or source reads it.
 
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use crate::error::SourceError;
 use crate::flux::FluxWindowReader;
 use crate::influxql::{ReadStats, WindowReader};
 use crate::schema::MeasurementSchema;
+use crate::tsm::{TsmSource, TsmWindowReader};
 
 /// The batches of one window.
 #[derive(Debug)]
@@ -19,6 +19,7 @@ pub enum WindowStream {
     // Boxed: both readers hold encoder and parser state; the enum stays a pointer wide.
     Influxql(Box<WindowReader>),
     Flux(Box<FluxWindowReader>),
+    Tsm(Box<TsmWindowReader>),
 }
 
 impl WindowStream {
@@ -46,6 +47,22 @@ impl WindowStream {
         })
     }
 
+    /// Starts reading `window` from the storage files: what the InfluxQL read of it with the
+    /// same schema yields.
+    pub fn open_tsm(
+        source: Arc<TsmSource>,
+        schema: Arc<MeasurementSchema>,
+        window: WindowRef,
+        batch_limit: usize,
+    ) -> Self {
+        Self::Tsm(Box::new(TsmWindowReader::open(
+            source,
+            schema,
+            window,
+            batch_limit,
+        )))
+    }
+
     /// Starts one InfluxQL read of the same window of several measurements (each with its
     /// schema and window).
     pub async fn open_group(
@@ -63,6 +80,7 @@ impl WindowStream {
         match self {
             Self::Influxql(reader) => reader.next_member_batch().await,
             Self::Flux(reader) => Ok(reader.next_batch().await?.map(|batch| (0, batch))),
+            Self::Tsm(reader) => Ok(reader.next_batch().await?.map(|batch| (0, batch))),
         }
     }
 
@@ -70,6 +88,7 @@ impl WindowStream {
         match self {
             Self::Influxql(reader) => reader.next_batch().await,
             Self::Flux(reader) => reader.next_batch().await,
+            Self::Tsm(reader) => reader.next_batch().await,
         }
     }
 
@@ -77,6 +96,7 @@ impl WindowStream {
         match self {
             Self::Influxql(reader) => reader.stats(),
             Self::Flux(reader) => reader.stats(),
+            Self::Tsm(reader) => reader.stats(),
         }
     }
 }

@@ -47,6 +47,7 @@ const MID_STREAM_ERROR: &str = "#group,false,false,true,true,false,true,false\r\
 
 fn client(server: &MockServer) -> InfluxClient {
     let config = SourceConfig {
+        kind: Default::default(),
         url: server.uri(),
         version: Some(2),
         query_language: QueryLanguage::Flux,

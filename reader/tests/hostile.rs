@@ -24,6 +24,7 @@ const T0: i64 = 1_700_000_000_000_000_000;
 
 fn client(url: String, read_timeout: Duration) -> InfluxClient {
     let config = SourceConfig {
+        kind: Default::default(),
         url,
         version: Some(1),
         query_language: influx2td_config::QueryLanguage::Influxql,

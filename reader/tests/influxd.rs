@@ -28,6 +28,7 @@ disk.io-ü,path=/var/lib\=x,emoji=🔥,quote=a"b'c\d value=42i 17000000000000000
 
 fn client(influxd: &Influxd, bucket: &str) -> InfluxClient {
     let config = SourceConfig {
+        kind: Default::default(),
         url: influxd.url(),
         version: None,
         query_language: influx2td_config::QueryLanguage::Influxql,

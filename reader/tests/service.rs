@@ -25,6 +25,7 @@ fn names() -> Names {
 
 fn client(influxd: &Influxd, bucket: &str) -> InfluxClient {
     let config = SourceConfig {
+        kind: Default::default(),
         url: influxd.url(),
         version: None,
         query_language: influx2td_config::QueryLanguage::Influxql,
@@ -57,6 +58,7 @@ fn settings() -> ReaderSettings {
     ReaderSettings {
         read_concurrency: 4,
         query_language: influx2td_config::QueryLanguage::Influxql,
+        tsm: None,
         batch_limit: 200,
         ack_wait: Duration::from_secs(3),
         max_retry_delay: Duration::from_secs(1),

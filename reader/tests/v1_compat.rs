@@ -11,6 +11,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn client(server: &MockServer, version: u8) -> InfluxClient {
     let config = SourceConfig {
+        kind: Default::default(),
         url: server.uri(),
         version: Some(version),
         query_language: QueryLanguage::Influxql,

@@ -67,6 +67,7 @@ async fn replay(wrong_token: bool) -> (MockServer, Recording) {
 /// A client of the replayed server; `version` unset: it finds 3 from `/ping`.
 fn client(server: &MockServer, bucket: &str, version: Option<u8>) -> InfluxClient {
     let config = SourceConfig {
+        kind: Default::default(),
         url: server.uri(),
         version,
         query_language: QueryLanguage::Influxql,
@@ -241,6 +242,7 @@ async fn a_missing_database_and_a_bad_statement_are_named() {
 async fn a_retention_policy_is_refused_by_name() {
     let (server, _) = replay(false).await;
     let config = SourceConfig {
+        kind: Default::default(),
         url: server.uri(),
         version: Some(3),
         query_language: QueryLanguage::Influxql,

@@ -20,6 +20,9 @@ pub struct ShardKey {
     pub series: SeriesKey,
     pub field: String,
     pub field_type: FieldType,
+    /// The smallest and largest time of the key's blocks not wholly deleted and its WAL
+    /// points: every point lies within, though a block partly deleted may widen it.
+    pub time_range: (i64, i64),
 }
 
 /// Inclusive time ranges deleted from one key.
@@ -154,10 +157,10 @@ impl Shard {
     /// Finds every key with a block not wholly deleted, or points in the WAL.
     fn index_keys(&mut self) -> Result<(), Error> {
         let mut types: BTreeMap<String, (FieldType, PathBuf)> = BTreeMap::new();
-        let mut time_range: Option<(i64, i64)> = None;
-        let mut widen = |min: i64, max: i64| {
-            time_range =
-                Some(time_range.map_or((min, max), |(low, high)| (low.min(min), high.max(max))));
+        let mut key_ranges: HashMap<String, (i64, i64)> = HashMap::new();
+        let mut widen = |key: &str, min: i64, max: i64| {
+            let range = key_ranges.entry(key.to_owned()).or_insert((min, max));
+            *range = (range.0.min(min), range.1.max(max));
         };
         for shard_file in &self.files {
             let path = shard_file.file.path();
@@ -172,7 +175,7 @@ impl Shard {
                 for entry in &entries {
                     if !covers(&deletes, entry.min_time, entry.max_time) {
                         live = true;
-                        widen(entry.min_time, entry.max_time);
+                        widen(key, entry.min_time, entry.max_time);
                     }
                 }
                 if live {
@@ -182,7 +185,7 @@ impl Shard {
         }
         for (key, points) in &self.wal {
             if let (Some(&first), Some(&last)) = (points.times.first(), points.times.last()) {
-                widen(first, last);
+                widen(key, first, last);
                 record_type(
                     &mut types,
                     key,
@@ -191,7 +194,14 @@ impl Shard {
                 )?;
             }
         }
+        let mut time_range: Option<(i64, i64)> = None;
         for (key, (field_type, path)) in types {
+            let Some(&key_range) = key_ranges.get(&key) else {
+                continue;
+            };
+            time_range = Some(time_range.map_or(key_range, |(low, high)| {
+                (low.min(key_range.0), high.max(key_range.1))
+            }));
             let (series_key, field) = split_key(&key)
                 .ok_or_else(|| Error::corrupt(&path, format!("key {key:?} names no field")))?;
             let shard_key = ShardKey {
@@ -199,6 +209,7 @@ impl Shard {
                 series_key: series_key.to_owned(),
                 field: field.to_owned(),
                 field_type,
+                time_range: key_range,
                 key: key.clone(),
             };
             self.keys.insert(key, shard_key);

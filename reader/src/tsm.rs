@@ -1,0 +1,504 @@
+//! The TSM source (`source.kind = "tsm"`): a 1.x server's shards read from its data and WAL
+//! directories, on its host, into the same batches the InfluxQL source builds — no query load
+//! on InfluxDB.
+//!
+//! A window of a measurement is read shard by shard (those whose time range overlaps it), one
+//! series at a time: every field of the series is read over the window and the fields are joined
+//! by timestamp into rows (a field without a point at a time is null), series in tag order,
+//! rows in time order. Only one series' window is in memory; batches are bounded by the same
+//! encoder limit as the query path's. The files are read on a blocking thread, handing batches
+//! over a channel of two, so a window never runs ahead of its publisher.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use influx2td_config::MeasurementFilter;
+use influx2td_config::tsm::{TsmDirs, retention_policy_dir};
+use influx2td_proto::batch::WindowRef;
+use influx2td_proto::pb::Tag;
+use influx2td_proto::{BatchEncoder, ClosedBatch, ColumnType, Value};
+use influx2td_tsm::{FieldType, Points, Shard, Values};
+
+use crate::error::SourceError;
+use crate::influxql::ReadStats;
+use crate::schema::{Field, MeasurementSchema, widest};
+
+/// Batches a window's reading thread may have ready before the reader takes them.
+const BATCHES_AHEAD: usize = 2;
+
+/// What a shard's directories held when it was opened: names, sizes and modification times.
+type Signature = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The first and last time of a measurement's points; `None` when it has none.
+pub type Bounds = Option<(i64, i64)>;
+
+/// One bucket's shards on disk, each opened once and opened again when its files change.
+#[derive(Debug)]
+pub struct TsmSource {
+    database: String,
+    policy: String,
+    /// `data_dir/<database>/<policy>` and `wal_dir/<database>/<policy>`.
+    policy_data_dir: PathBuf,
+    policy_wal_dir: PathBuf,
+    opened: Mutex<HashMap<u64, (Signature, Arc<Shard>)>>,
+}
+
+/// A shard as `check` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShardSummary {
+    pub id: u64,
+    /// `None` for a shard without data.
+    pub time_range: Option<(i64, i64)>,
+    pub tsm_files: usize,
+    pub wal_segments: usize,
+}
+
+impl TsmSource {
+    /// The bucket's shards under `dirs`; an error names the directory this host cannot see,
+    /// or the database or retention policy it lacks.
+    pub fn open(dirs: &TsmDirs, bucket: &str) -> Result<Self, SourceError> {
+        for directory in [&dirs.data_dir, &dirs.wal_dir] {
+            match std::fs::metadata(directory) {
+                Ok(metadata) if metadata.is_dir() => {}
+                Ok(_) => {
+                    return Err(unavailable(format!(
+                        "{} is not a directory",
+                        directory.display()
+                    )));
+                }
+                Err(error) => {
+                    return Err(unavailable(format!(
+                        "cannot read {}: {error} (the TSM source runs on the host that sees InfluxDB's data and WAL directories)",
+                        directory.display()
+                    )));
+                }
+            }
+        }
+        let (database, policy) =
+            retention_policy_dir(&dirs.data_dir, bucket).map_err(|detail| {
+                SourceError::BucketNotFound {
+                    bucket: bucket.to_owned(),
+                    detail,
+                }
+            })?;
+        Ok(Self {
+            policy_data_dir: dirs.data_dir.join(&database).join(&policy),
+            policy_wal_dir: dirs.wal_dir.join(&database).join(&policy),
+            database,
+            policy,
+            opened: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn retention_policy(&self) -> &str {
+        &self.policy
+    }
+
+    /// The shard ids: the numbered directories of the retention policy.
+    fn shard_ids(&self) -> Result<Vec<u64>, SourceError> {
+        let entries = std::fs::read_dir(&self.policy_data_dir).map_err(|error| {
+            storage(
+                format!("cannot list {}: {error}", self.policy_data_dir.display()),
+                false,
+            )
+        })?;
+        let mut ids: Vec<u64> = entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Every shard, by id, opened anew when its files changed since it was last opened.
+    pub fn shards(&self) -> Result<Vec<(u64, Arc<Shard>)>, SourceError> {
+        let mut shards = Vec::new();
+        for id in self.shard_ids()? {
+            let data_dir = self.policy_data_dir.join(id.to_string());
+            let wal_dir = self.policy_wal_dir.join(id.to_string());
+            let wal_dir = wal_dir.is_dir().then_some(wal_dir);
+            let signature = signature(&data_dir, wal_dir.as_deref());
+            if let Some((known, shard)) = self.lock().get(&id)
+                && *known == signature
+            {
+                shards.push((id, shard.clone()));
+                continue;
+            }
+            let shard = match Shard::open(&data_dir, wal_dir.as_deref()) {
+                Ok(shard) => Arc::new(shard),
+                // Deleted by retention since it was listed: it holds nothing any more.
+                Err(error) if !data_dir.exists() => {
+                    tracing::debug!(%error, shard = id, "shard gone while opened");
+                    continue;
+                }
+                Err(error) => return Err(tsm_error(&error)),
+            };
+            self.lock().insert(id, (signature, shard.clone()));
+            shards.push((id, shard));
+        }
+        let ids: BTreeSet<u64> = shards.iter().map(|(id, _)| *id).collect();
+        self.lock().retain(|id, _| ids.contains(id));
+        Ok(shards)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Signature, Arc<Shard>)>> {
+        self.opened
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shards with what `check` says of them.
+    pub fn summaries(&self) -> Result<Vec<ShardSummary>, SourceError> {
+        Ok(self
+            .shards()?
+            .into_iter()
+            .map(|(id, shard)| ShardSummary {
+                id,
+                time_range: shard.time_range(),
+                tsm_files: shard.files().count(),
+                wal_segments: count_segments(&self.policy_wal_dir.join(id.to_string())),
+            })
+            .collect())
+    }
+
+    /// The measurements the filters select (all when `filters` is empty), sorted, with the
+    /// first and last time of their points (block bounds: a block partly deleted may widen
+    /// them, which costs an empty window, never a row).
+    pub fn measurements(
+        &self,
+        filters: &[MeasurementFilter],
+    ) -> Result<Vec<(String, Bounds)>, SourceError> {
+        let mut bounds: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for (_, shard) in self.shards()? {
+            for key in shard.keys() {
+                let measurement = &key.series.measurement;
+                if !filters.is_empty() && !filters.iter().any(|filter| filter.matches(measurement))
+                {
+                    continue;
+                }
+                let (first, last) = key.time_range;
+                let known = bounds.entry(measurement.clone()).or_insert((first, last));
+                *known = (known.0.min(first), known.1.max(last));
+            }
+        }
+        Ok(bounds
+            .into_iter()
+            .map(|(name, bounds)| (name, Some(bounds)))
+            .collect())
+    }
+
+    /// Fields (a type differing between shards widened, as the query path does), tag keys.
+    pub fn schema(&self, measurement: &str) -> Result<MeasurementSchema, SourceError> {
+        // By InfluxDB's type name, the order `SHOW FIELD KEYS` lists a field's types in.
+        let mut types: BTreeMap<String, BTreeMap<&'static str, FieldType>> = BTreeMap::new();
+        let mut tag_keys: BTreeSet<String> = BTreeSet::new();
+        for (_, shard) in self.shards()? {
+            for key in shard.keys_of_measurement(measurement) {
+                types
+                    .entry(key.field.clone())
+                    .or_default()
+                    .insert(key.field_type.name(), key.field_type);
+                tag_keys.extend(key.series.tags.iter().map(|(tag, _)| tag.clone()));
+            }
+        }
+        let fields = types
+            .into_iter()
+            .map(|(name, seen)| {
+                let seen: Vec<ColumnType> = seen.into_values().map(column_type).collect();
+                Field {
+                    name,
+                    column_type: widest(&seen),
+                    conflicting_types: if seen.len() > 1 { seen } else { Vec::new() },
+                }
+            })
+            .collect();
+        Ok(MeasurementSchema {
+            measurement: measurement.to_owned(),
+            fields,
+            tag_keys: tag_keys.into_iter().collect(),
+        })
+    }
+}
+
+/// Streams the row batches of one window of one measurement read from the shards' files.
+#[derive(Debug)]
+pub struct TsmWindowReader {
+    batches: tokio::sync::mpsc::Receiver<Result<ClosedBatch, SourceError>>,
+    stats: ReadStats,
+}
+
+impl TsmWindowReader {
+    /// Starts reading `window` on a blocking thread; batches come from
+    /// [`TsmWindowReader::next_batch`].
+    pub fn open(
+        source: Arc<TsmSource>,
+        schema: Arc<MeasurementSchema>,
+        window: WindowRef,
+        batch_limit: usize,
+    ) -> Self {
+        let (sender, batches) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let encoder = BatchEncoder::with_limit(window.clone(), batch_limit);
+            let send = |batch| sender.blocking_send(Ok(batch)).is_ok();
+            if let Err(error) = read_window(&source, &schema, &window, encoder, send) {
+                let _ = sender.blocking_send(Err(error));
+            }
+        });
+        Self {
+            batches,
+            stats: ReadStats::default(),
+        }
+    }
+
+    /// The next batch; the last one carries the window's totals; then `None`.
+    pub async fn next_batch(&mut self) -> Result<Option<ClosedBatch>, SourceError> {
+        match self.batches.recv().await {
+            Some(Ok(batch)) => {
+                self.stats.rows += batch.rows;
+                self.stats.chunks += 1;
+                Ok(Some(batch))
+            }
+            Some(Err(error)) => Err(error),
+            None => Ok(None),
+        }
+    }
+
+    pub fn stats(&self) -> ReadStats {
+        self.stats
+    }
+}
+
+/// One series of the window: its tags and, per shard holding it, its series key there.
+type SeriesShards = BTreeMap<Vec<(String, String)>, Vec<(usize, String)>>;
+
+/// Reads the window into `encoder`, handing each closed batch to `send` (which says whether
+/// anyone still listens); the last batch carries the totals.
+fn read_window(
+    source: &TsmSource,
+    schema: &MeasurementSchema,
+    window: &WindowRef,
+    mut encoder: BatchEncoder,
+    send: impl Fn(ClosedBatch) -> bool,
+) -> Result<(), SourceError> {
+    let (start_ns, end_ns) = (window.window_start_ns, window.window_end_ns);
+    let shards: Vec<Arc<Shard>> = source
+        .shards()?
+        .into_iter()
+        .map(|(_, shard)| shard)
+        .filter(|shard| {
+            shard
+                .time_range()
+                .is_some_and(|(first, last)| first < end_ns && last >= start_ns)
+        })
+        .collect();
+    let measurement = window.measurement.as_str();
+    let mut series: SeriesShards = BTreeMap::new();
+    let mut field_names: BTreeSet<String> = BTreeSet::new();
+    for (index, shard) in shards.iter().enumerate() {
+        for key in shard.keys_of_measurement(measurement) {
+            field_names.insert(key.field.clone());
+            let holders = series.entry(key.series.tags.clone()).or_default();
+            if !holders.iter().any(|(held, _)| *held == index) {
+                holders.push((index, key.series_key.clone()));
+            }
+        }
+    }
+    // The columns of every series: the measurement's fields in these shards, typed as the
+    // schema types them (the query path's columns).
+    let columns: Vec<(String, ColumnType)> = field_names
+        .into_iter()
+        .map(|name| match schema.field_type(&name) {
+            Some(column_type) => Ok((name, column_type)),
+            None => Err(SourceError::SchemaChanged {
+                measurement: measurement.to_owned(),
+                field: name,
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    for (tags, holders) in series {
+        // Every field of the series, each a list of point runs (one per shard, in time order).
+        let mut fields: Vec<Vec<Points>> = Vec::with_capacity(columns.len());
+        for (field, _) in &columns {
+            let mut runs = Vec::new();
+            for (index, series_key) in &holders {
+                if let Some(points) = shards[*index]
+                    .read(series_key, field, start_ns, end_ns)
+                    .map_err(|error| tsm_error(&error))?
+                    && !points.is_empty()
+                {
+                    runs.push(points);
+                }
+            }
+            runs.sort_by_key(|points| points.times[0]);
+            fields.push(runs);
+        }
+        let times = joined_times(&fields);
+        if times.is_empty() {
+            continue;
+        }
+        let tags: Vec<Tag> = tags
+            .into_iter()
+            .map(|(key, value)| Tag { key, value })
+            .collect();
+        encoder.begin_series(tags, columns.clone());
+        encoder.expect_rows(times.len());
+        let mut cursors: Vec<(usize, usize)> = vec![(0, 0); fields.len()];
+        let mut row: Vec<Option<Value<'_>>> = Vec::with_capacity(fields.len());
+        for time in times {
+            row.clear();
+            for (runs, cursor) in fields.iter().zip(cursors.iter_mut()) {
+                row.push(take_at(runs, cursor, time));
+            }
+            if let Some(batch) = encoder.push_row(time, &row)?
+                && !send(batch)
+            {
+                return Ok(());
+            }
+        }
+    }
+    send(encoder.finish());
+    Ok(())
+}
+
+/// Every time any field of the series has a point at, ascending, once.
+fn joined_times(fields: &[Vec<Points>]) -> Vec<i64> {
+    let mut times: Vec<i64> = fields
+        .iter()
+        .flatten()
+        .flat_map(|points| points.times.iter().copied())
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    times
+}
+
+/// The value of the field at `time`, moving its cursor (run, position) past it; `None` when the
+/// field has no point then. Times are visited ascending, so the cursor only moves forward.
+fn take_at<'a>(runs: &'a [Points], cursor: &mut (usize, usize), time: i64) -> Option<Value<'a>> {
+    while let Some(points) = runs.get(cursor.0) {
+        match points.times.get(cursor.1) {
+            None => *cursor = (cursor.0 + 1, 0),
+            Some(&at) if at < time => cursor.1 += 1,
+            Some(&at) if at == time => {
+                let value = value_at(&points.values, cursor.1);
+                cursor.1 += 1;
+                return Some(value);
+            }
+            Some(_) => return None,
+        }
+    }
+    None
+}
+
+fn value_at(values: &Values, index: usize) -> Value<'_> {
+    match values {
+        Values::Float(values) => Value::Double(values[index]),
+        Values::Integer(values) => Value::Int64(values[index]),
+        Values::Unsigned(values) => Value::Uint64(values[index]),
+        Values::Boolean(values) => Value::Bool(values[index]),
+        Values::String(values) => Value::String(&values[index]),
+    }
+}
+
+fn column_type(field_type: FieldType) -> ColumnType {
+    match field_type {
+        FieldType::Float => ColumnType::Double,
+        FieldType::Integer => ColumnType::Int64,
+        FieldType::Unsigned => ColumnType::Uint64,
+        FieldType::Boolean => ColumnType::Bool,
+        FieldType::String => ColumnType::String,
+    }
+}
+
+fn signature(data_dir: &Path, wal_dir: Option<&Path>) -> Signature {
+    let mut signature = Signature::new();
+    for directory in std::iter::once(data_dir).chain(wal_dir) {
+        let Ok(entries) = std::fs::read_dir(directory) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let metadata = entry.metadata().ok();
+            signature.push((
+                entry.path(),
+                metadata.as_ref().map_or(0, std::fs::Metadata::len),
+                metadata.and_then(|metadata| metadata.modified().ok()),
+            ));
+        }
+    }
+    signature.sort();
+    signature
+}
+
+fn count_segments(wal_dir: &Path) -> usize {
+    std::fs::read_dir(wal_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| influx2td_tsm::wal::segment_number(&entry.path()).is_some())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn unavailable(detail: String) -> SourceError {
+    SourceError::Config { detail }
+}
+
+fn storage(detail: String, retryable: bool) -> SourceError {
+    SourceError::Storage { detail, retryable }
+}
+
+/// A file that vanished (replaced by a compaction, its shard dropped) is read again; corrupt
+/// bytes are not.
+fn tsm_error(error: &influx2td_tsm::Error) -> SourceError {
+    storage(error.to_string(), error.is_retryable())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn points(times: &[i64], values: &[i64]) -> Points {
+        Points {
+            times: times.to_vec(),
+            values: Values::Integer(values.to_vec()),
+        }
+    }
+
+    #[test]
+    fn fields_join_by_time_and_a_missing_point_is_null() {
+        let fields = vec![
+            vec![points(&[1, 3], &[10, 30]), points(&[7], &[70])],
+            vec![points(&[3, 5], &[300, 500])],
+        ];
+        let times = joined_times(&fields);
+        assert_eq!(times, [1, 3, 5, 7]);
+        let mut cursors = [(0, 0); 2];
+        let rows: Vec<Vec<Option<Value<'_>>>> = times
+            .iter()
+            .map(|&time| {
+                fields
+                    .iter()
+                    .zip(cursors.iter_mut())
+                    .map(|(runs, cursor)| take_at(runs, cursor, time))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec![Some(Value::Int64(10)), None],
+                vec![Some(Value::Int64(30)), Some(Value::Int64(300))],
+                vec![None, Some(Value::Int64(500))],
+                vec![Some(Value::Int64(70)), None],
+            ]
+        );
+    }
+}
