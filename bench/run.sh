@@ -16,9 +16,14 @@
 #   file       `influx2td run` into the file target;
 #   tdengine   `influx2td run` into TDengine (with TDENGINE_DSN);
 #   nats       coordinator + reader + writer over nats-server, into TDengine (or the file target);
+#   tsm-reader, tsm-file, tsm-tdengine
+#              the reader alone, and `run` into each target, with `source.kind = "tsm"`: the
+#              same windows read from influxd's TSM files and WAL instead of its query engine
+#              (influxd keeps running; its CPU meanwhile is measured);
 # the job with its defaults (window 60m, read and write concurrency 50, batch size 5000).
 # Reports medians: rows/s, the ratio to the export, CPU-seconds per million rows of influx2td,
-# influxd and taosd, and peak RSS; writes target/bench/run.json and prints a Markdown table.
+# influxd and taosd, peak RSS, and for the readers values (rows x fields) per CPU-second;
+# writes target/bench/run.json and prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,8 +75,8 @@ now() { date +%s.%N; }
 time_rss() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
 time_cpu() { awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$1"; }
 results="$work/results.jsonl"
-record() { # what seconds influx2td_cpu influxd_cpu taosd_cpu rss
-    python3 -c "import json,sys; a=sys.argv; print(json.dumps(dict(what=a[1], seconds=float(a[2]), influx2td_cpu=float(a[3]), influxd_cpu=float(a[4]), taosd_cpu=float(a[5]), rss_mib=float(a[6]))))" "$@" >> "$results"
+record() { # what seconds influx2td_cpu influxd_cpu taosd_cpu rss values
+    python3 -c "import json,sys; a=sys.argv; print(json.dumps(dict(what=a[1], seconds=float(a[2]), influx2td_cpu=float(a[3]), influxd_cpu=float(a[4]), taosd_cpu=float(a[5]), rss_mib=float(a[6]), values=int(a[7]))))" "$@" >> "$results"
 }
 # Runs one measured phase: before/after CPU of influxd and taosd around "$@".
 phase() { # what time-file command...
@@ -80,9 +85,11 @@ phase() { # what time-file command...
     influxd0=$(cpu_of "$influxd_pid"); taosd0=$(taosd_cpu); t0=$(now)
     "$@"
     seconds=$(python3 -c "print($(now) - $t0)")
-    local influx2td_cpu=0 rss=0
+    local influx2td_cpu=0 rss=0 values=0
     if [ -s "$timefile" ]; then influx2td_cpu=$(time_cpu "$timefile"); rss=$(time_rss "$timefile"); fi
-    record "$what" "$seconds" "$influx2td_cpu" "$(python3 -c "print($(cpu_of "$influxd_pid") - $influxd0)")" "$(python3 -c "print($(taosd_cpu) - $taosd0)")" "$rss"
+    # The reader alone reports how many values it read.
+    if [ -s "$timefile.json" ]; then values=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['values'])" "$timefile.json"); rm -f "$timefile.json"; fi
+    record "$what" "$seconds" "$influx2td_cpu" "$(python3 -c "print($(cpu_of "$influxd_pid") - $influxd0)")" "$(python3 -c "print($(taosd_cpu) - $taosd0)")" "$rss" "$values"
     echo "  $what: ${seconds}s"
 }
 
@@ -114,6 +121,11 @@ database=bench
 run_into() { # job dsn time-file
     (job_env "$1" "$2" /usr/bin/time -v -o "$3" target/release/influx2td run)
 }
+# The same job with the TSM source: influxd's files, read where they lie.
+tsm_env=(INFLUX2TD_SOURCE_KIND=tsm INFLUX2TD_SOURCE_DATA_DIR="$work/data" INFLUX2TD_SOURCE_WAL_DIR="$work/wal")
+run_tsm_into() { # job dsn time-file
+    (job_env "$1" "$2" env "${tsm_env[@]}" /usr/bin/time -v -o "$3" target/release/influx2td run)
+}
 nats_job() { # job dsn time-file: coordinator, reader and writer processes; CPU of all three
     local job=$1 dsn=$2 timefile=$3 reader writer
     (job_env "$job" "$dsn" env INFLUX2TD_NATS_URL="$nats_url" /usr/bin/time -v -o "$timefile.reader" target/release/influx2td reader) &
@@ -136,10 +148,11 @@ for role in ("coordinator", "reader", "writer"):
 open(base, "w").write(f"\tUser time (seconds): {cpu}\n\tSystem time (seconds): 0\n\tMaximum resident set size (kbytes): {int(rss * 1024)}\n")
 PY
 }
-reader_alone() { # time-file
-    /usr/bin/time -v -o "$1" target/release/reader-bench --url "$url" --database bench \
+reader_alone() { # time-file concurrency [reader-bench options...]
+    local timefile=$1 concurrency=$2; shift 2
+    /usr/bin/time -v -o "$timefile" target/release/reader-bench --url "$url" --database bench \
         --measurements "$names" --begin "$start_ns" --end "$end_ns" --window 3600000000000 \
-        --concurrency 50 > "$work/reader.json"
+        --concurrency "$concurrency" "$@" > "$timefile.json"
 }
 
 # Drops a TDengine database the benchmark made (each run makes its own).
@@ -157,9 +170,15 @@ td_dsn=${TDENGINE_DSN:-}
 for round in $(seq "$rounds"); do
     echo "round $round"
     phase export "" export_all
-    phase reader "$work/reader.time" reader_alone "$work/reader.time"
+    phase reader "$work/reader.time" reader_alone "$work/reader.time" 50
+    # The reader alone on the TSM files: as many windows at once as there are cores, as the
+    # reader role reads them.
+    phase tsm-reader "$work/tsm-reader.time" reader_alone "$work/tsm-reader.time" "$(nproc)" \
+        --tsm-data-dir "$work/data" --tsm-wal-dir "$work/wal"
     rm -rf "$work/state" "$work/target"
     phase file "$work/file.time" run_into "file-$round" "file://$work/target" "$work/file.time"
+    rm -rf "$work/state" "$work/target"
+    phase tsm-file "$work/tsm-file.time" run_tsm_into "tsm-file-$round" "file://$work/target" "$work/tsm-file.time"
     if [ -n "$td_dsn" ]; then
         database="influx2td_bench_$$_$round"
         rm -rf "$work/state"
@@ -167,6 +186,15 @@ for round in $(seq "$rounds"); do
         if [ "$round" = "$rounds" ]; then
             (job_env "td-$round" "$td_dsn" target/release/influx2td verify > "$work/verify.txt") || { cat "$work/verify.txt"; exit 1; }
             echo "  verify: TDengine database $database equals the source"
+        fi
+        drop_database "$database"
+        database="influx2td_bench_tsm_$$_$round"
+        rm -rf "$work/state"
+        phase tsm-tdengine "$work/tsm-td.time" run_tsm_into "tsm-td-$round" "$td_dsn" "$work/tsm-td.time"
+        if [ "$round" = "$rounds" ]; then
+            # verify asks InfluxDB's query engine: the files read gave what InfluxDB answers.
+            (job_env "tsm-td-$round" "$td_dsn" target/release/influx2td verify > "$work/verify.txt") || { cat "$work/verify.txt"; exit 1; }
+            echo "  verify: TDengine database $database (TSM source) equals the source"
         fi
         drop_database "$database"
     fi
@@ -196,12 +224,15 @@ labels = {
     "file": "influx2td run into the file target",
     "tdengine": "influx2td run into TDengine (native, binding)",
     "nats": "influx2td over NATS (coordinator + reader + writer)" + (" into TDengine" if tdengine else " into the file target"),
+    "tsm-reader": "influx2td reader alone on the TSM files (decode, encode)",
+    "tsm-file": "influx2td run, TSM source, into the file target",
+    "tsm-tdengine": "influx2td run, TSM source, into TDengine",
 }
 report = {"rows": rows, "shape": shape, "rounds": rounds, "results": {}}
 print(f"\n{rows:,} rows ({shape}), medians of {rounds} rounds\n")
-print("| what | seconds | rows/s | × export | influx2td CPU-s / M rows | influxd CPU-s / M rows | taosd CPU-s / M rows | peak RSS |")
-print("|---|---|---|---|---|---|---|---|")
-for what in ["export", "reader", "file", "tdengine", "nats"]:
+print("| what | seconds | rows/s | × export | influx2td CPU-s / M rows | influxd CPU-s / M rows | taosd CPU-s / M rows | peak RSS | values / CPU-s |")
+print("|---|---|---|---|---|---|---|---|---|")
+for what in ["export", "reader", "file", "tdengine", "nats", "tsm-reader", "tsm-file", "tsm-tdengine"]:
     if what not in by:
         continue
     entries = by[what]
@@ -212,12 +243,18 @@ for what in ["export", "reader", "file", "tdengine", "nats"]:
         "influx2td_cpu_per_million": per_million("influx2td_cpu"), "influxd_cpu_per_million": per_million("influxd_cpu"),
         "taosd_cpu_per_million": per_million("taosd_cpu"), "peak_rss_mib": max(e["rss_mib"] for e in entries),
         "rounds_seconds": [e["seconds"] for e in entries],
+        # Values read per CPU-second of influx2td (the reader alone: one core's rate).
+        "values_per_cpu_second": statistics.median(e["values"] / e["influx2td_cpu"] for e in entries) if entries[0]["values"] and entries[0]["influx2td_cpu"] else 0,
     }
     report["results"][what] = row
     cells = [labels[what], f"{seconds:.2f}", f"{rows/seconds:,.0f}", f"{export/seconds:.2f}"]
-    for key in ("influx2td_cpu_per_million", "influxd_cpu_per_million", "taosd_cpu_per_million"):
-        cells.append(f"{row[key]:.2f}" if row[key] else "-")
+    # influxd's CPU is measured in every phase (0.00 is a measurement: the TSM source does
+    # not ask it anything); influx2td's not in the export's, taosd's only where it writes.
+    cells.append(f"{row['influx2td_cpu_per_million']:.2f}" if what != "export" else "-")
+    cells.append(f"{row['influxd_cpu_per_million']:.2f}")
+    cells.append(f"{row['taosd_cpu_per_million']:.2f}" if what in ("tdengine", "tsm-tdengine") or (what == "nats" and tdengine) else "-")
     cells.append(f"{row['peak_rss_mib']:.0f} MiB" if row["peak_rss_mib"] else "-")
+    cells.append(f"{row['values_per_cpu_second']/1e6:.2f} M" if row["values_per_cpu_second"] else "-")
     print("| " + " | ".join(cells) + " |")
 json.dump(report, open("target/bench/run.json", "w"), indent=2)
 PY

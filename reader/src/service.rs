@@ -220,7 +220,7 @@ pub async fn run<B: Bus>(
         done,
         schemas: SchemaCache::default(),
         settings: settings.clone(),
-        limit: AdaptiveLimit::new(settings.read_concurrency),
+        limit: AdaptiveLimit::new(reads_at_once(&settings)),
     });
     let limit_context = context.clone();
     influx2td_bus::consume(
@@ -236,6 +236,17 @@ pub async fn run<B: Bus>(
     )
     .await;
     Ok(())
+}
+
+/// The most windows read at once: `read_concurrency`, and for the TSM source no more than the
+/// cores that decode its files (each read is CPU work on a thread of its own; more of them at
+/// once only hold more decoded rows in memory and take the cores the writer needs).
+fn reads_at_once(settings: &ReaderSettings) -> usize {
+    if settings.tsm.is_none() {
+        return settings.read_concurrency;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    settings.read_concurrency.min(cores)
 }
 
 async fn handle<B: Bus>(context: &Context<B>, delivery: <B::Queue as WorkQueue>::Delivery) {
@@ -311,7 +322,7 @@ async fn handle_window<B: Bus>(
     };
     let before = context.limit.current();
     if let Some(changed) = learned.and_then(|learned| context.limit.record(learned)) {
-        let max = context.settings.read_concurrency;
+        let max = reads_at_once(&context.settings);
         // Backing off is news; growing back is routine.
         if changed < before {
             tracing::info!(

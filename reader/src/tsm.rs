@@ -7,7 +7,14 @@
 //! by timestamp into rows (a field without a point at a time is null), series in tag order,
 //! rows in time order. Only one series' window is in memory; batches are bounded by the same
 //! encoder limit as the query path's. The files are read on a blocking thread, handing batches
-//! over a channel of two, so a window never runs ahead of its publisher.
+//! over a channel of two, so a window never runs ahead of its publisher; the reader role reads
+//! no more windows at once than there are cores.
+//!
+//! Beside a live server: a shard is opened again when its files changed since it was opened
+//! (new points in the WAL, a snapshot, a compaction), and an open that the server's own
+//! renames and removals overlapped is repeated until it saw one state of the directories. An
+//! opened shard keeps its TSM files open, so a compaction that removes them mid-read changes
+//! nothing of what that read returns.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,6 +34,10 @@ use crate::schema::{Field, MeasurementSchema, widest};
 
 /// Batches a window's reading thread may have ready before the reader takes them.
 const BATCHES_AHEAD: usize = 2;
+/// Times a shard is opened while its files keep changing before the read fails (retryable).
+const OPEN_ATTEMPTS: u32 = 8;
+/// The pause before opening it again, times the attempt.
+const OPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// What a shard's directories held when it was opened: names, sizes and modification times.
 type Signature = Vec<(PathBuf, u64, Option<SystemTime>)>;
@@ -131,15 +142,15 @@ impl TsmSource {
                 shards.push((id, shard.clone()));
                 continue;
             }
-            let shard = match Shard::open(&data_dir, wal_dir.as_deref()) {
-                Ok(shard) => Arc::new(shard),
-                // Deleted by retention since it was listed: it holds nothing any more.
-                Err(error) if !data_dir.exists() => {
-                    tracing::debug!(%error, shard = id, "shard gone while opened");
-                    continue;
-                }
-                Err(error) => return Err(tsm_error(&error)),
+            let opened = open_stable(&data_dir, wal_dir.as_deref(), signature, |data, wal| {
+                Shard::open(data, wal)
+            })?;
+            // Deleted by retention since it was listed: it holds nothing any more.
+            let Some((signature, shard)) = opened else {
+                tracing::debug!(shard = id, "shard gone while opened");
+                continue;
             };
+            let shard = Arc::new(shard);
             self.lock().insert(id, (signature, shard.clone()));
             shards.push((id, shard));
         }
@@ -417,6 +428,59 @@ fn column_type(field_type: FieldType) -> ColumnType {
     }
 }
 
+/// Opens a shard so that what it holds is one state of its directories, although influxd may
+/// compact or snapshot it meanwhile (a new file renamed in, the files or WAL segments it
+/// replaces removed): when the directories changed during the open, it is opened again, as
+/// is a failure they explain (a listed file gone, a tombstone half rewritten). A WAL segment
+/// that only grew is no change: its complete entries are a prefix of what it will hold.
+/// `None`: the shard's directory is gone (retention dropped the shard).
+fn open_stable<T>(
+    data_dir: &Path,
+    wal_dir: Option<&Path>,
+    mut before: Signature,
+    open: impl Fn(&Path, Option<&Path>) -> Result<T, influx2td_tsm::Error>,
+) -> Result<Option<(Signature, T)>, SourceError> {
+    for attempt in 1..=OPEN_ATTEMPTS {
+        let opened = open(data_dir, wal_dir);
+        if !data_dir.exists() {
+            return Ok(None);
+        }
+        let after = signature(data_dir, wal_dir);
+        let unchanged = stable_part(&after).eq(stable_part(&before));
+        match opened {
+            Ok(shard) if unchanged => return Ok(Some((before, shard))),
+            Err(error) if unchanged => return Err(tsm_error(&error)),
+            Ok(_) => {
+                tracing::debug!(shard = %data_dir.display(), attempt, "shard changed while opened: opening it again")
+            }
+            Err(error) => {
+                tracing::debug!(shard = %data_dir.display(), attempt, %error, "shard changed while opened: opening it again")
+            }
+        }
+        before = after;
+        std::thread::sleep(OPEN_PAUSE * attempt);
+    }
+    Err(storage(
+        format!(
+            "the files of shard {} kept changing while they were opened ({OPEN_ATTEMPTS} times): InfluxDB is compacting it",
+            data_dir.display()
+        ),
+        true,
+    ))
+}
+
+/// What of a signature must not change while a shard is opened: every name, and the size and
+/// time of every file but a WAL segment (which only grows until it is removed).
+fn stable_part(signature: &Signature) -> impl Iterator<Item = (&Path, u64, Option<SystemTime>)> {
+    signature.iter().map(|(path, size, modified)| {
+        if influx2td_tsm::wal::segment_number(path).is_some() {
+            (path.as_path(), 0, None)
+        } else {
+            (path.as_path(), *size, *modified)
+        }
+    })
+}
+
 fn signature(data_dir: &Path, wal_dir: Option<&Path>) -> Signature {
     let mut signature = Signature::new();
     for directory in std::iter::once(data_dir).chain(wal_dir) {
@@ -500,5 +564,145 @@ mod tests {
                 vec![Some(Value::Int64(70)), None],
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    type Opened<T> = Result<Option<(Signature, T)>, SourceError>;
+
+    /// A shard directory with one TSM file and a WAL directory with one segment.
+    fn shard() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let wal = root.path().join("wal");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::create_dir(&wal).unwrap();
+        std::fs::write(data.join("000000001-000000001.tsm"), b"old").unwrap();
+        std::fs::write(wal.join("_00001.wal"), b"entry").unwrap();
+        (root, data, wal)
+    }
+
+    /// Opens the shard with `open` (given which call this is), counting the calls.
+    fn open_counting<T>(
+        data: &Path,
+        wal: &Path,
+        open: impl Fn(u32, &Path, &Path) -> Result<T, influx2td_tsm::Error>,
+    ) -> (u32, Opened<T>) {
+        let opens = Cell::new(0);
+        let opened = open_stable(data, Some(wal), signature(data, Some(wal)), |data, wal| {
+            opens.set(opens.get() + 1);
+            open(opens.get(), data, wal.unwrap())
+        });
+        (opens.get(), opened)
+    }
+
+    fn names(directory: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn gone(path: &Path) -> influx2td_tsm::Error {
+        influx2td_tsm::Error::Io {
+            path: path.to_owned(),
+            source: std::io::ErrorKind::NotFound.into(),
+        }
+    }
+
+    #[test]
+    fn a_shard_compacted_while_it_is_opened_is_opened_again_and_holds_the_new_files() {
+        let (_root, data, wal) = shard();
+        let (opens, opened) = open_counting(&data, &wal, |call, data, wal| {
+            let seen = (names(data), names(wal));
+            if call == 1 {
+                // As influxd compacts: the new file renamed in, then the old ones removed.
+                std::fs::write(data.join("000000002-000000002.tsm"), b"new").unwrap();
+                std::fs::remove_file(data.join("000000001-000000001.tsm")).unwrap();
+            }
+            Ok(seen)
+        });
+        assert_eq!(opens, 2);
+        assert_eq!(opened.unwrap().unwrap().1.0, ["000000002-000000002.tsm"]);
+    }
+
+    #[test]
+    fn a_failure_the_change_explains_is_retried_and_one_it_does_not_is_reported() {
+        let (_root, data, wal) = shard();
+        // A snapshot removed a segment the open had listed: opened again.
+        let (opens, opened) = open_counting(&data, &wal, |call, data, wal| {
+            if call == 1 {
+                std::fs::write(data.join("000000002-000000001.tsm"), b"snap").unwrap();
+                let segment = wal.join("_00001.wal");
+                std::fs::remove_file(&segment).unwrap();
+                return Err(gone(&segment));
+            }
+            Ok(names(data))
+        });
+        assert_eq!(opens, 2);
+        assert_eq!(opened.unwrap().unwrap().1.len(), 2);
+
+        // Nothing changed: the error is the file's own, named, not retried.
+        let (opens, opened) = open_counting(&data, &wal, |_, data, _| {
+            Err::<(), _>(influx2td_tsm::Error::Corrupt {
+                path: data.join("000000002-000000001.tsm"),
+                detail: "bad magic".into(),
+            })
+        });
+        let error = opened.unwrap_err();
+        assert_eq!(opens, 1);
+        assert!(
+            matches!(error.retry(), influx2td_bus::Retry::Never),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("000000002-000000001.tsm"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_growing_wal_segment_is_no_change_and_files_that_never_settle_fail_retryably() {
+        let (_root, data, wal) = shard();
+        let (opens, opened) = open_counting(&data, &wal, |_, _, wal| {
+            let segment = wal.join("_00001.wal");
+            let mut bytes = std::fs::read(&segment).unwrap();
+            bytes.extend_from_slice(b" more");
+            std::fs::write(&segment, bytes).unwrap();
+            Ok(())
+        });
+        assert!(opened.unwrap().is_some());
+        assert_eq!(opens, 1, "an appended segment is read again later, not now");
+
+        let (opens, opened) = open_counting(&data, &wal, |call, data, _| {
+            let name = format!("{:09}-000000001.tsm", 10 + call);
+            std::fs::write(data.join(name), b"x").unwrap();
+            Ok(())
+        });
+        let error = opened.unwrap_err();
+        assert_eq!(opens, OPEN_ATTEMPTS);
+        assert!(
+            matches!(error.retry(), influx2td_bus::Retry::Backoff),
+            "{error}"
+        );
+        assert!(error.to_string().contains("kept changing"), "{error}");
+    }
+
+    #[test]
+    fn a_shard_removed_by_retention_while_it_is_opened_holds_nothing() {
+        let (_root, data, wal) = shard();
+        let (_, opened) = open_counting(&data, &wal, |_, data, _| {
+            let file = data.join("000000001-000000001.tsm");
+            std::fs::remove_dir_all(data).unwrap();
+            Err::<(), _>(gone(&file))
+        });
+        assert!(opened.unwrap().is_none());
     }
 }

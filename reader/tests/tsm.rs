@@ -331,3 +331,69 @@ fn directories_this_host_cannot_see_are_named() {
         "{refused}"
     );
 }
+
+/// A job reads beside a live server: points written since the last read (new WAL entries and
+/// segments) are in the next read, and a shard dropped meanwhile (as retention drops it) holds
+/// nothing any more, without an error — the same as the query path answers at that moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_read_sees_new_points_and_a_dropped_shard_as_the_query_path_does() {
+    let Some(influxd) = seeded() else { return };
+    let client = client(&influxd);
+    let source = Arc::new(TsmSource::open(&dirs(&influxd), DB).unwrap());
+    let all = (i64::MIN / 2, i64::MAX / 2);
+    let compare = |name: &'static str| {
+        let client = client.clone();
+        let source = source.clone();
+        async move {
+            let schema = schema::schema(&client, name).await.unwrap();
+            let expected = query_read(&client, &schema, window(name, all.0, all.1), 2_048).await;
+            let read = tsm_read(&source, &schema, window(name, all.0, all.1), 2_048).await;
+            assert_eq!(common::values(&read), common::values(&expected), "{name:?}");
+            common::values(&read).len()
+        }
+    };
+    let before = compare("long").await;
+    assert!(before > 2_000, "{before} rows");
+
+    // New points after the first read, a new series among them.
+    influxd.write(
+        DB,
+        "long,host=z v=4.5 1000000009000000000\nlong,host=x v=7.25 1000000010000000000",
+    );
+    assert_eq!(
+        compare("long").await,
+        before + 1,
+        "one new row, one overwrite"
+    );
+
+    // The shard of that day dropped, as retention drops a shard: nothing is read from it.
+    let day = 1_000_000_000_000_000_000;
+    let shard = source
+        .summaries()
+        .unwrap()
+        .into_iter()
+        .find(|shard| {
+            shard
+                .time_range
+                .is_some_and(|(first, last)| first <= day && day <= last)
+        })
+        .unwrap();
+    influxd.query(&format!("DROP SHARD {}", shard.id));
+    assert_eq!(
+        compare("long").await,
+        0,
+        "the dropped shard's rows are gone"
+    );
+    assert!(
+        compare("cpu load").await > 0,
+        "the other shards are still read"
+    );
+    assert!(
+        source
+            .summaries()
+            .unwrap()
+            .iter()
+            .all(|left| left.id != shard.id),
+        "the dropped shard is not listed"
+    );
+}
