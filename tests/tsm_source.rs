@@ -1,6 +1,7 @@
 //! A job with `source.kind = "tsm"`: `influx2td run` reads the shards' files of a real influxd
 //! 1.x (some points flushed to TSM files, some only in its WAL) into the file target, and
-//! `influx2td verify`, asking the still running influxd, finds the target equal.
+//! `influx2td verify`, asking the still running influxd, finds the target equal; over NATS, a
+//! reader beside the files serves a coordinator that cannot see them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use influx2td_testkit::{Influxd, InfluxdOptions};
+use influx2td_testkit::{Influxd, InfluxdOptions, KillOnDrop, NatsServer};
 
 mod common;
 use common::output_text as text;
@@ -186,4 +187,88 @@ fn a_tsm_job_names_what_it_cannot_find() {
         )),
         "{shown}"
     );
+}
+
+/// Over NATS the reader runs on the host that sees the files, the coordinator and the writer
+/// elsewhere: with `source.discovery = "readers"` the coordinator, whose host has no such
+/// directories, plans from what the reader found on disk, and the job verifies equal. A reader
+/// that cannot see the directories refuses to start and names the one it lacks.
+#[test]
+fn over_nats_a_reader_beside_the_files_serves_a_coordinator_that_cannot_see_them() {
+    let Some(influxd) = Influxd::start_with(InfluxdOptions {
+        cache_snapshot_write_cold_duration: Some("1s".into()),
+        ..InfluxdOptions::default()
+    }) else {
+        return;
+    };
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    influxd.query("CREATE DATABASE db WITH DURATION INF SHARD DURATION 1d");
+    influxd.write("db", &flushed_lines());
+    wait_flushed(&influxd);
+
+    let directory = tempfile::tempdir().unwrap();
+    let target = directory.path().join("target");
+    let state = directory.path().join("state");
+    let elsewhere = directory.path().join("not on this host");
+    let logs = directory.path().to_owned();
+    let role = |name: &str, sees_files: bool| {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+        let mut command = command(&influxd, &target, &state, &[name]);
+        command
+            .env("INFLUX2TD_NATS_URL", nats.url())
+            .env("INFLUX2TD_SOURCE_DISCOVERY", "readers")
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        if !sees_files {
+            command
+                .env("INFLUX2TD_SOURCE_DATA_DIR", &elsewhere)
+                .env("INFLUX2TD_SOURCE_WAL_DIR", &elsewhere);
+        }
+        KillOnDrop(command.spawn().unwrap())
+    };
+    let log = || {
+        ["coordinator", "reader", "writer", "blind reader"]
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(logs.join(format!("{name}.log")));
+                format!("--- {name}\n{}", text.unwrap_or_default())
+            })
+            .collect::<String>()
+    };
+
+    // A reader on a host without the files: refused at start, the directory named.
+    let mut blind = role("reader", false);
+    std::fs::rename(logs.join("reader.log"), logs.join("blind reader.log")).unwrap();
+    let status = common::wait_for_exit(&mut blind.0, Duration::from_secs(30), log);
+    assert_ne!(status.code(), Some(0), "{}", log());
+    assert!(
+        log().contains(&format!("cannot read {}", elsewhere.display())),
+        "{}",
+        log()
+    );
+
+    let mut coordinator = role("coordinator", false);
+    let mut reader = role("reader", true);
+    let mut writer = role("writer", false);
+    let status = common::wait_for_exit(&mut coordinator.0, Duration::from_secs(120), log);
+    assert_eq!(status.code(), Some(0), "{}", log());
+    common::terminate(&mut reader.0);
+    common::terminate(&mut writer.0);
+    assert!(
+        log().contains("discovered for the coordinator"),
+        "{}",
+        log()
+    );
+
+    // verify reads the job's checkpoints where the job kept them: in NATS.
+    let verified = command(&influxd, &target, &state, &["verify"])
+        .env("INFLUX2TD_NATS_URL", nats.url())
+        .output()
+        .unwrap();
+    let report = text(&verified);
+    assert_eq!(verified.status.code(), Some(0), "{report}\n{}", log());
+    assert!(report.contains("ok   cpu load"), "{report}");
+    assert!(report.contains("ok   mem"), "{report}");
 }

@@ -189,13 +189,15 @@ impl TsmSource {
         let mut bounds: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for (_, shard) in self.shards()? {
             for key in shard.keys() {
-                let measurement = &key.series.measurement;
+                let measurement = key.measurement();
                 if !filters.is_empty() && !filters.iter().any(|filter| filter.matches(measurement))
                 {
                     continue;
                 }
                 let (first, last) = key.time_range;
-                let known = bounds.entry(measurement.clone()).or_insert((first, last));
+                let known = bounds
+                    .entry(measurement.to_owned())
+                    .or_insert((first, last));
                 *known = (known.0.min(first), known.1.max(last));
             }
         }
@@ -211,12 +213,17 @@ impl TsmSource {
         let mut types: BTreeMap<String, BTreeMap<&'static str, FieldType>> = BTreeMap::new();
         let mut tag_keys: BTreeSet<String> = BTreeSet::new();
         for (_, shard) in self.shards()? {
+            let mut previous_series = None;
             for key in shard.keys_of_measurement(measurement) {
                 types
-                    .entry(key.field.clone())
+                    .entry(key.field().to_owned())
                     .or_default()
                     .insert(key.field_type.name(), key.field_type);
-                tag_keys.extend(key.series.tags.iter().map(|(tag, _)| tag.clone()));
+                // The keys of one series are adjacent: its tags are parsed once.
+                if previous_series != Some(key.series_key()) {
+                    previous_series = Some(key.series_key());
+                    tag_keys.extend(key.series().tags.into_iter().map(|(tag, _)| tag));
+                }
             }
         }
         let fields = types
@@ -287,7 +294,7 @@ impl TsmWindowReader {
 }
 
 /// One series of the window: its tags and, per shard holding it, its series key there.
-type SeriesShards = BTreeMap<Vec<(String, String)>, Vec<(usize, String)>>;
+type SeriesShards<'a> = BTreeMap<Vec<(String, String)>, Vec<(usize, &'a str)>>;
 
 /// Reads the window into `encoder`, handing each closed batch to `send` (which says whether
 /// anyone still listens); the last batch carries the totals.
@@ -311,13 +318,19 @@ fn read_window(
         .collect();
     let measurement = window.measurement.as_str();
     let mut series: SeriesShards = BTreeMap::new();
-    let mut field_names: BTreeSet<String> = BTreeSet::new();
+    let mut field_names: BTreeSet<&str> = BTreeSet::new();
     for (index, shard) in shards.iter().enumerate() {
+        let mut previous_series = None;
         for key in shard.keys_of_measurement(measurement) {
-            field_names.insert(key.field.clone());
-            let holders = series.entry(key.series.tags.clone()).or_default();
+            field_names.insert(key.field());
+            // The keys of one series are adjacent: it is taken apart once per shard.
+            if previous_series == Some(key.series_key()) {
+                continue;
+            }
+            previous_series = Some(key.series_key());
+            let holders = series.entry(key.series().tags).or_default();
             if !holders.iter().any(|(held, _)| *held == index) {
-                holders.push((index, key.series_key.clone()));
+                holders.push((index, key.series_key()));
             }
         }
     }
@@ -325,11 +338,11 @@ fn read_window(
     // schema types them (the query path's columns).
     let columns: Vec<(String, ColumnType)> = field_names
         .into_iter()
-        .map(|name| match schema.field_type(&name) {
-            Some(column_type) => Ok((name, column_type)),
+        .map(|name| match schema.field_type(name) {
+            Some(column_type) => Ok((name.to_owned(), column_type)),
             None => Err(SourceError::SchemaChanged {
                 measurement: measurement.to_owned(),
-                field: name,
+                field: name.to_owned(),
             }),
         })
         .collect::<Result<_, _>>()?;

@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
         for key in shard.keys() {
             let started = Instant::now();
             let points = shard
-                .read_key(&key.key, i64::MIN, i64::MAX)?
+                .read_key(key.key(), i64::MIN, i64::MAX)?
                 .unwrap_or_else(|| influx2td_tsm::Points::empty(key.field_type));
             let elapsed = started.elapsed();
             let entry = per_type.entry(key.field_type.name()).or_default();

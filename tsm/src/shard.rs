@@ -4,25 +4,53 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::key::{join_key, parse_series_key, split_key};
+use crate::key::{FIELD_SEPARATOR, join_key, measurement_of, parse_series_key, split_key};
 use crate::tsm::parse_file_name;
 use crate::wal::{self, Entry};
 use crate::{Error, FieldType, Points, SeriesKey, TsmFile, tombstone};
 
-/// A key of the shard with its parts: `key` is `series_key#!~#field`.
+/// A key of the shard: `series_key#!~#field`, held once, its parts taken from it on demand
+/// (a shard of a million keys holds a million of these).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardKey {
-    pub key: String,
-    /// The series key as stored, escaped: `measurement,tag=value,...`.
-    pub series_key: String,
-    /// The series key taken apart, unescaped.
-    pub series: SeriesKey,
-    pub field: String,
+    key: Box<str>,
+    /// Bytes of the series key at the start of `key`.
+    series_len: usize,
+    /// The measurement, unescaped; one allocation shared by the keys of a measurement.
+    measurement: Arc<str>,
     pub field_type: FieldType,
     /// The smallest and largest time of the key's blocks not wholly deleted and its WAL
     /// points: every point lies within, though a block partly deleted may widen it.
     pub time_range: (i64, i64),
+}
+
+impl ShardKey {
+    /// The whole key, `series_key#!~#field`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The series key as stored, escaped: `measurement,tag=value,...`.
+    pub fn series_key(&self) -> &str {
+        &self.key[..self.series_len]
+    }
+
+    /// The field name (stored unescaped).
+    pub fn field(&self) -> &str {
+        &self.key[self.series_len + FIELD_SEPARATOR.len()..]
+    }
+
+    /// The measurement, unescaped.
+    pub fn measurement(&self) -> &str {
+        &self.measurement
+    }
+
+    /// The series key taken apart, unescaped (parsed on each call).
+    pub fn series(&self) -> SeriesKey {
+        parse_series_key(self.series_key())
+    }
 }
 
 /// Inclusive time ranges deleted from one key.
@@ -46,8 +74,8 @@ pub struct Shard {
     wal: HashMap<String, Points>,
     /// What the WAL deleted, applied to every TSM file (all older than the WAL).
     wal_deletes: HashMap<String, Deletes>,
-    /// Every key with any point not deleted, and its parts.
-    keys: BTreeMap<String, ShardKey>,
+    /// Every key with any point not deleted, sorted by key.
+    keys: Vec<ShardKey>,
     time_range: Option<(i64, i64)>,
 }
 
@@ -86,7 +114,7 @@ impl Shard {
             files,
             wal: HashMap::new(),
             wal_deletes: HashMap::new(),
-            keys: BTreeMap::new(),
+            keys: Vec::new(),
             time_range: None,
         };
         if let Some(wal_dir) = wal_dir {
@@ -156,12 +184,8 @@ impl Shard {
 
     /// Finds every key with a block not wholly deleted, or points in the WAL.
     fn index_keys(&mut self) -> Result<(), Error> {
-        let mut types: BTreeMap<String, (FieldType, PathBuf)> = BTreeMap::new();
-        let mut key_ranges: HashMap<String, (i64, i64)> = HashMap::new();
-        let mut widen = |key: &str, min: i64, max: i64| {
-            let range = key_ranges.entry(key.to_owned()).or_insert((min, max));
-            *range = (range.0.min(min), range.1.max(max));
-        };
+        // Per key: its type and the time range of its live blocks and WAL points.
+        let mut found: BTreeMap<String, Found> = BTreeMap::new();
         for shard_file in &self.files {
             let path = shard_file.file.path();
             for (key, _) in shard_file.file.keys() {
@@ -171,49 +195,52 @@ impl Shard {
                 let key = std::str::from_utf8(key)
                     .map_err(|_| Error::corrupt(path, "a key is not UTF-8"))?;
                 let deletes = self.deletes(shard_file, key);
-                let mut live = false;
-                for entry in &entries {
-                    if !covers(&deletes, entry.min_time, entry.max_time) {
-                        live = true;
-                        widen(key, entry.min_time, entry.max_time);
-                    }
-                }
-                if live {
-                    record_type(&mut types, key, field_type, path)?;
+                let live = entries
+                    .iter()
+                    .filter(|entry| !covers(&deletes, entry.min_time, entry.max_time))
+                    .map(|entry| (entry.min_time, entry.max_time))
+                    .reduce(widest);
+                if let Some(range) = live {
+                    note(&mut found, key, field_type, range, path)?;
                 }
             }
         }
         for (key, points) in &self.wal {
             if let (Some(&first), Some(&last)) = (points.times.first(), points.times.last()) {
-                widen(key, first, last);
-                record_type(
-                    &mut types,
+                note(
+                    &mut found,
                     key,
                     points.field_type(),
-                    self.data_dir.as_path(),
+                    (first, last),
+                    &self.data_dir,
                 )?;
             }
         }
+        let mut keys = Vec::with_capacity(found.len());
         let mut time_range: Option<(i64, i64)> = None;
-        for (key, (field_type, path)) in types {
-            let Some(&key_range) = key_ranges.get(&key) else {
-                continue;
+        let mut measurement: Arc<str> = Arc::from("");
+        for (key, (field_type, key_range)) in found {
+            time_range = Some(time_range.map_or(key_range, |range| widest(range, key_range)));
+            let Some((series_key, _)) = split_key(&key) else {
+                return Err(Error::corrupt(
+                    &self.data_dir,
+                    format!("key {key:?} names no field"),
+                ));
             };
-            time_range = Some(time_range.map_or(key_range, |(low, high)| {
-                (low.min(key_range.0), high.max(key_range.1))
-            }));
-            let (series_key, field) = split_key(&key)
-                .ok_or_else(|| Error::corrupt(&path, format!("key {key:?} names no field")))?;
-            let shard_key = ShardKey {
-                series: parse_series_key(series_key),
-                series_key: series_key.to_owned(),
-                field: field.to_owned(),
+            let series_len = series_key.len();
+            let name = measurement_of(series_key);
+            if *measurement != *name {
+                measurement = Arc::from(name);
+            }
+            keys.push(ShardKey {
+                key: key.into_boxed_str(),
+                series_len,
+                measurement: measurement.clone(),
                 field_type,
                 time_range: key_range,
-                key: key.clone(),
-            };
-            self.keys.insert(key, shard_key);
+            });
         }
+        self.keys = keys;
         self.time_range = time_range;
         Ok(())
     }
@@ -249,14 +276,14 @@ impl Shard {
 
     /// Every key, in key order.
     pub fn keys(&self) -> impl Iterator<Item = &ShardKey> {
-        self.keys.values()
+        self.keys.iter()
     }
 
     /// The measurements (unescaped), sorted.
     pub fn measurements(&self) -> Vec<String> {
         self.keys
-            .values()
-            .map(|key| key.series.measurement.clone())
+            .iter()
+            .map(|key| key.measurement().to_owned())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect()
@@ -265,8 +292,8 @@ impl Shard {
     /// The keys of one measurement (unescaped name), in key order.
     pub fn keys_of_measurement(&self, measurement: &str) -> Vec<&ShardKey> {
         self.keys
-            .values()
-            .filter(|key| key.series.measurement == measurement)
+            .iter()
+            .filter(|key| key.measurement() == measurement)
             .collect()
     }
 
@@ -275,7 +302,7 @@ impl Shard {
         let series: BTreeSet<&str> = self
             .keys_of_measurement(measurement)
             .into_iter()
-            .map(|key| key.series_key.as_str())
+            .map(ShardKey::series_key)
             .collect();
         series.into_iter().collect()
     }
@@ -284,7 +311,7 @@ impl Shard {
     pub fn fields(&self, measurement: &str) -> BTreeMap<String, FieldType> {
         self.keys_of_measurement(measurement)
             .into_iter()
-            .map(|key| (key.field.clone(), key.field_type))
+            .map(|key| (key.field().to_owned(), key.field_type))
             .collect()
     }
 
@@ -303,9 +330,10 @@ impl Shard {
     /// The points of `key` (`series key#!~#field`) with `start_ns <= time < end_ns`, newest
     /// write winning, deletes applied; `None` for a key the shard does not hold.
     pub fn read_key(&self, key: &str, start_ns: i64, end_ns: i64) -> Result<Option<Points>, Error> {
-        let Some(shard_key) = self.keys.get(key) else {
+        let Ok(at) = self.keys.binary_search_by(|held| held.key().cmp(key)) else {
             return Ok(None);
         };
+        let shard_key = &self.keys[at];
         let field_type = shard_key.field_type;
         let mut points = Points::empty(field_type);
         for shard_file in &self.files {
@@ -354,13 +382,19 @@ impl Shard {
     }
 }
 
-fn record_type(
-    types: &mut BTreeMap<String, (FieldType, PathBuf)>,
+/// A key's type and the time range of its points.
+type Found = (FieldType, (i64, i64));
+
+/// Notes a key seen in `path` with `field_type` and points within `range`: its type must be the
+/// one seen before.
+fn note(
+    found: &mut BTreeMap<String, Found>,
     key: &str,
     field_type: FieldType,
+    range: (i64, i64),
     path: &Path,
 ) -> Result<(), Error> {
-    match types.get(key) {
+    match found.get_mut(key) {
         Some((known, _)) if *known != field_type => Err(Error::corrupt(
             path,
             format!(
@@ -369,12 +403,20 @@ fn record_type(
                 known.name()
             ),
         )),
-        Some(_) => Ok(()),
+        Some((_, known_range)) => {
+            *known_range = widest(*known_range, range);
+            Ok(())
+        }
         None => {
-            types.insert(key.to_owned(), (field_type, path.to_owned()));
+            found.insert(key.to_owned(), (field_type, range));
             Ok(())
         }
     }
+}
+
+/// The smallest range holding both.
+fn widest(a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
+    (a.0.min(b.0), a.1.max(b.1))
 }
 
 /// Whether the sorted inclusive `ranges` together cover every time in `[min, max]`.

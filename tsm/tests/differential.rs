@@ -232,8 +232,8 @@ fn read_opened(shards: &[Shard]) -> Read {
         }
         for key in shard.keys() {
             let points = shard
-                .read_key(&key.key, i64::MIN, i64::MAX)
-                .unwrap_or_else(|error| panic!("read {:?}: {error}", key.key))
+                .read_key(key.key(), i64::MIN, i64::MAX)
+                .unwrap_or_else(|error| panic!("read {:?}: {error}", key.key()))
                 .expect("a listed key");
             assert_eq!(points.field_type(), key.field_type);
             if points.is_empty() {
@@ -247,9 +247,9 @@ fn read_opened(shards: &[Shard]) -> Read {
                 Values::Unsigned(_) => panic!("influxd 1.6 writes no unsigned fields"),
             };
             let series_field = (
-                key.series.measurement.clone(),
-                key.series.tags.iter().cloned().collect(),
-                key.field.clone(),
+                key.measurement().to_owned(),
+                key.series().tags.into_iter().collect(),
+                key.field().to_owned(),
             );
             let previous = read
                 .by_day
