@@ -289,12 +289,32 @@ impl Shard {
             .collect()
     }
 
-    /// The keys of one measurement (unescaped name), in key order.
+    /// The keys of one measurement (unescaped name), in key order. Found by binary search:
+    /// a measurement's keys start with its escaped name and then the field separator (no
+    /// tags) or a comma, two runs of the sorted keys, in that order (`#` sorts before `,`).
+    /// A name with a backslash, which InfluxDB may have stored more than one way, is looked
+    /// for among all keys.
     pub fn keys_of_measurement(&self, measurement: &str) -> Vec<&ShardKey> {
-        self.keys
-            .iter()
-            .filter(|key| key.measurement() == measurement)
-            .collect()
+        if measurement.contains('\\') {
+            return self
+                .keys
+                .iter()
+                .filter(|key| key.measurement() == measurement)
+                .collect();
+        }
+        let escaped = measurement.replace(',', "\\,").replace(' ', "\\ ");
+        let mut found = Vec::new();
+        for separator in [FIELD_SEPARATOR, ","] {
+            let prefix = format!("{escaped}{separator}");
+            let start = self.keys.partition_point(|key| key.key() < prefix.as_str());
+            found.extend(
+                self.keys[start..]
+                    .iter()
+                    .take_while(|key| key.key().starts_with(&prefix))
+                    .filter(|key| key.measurement() == measurement),
+            );
+        }
+        found
     }
 
     /// The series keys (escaped, as stored) of one measurement, sorted.
