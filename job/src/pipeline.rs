@@ -37,9 +37,12 @@ fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSe
         max_outstanding: (job.read_concurrency * 4).max(8),
         // InfluxQL on 1.x reads several measurements in one query; Flux, 2.x and 3.x one at a
         // time (a reader that finds 2.x or 3.x behind an unset version reads a group one by one).
+        // The TSM source reads a group's measurements one after the other in one work item:
+        // a window of a few rows costs its trip through the pipeline, not its reading.
         max_group: match (job.source.query_language, job.source.version) {
-            // The TSM source reads a measurement's window alone.
-            _ if job.source.kind != influx2td_config::SourceKind::Query => 1,
+            _ if job.source.kind != influx2td_config::SourceKind::Query => {
+                influx2td_coordinator::service::DEFAULT_MAX_GROUP
+            }
             (influx2td_config::QueryLanguage::Influxql, Some(1) | None) => {
                 influx2td_coordinator::service::DEFAULT_MAX_GROUP
             }

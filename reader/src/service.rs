@@ -610,7 +610,8 @@ async fn read_window<B: Bus, D: Delivery>(
     .await
 }
 
-/// Reads one measurement's window from the storage files (its schema from them too).
+/// Reads one measurement's window from the storage files (its schema from them too), or the
+/// same window of several sparse ones, one after the other.
 async fn read_tsm_window<B: Bus, D: Delivery>(
     context: &Context<B>,
     delivery: &D,
@@ -618,13 +619,6 @@ async fn read_tsm_window<B: Bus, D: Delivery>(
     members: &[WindowRef],
     bounded: bool,
 ) -> Result<WindowRead, WindowError> {
-    // The coordinator does not group TSM windows; a group from elsewhere is read one by one.
-    let [window] = members else {
-        return Err(SourceError::Config {
-            detail: "the TSM source reads one measurement per window".into(),
-        }
-        .into());
-    };
     let mut heartbeat = tokio::time::interval(context.settings.ack_wait / 3);
     heartbeat.tick().await;
     let asked = std::time::Instant::now();
@@ -634,21 +628,22 @@ async fn read_tsm_window<B: Bus, D: Delivery>(
         bytes = tracing::field::Empty,
     );
     let schema_source = source.clone();
-    let measurement = window.measurement.clone();
-    let schema = tokio::task::spawn_blocking(move || schema_source.schema(&measurement));
-    let schema = tokio::select! {
-        schema = schema => schema.map_err(|error| SourceError::Storage {
+    let measurements: Vec<String> = members.iter().map(|m| m.measurement.clone()).collect();
+    let schemas = tokio::task::spawn_blocking(move || {
+        measurements
+            .iter()
+            .map(|measurement| schema_source.schema(measurement).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let schemas = tokio::select! {
+        schemas = schemas => schemas.map_err(|error| SourceError::Storage {
             detail: format!("the schema read stopped: {error}"),
             retryable: true,
         })??,
         never = beat(&mut heartbeat, delivery) => match never {},
     };
-    let reader = WindowStream::open_tsm(
-        source,
-        Arc::new(schema),
-        window.clone(),
-        context.settings.batch_limit,
-    );
+    let members_read = schemas.into_iter().zip(members.iter().cloned()).collect();
+    let reader = WindowStream::open_tsm_group(source, members_read, context.settings.batch_limit);
     publish_window(
         context, delivery, members, bounded, reader, heartbeat, asked, query,
     )

@@ -63,6 +63,20 @@ impl WindowStream {
         )))
     }
 
+    /// Starts reading the same window of several measurements from the storage files, one
+    /// after the other: for each, what its InfluxQL read yields.
+    pub fn open_tsm_group(
+        source: Arc<TsmSource>,
+        members: Vec<(Arc<MeasurementSchema>, WindowRef)>,
+        batch_limit: usize,
+    ) -> Self {
+        Self::Tsm(Box::new(TsmWindowReader::open_group(
+            source,
+            members,
+            batch_limit,
+        )))
+    }
+
     /// Starts one InfluxQL read of the same window of several measurements (each with its
     /// schema and window).
     pub async fn open_group(
@@ -80,7 +94,7 @@ impl WindowStream {
         match self {
             Self::Influxql(reader) => reader.next_member_batch().await,
             Self::Flux(reader) => Ok(reader.next_batch().await?.map(|batch| (0, batch))),
-            Self::Tsm(reader) => Ok(reader.next_batch().await?.map(|batch| (0, batch))),
+            Self::Tsm(reader) => reader.next_member_batch().await,
         }
     }
 

@@ -245,10 +245,11 @@ impl TsmSource {
     }
 }
 
-/// Streams the row batches of one window of one measurement read from the shards' files.
+/// Streams the row batches of one window of one measurement, or of several sparse
+/// measurements read together (one after the other), read from the shards' files.
 #[derive(Debug)]
 pub struct TsmWindowReader {
-    batches: tokio::sync::mpsc::Receiver<Result<ClosedBatch, SourceError>>,
+    batches: tokio::sync::mpsc::Receiver<Result<(usize, ClosedBatch), SourceError>>,
     stats: ReadStats,
 }
 
@@ -261,12 +262,29 @@ impl TsmWindowReader {
         window: WindowRef,
         batch_limit: usize,
     ) -> Self {
+        Self::open_group(source, vec![(schema, window)], batch_limit)
+    }
+
+    /// Starts reading the windows of `members` (the same time range, each measurement with
+    /// its schema) on one blocking thread, one member after the other; each member's last
+    /// batch carries its totals.
+    pub fn open_group(
+        source: Arc<TsmSource>,
+        members: Vec<(Arc<MeasurementSchema>, WindowRef)>,
+        batch_limit: usize,
+    ) -> Self {
         let (sender, batches) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
         tokio::task::spawn_blocking(move || {
-            let encoder = BatchEncoder::with_limit(window.clone(), batch_limit);
-            let send = |batch| sender.blocking_send(Ok(batch)).is_ok();
-            if let Err(error) = read_window(&source, &schema, &window, encoder, send) {
-                let _ = sender.blocking_send(Err(error));
+            for (member, (schema, window)) in members.iter().enumerate() {
+                let encoder = BatchEncoder::with_limit(window.clone(), batch_limit);
+                let send = |batch| sender.blocking_send(Ok((member, batch))).is_ok();
+                if let Err(error) = read_window(&source, schema, window, encoder, send) {
+                    let _ = sender.blocking_send(Err(error));
+                    return;
+                }
+                if sender.is_closed() {
+                    return;
+                }
             }
         });
         Self {
@@ -275,17 +293,23 @@ impl TsmWindowReader {
         }
     }
 
-    /// The next batch; the last one carries the window's totals; then `None`.
-    pub async fn next_batch(&mut self) -> Result<Option<ClosedBatch>, SourceError> {
+    /// The next batch and the index of the member it belongs to; a member's last batch
+    /// carries its totals; then `None`.
+    pub async fn next_member_batch(&mut self) -> Result<Option<(usize, ClosedBatch)>, SourceError> {
         match self.batches.recv().await {
-            Some(Ok(batch)) => {
+            Some(Ok((member, batch))) => {
                 self.stats.rows += batch.rows;
                 self.stats.chunks += 1;
-                Ok(Some(batch))
+                Ok(Some((member, batch)))
             }
             Some(Err(error)) => Err(error),
             None => Ok(None),
         }
+    }
+
+    /// The next batch; the last one carries the window's totals; then `None`.
+    pub async fn next_batch(&mut self) -> Result<Option<ClosedBatch>, SourceError> {
+        Ok(self.next_member_batch().await?.map(|(_, batch)| batch))
     }
 
     pub fn stats(&self) -> ReadStats {

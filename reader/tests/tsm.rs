@@ -182,6 +182,15 @@ async fn drain(mut stream: WindowStream) -> Vec<pb::RowBatch> {
     batches
 }
 
+/// The batches of a read of several measurements, by member.
+async fn drain_members(mut stream: WindowStream, members: usize) -> Vec<Vec<pb::RowBatch>> {
+    let mut per_member = vec![Vec::new(); members];
+    while let Some((member, batch)) = stream.next_member_batch().await.unwrap() {
+        per_member[member].push(pb::RowBatch::decode(batch.payload()).unwrap());
+    }
+    per_member
+}
+
 async fn query_read(
     client: &InfluxClient,
     schema: &MeasurementSchema,
@@ -396,4 +405,52 @@ async fn the_next_read_sees_new_points_and_a_dropped_shard_as_the_query_path_doe
             .all(|left| left.id != shard.id),
         "the dropped shard is not listed"
     );
+}
+
+/// Several sparse measurements' windows read as one work item: each member yields, in its own
+/// batches ending with its own totals, what the InfluxQL read of the same group yields for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_measurements_yields_per_member_what_the_influxql_group_read_yields() {
+    let Some(influxd) = seeded() else { return };
+    let client = client(&influxd);
+    let source = Arc::new(TsmSource::open(&dirs(&influxd), DB).unwrap());
+    let names = ["conflict", "cpu load", "long", "many"];
+    let mut schemas = Vec::new();
+    for name in names {
+        schemas.push(Arc::new(schema::schema(&client, name).await.unwrap()));
+    }
+    let base = 1_000_000_000_000_000_000;
+    let mut compared = 0;
+    for (start, end) in [
+        (i64::MIN / 2, i64::MAX / 2),
+        (base, base + 1_000_000_000),
+        (base - 3, base + 333_333_333_337),
+    ] {
+        let members: Vec<(Arc<MeasurementSchema>, WindowRef)> = names
+            .iter()
+            .zip(&schemas)
+            .map(|(name, schema)| (schema.clone(), window(name, start, end)))
+            .collect();
+        let expected = WindowStream::open_group(&client, members.clone(), 2_048)
+            .await
+            .unwrap();
+        let expected = drain_members(expected, names.len()).await;
+        let read = drain_members(
+            WindowStream::open_tsm_group(source.clone(), members, 2_048),
+            names.len(),
+        )
+        .await;
+        for (member, name) in names.iter().enumerate() {
+            let rows = common::values(&read[member]);
+            assert_eq!(
+                rows,
+                common::values(&expected[member]),
+                "{name:?} in [{start}, {end})"
+            );
+            let totals = read[member].last().unwrap().totals.unwrap();
+            assert_eq!(totals.rows, rows.len() as u64, "{name:?}");
+            compared += rows.len();
+        }
+    }
+    assert!(compared > 2_000, "{compared} rows compared");
 }
