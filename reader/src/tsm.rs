@@ -518,13 +518,25 @@ fn stable_part(signature: &Signature) -> impl Iterator<Item = (&Path, u64, Optio
     })
 }
 
+/// The files of a shard that a read uses (TSM files, tombstones, WAL segments) with their
+/// sizes and times. What influxd writes beside them is left out: a compaction's `.tsm.tmp`
+/// output grows for as long as it runs and becomes a file of the shard only when renamed, and
+/// `fields.idx` is none of the read's business.
 fn signature(data_dir: &Path, wal_dir: Option<&Path>) -> Signature {
+    let read = |path: &Path| {
+        path.extension()
+            .is_some_and(|extension| extension == "tsm" || extension == "tombstone")
+            || influx2td_tsm::wal::segment_number(path).is_some()
+    };
     let mut signature = Signature::new();
     for directory in std::iter::once(data_dir).chain(wal_dir) {
         let Ok(entries) = std::fs::read_dir(directory) else {
             continue;
         };
         for entry in entries.filter_map(Result::ok) {
+            if !read(&entry.path()) {
+                continue;
+            }
             let metadata = entry.metadata().ok();
             signature.push((
                 entry.path(),
@@ -706,7 +718,7 @@ mod open_tests {
     }
 
     #[test]
-    fn a_growing_wal_segment_is_no_change_and_files_that_never_settle_fail_retryably() {
+    fn a_growing_segment_or_tmp_file_is_no_change_and_unsettled_files_fail_retryably() {
         let (_root, data, wal) = shard();
         let (opens, opened) = open_counting(&data, &wal, |_, _, wal| {
             let segment = wal.join("_00001.wal");
@@ -717,6 +729,18 @@ mod open_tests {
         });
         assert!(opened.unwrap().is_some());
         assert_eq!(opens, 1, "an appended segment is read again later, not now");
+
+        // A compaction's output being written is no file of the shard until it is renamed.
+        let output = data.join("000000003-000000002.tsm.tmp");
+        let (opens, opened) = open_counting(&data, &wal, |_, _, _| {
+            let mut bytes = std::fs::read(&output).unwrap_or_default();
+            bytes.extend_from_slice(b"block");
+            std::fs::write(&output, bytes).unwrap();
+            std::fs::write(data.join("fields.idx"), b"fields").unwrap();
+            Ok(())
+        });
+        assert!(opened.unwrap().is_some());
+        assert_eq!(opens, 1, "a .tsm.tmp growing is not a change");
 
         let (opens, opened) = open_counting(&data, &wal, |call, data, _| {
             let name = format!("{:09}-000000001.tsm", 10 + call);
