@@ -1,6 +1,7 @@
 //! The reader role: pulls work items, reads each window from InfluxDB, publishes its row batches,
 //! and acknowledges the work item only after the bus acknowledged every batch. At most
-//! `read_concurrency` windows are read at once; transient failures are retried with growing
+//! `read_concurrency` windows are read at once (from TSM files, at most one per core), fewer
+//! while InfluxDB struggles; transient failures are retried with growing
 //! delays; a window that can never be read is terminated and reported to the coordinator.
 
 use std::collections::HashMap;
