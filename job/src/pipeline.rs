@@ -39,14 +39,14 @@ fn coordinator_settings(job: &JobConfig) -> influx2td_coordinator::CoordinatorSe
         // time (a reader that finds 2.x or 3.x behind an unset version reads a group one by one).
         // The TSM source reads a group's measurements one after the other in one work item:
         // a window of a few rows costs its trip through the pipeline, not its reading.
-        max_group: match (job.source.query_language, job.source.version) {
-            _ if job.source.kind != influx2td_config::SourceKind::Query => {
-                influx2td_coordinator::service::DEFAULT_MAX_GROUP
-            }
-            (influx2td_config::QueryLanguage::Influxql, Some(1) | None) => {
-                influx2td_coordinator::service::DEFAULT_MAX_GROUP
-            }
-            _ => 1,
+        max_group: if job.source.kind != influx2td_config::SourceKind::Query
+            || matches!(
+                (job.source.query_language, job.source.version),
+                (influx2td_config::QueryLanguage::Influxql, Some(1) | None)
+            ) {
+            influx2td_coordinator::service::DEFAULT_MAX_GROUP
+        } else {
+            1
         },
         ..influx2td_coordinator::CoordinatorSettings::new(job.begin_ns, job.end_ns, job.window)
     }

@@ -53,6 +53,11 @@ impl AdaptiveLimit {
         }
     }
 
+    /// The most reads it ever lets be in flight.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Reads that may be in flight now.
     pub fn current(&self) -> usize {
         (self.lock().limit.floor() as usize).clamp(1, self.max)

@@ -323,7 +323,7 @@ async fn handle_window<B: Bus>(
     };
     let before = context.limit.current();
     if let Some(changed) = learned.and_then(|learned| context.limit.record(learned)) {
-        let max = reads_at_once(&context.settings);
+        let max = context.limit.max();
         // Backing off is news; growing back is routine.
         if changed < before {
             tracing::info!(

@@ -26,7 +26,8 @@ use influx2td_config::tsm::{TsmDirs, retention_policy_dir};
 use influx2td_proto::batch::WindowRef;
 use influx2td_proto::pb::Tag;
 use influx2td_proto::{BatchEncoder, ClosedBatch, ColumnType, Value};
-use influx2td_tsm::{FieldType, Points, Shard, Values};
+use influx2td_tsm::key::parse_series_key;
+use influx2td_tsm::{FieldType, Points, Shard, ShardKey, Values};
 
 use crate::error::SourceError;
 use crate::influxql::ReadStats;
@@ -213,17 +214,15 @@ impl TsmSource {
         let mut types: BTreeMap<String, BTreeMap<&'static str, FieldType>> = BTreeMap::new();
         let mut tag_keys: BTreeSet<String> = BTreeSet::new();
         for (_, shard) in self.shards()? {
-            let mut previous_series = None;
-            for key in shard.keys_of_measurement(measurement) {
+            for (field, field_type) in shard.fields(measurement) {
                 types
-                    .entry(key.field().to_owned())
+                    .entry(field)
                     .or_default()
-                    .insert(key.field_type.name(), key.field_type);
-                // The keys of one series are adjacent: its tags are parsed once.
-                if previous_series != Some(key.series_key()) {
-                    previous_series = Some(key.series_key());
-                    tag_keys.extend(key.series().tags.into_iter().map(|(tag, _)| tag));
-                }
+                    .insert(field_type.name(), field_type);
+            }
+            for series_key in shard.series(measurement) {
+                let tags = parse_series_key(series_key).tags;
+                tag_keys.extend(tags.into_iter().map(|(tag, _)| tag));
             }
         }
         let fields = types
@@ -275,10 +274,18 @@ impl TsmWindowReader {
     ) -> Self {
         let (sender, batches) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
         tokio::task::spawn_blocking(move || {
+            // The shards as they are now, for every member alike.
+            let shards = match source.shards() {
+                Ok(shards) => shards,
+                Err(error) => {
+                    let _ = sender.blocking_send(Err(error));
+                    return;
+                }
+            };
             for (member, (schema, window)) in members.iter().enumerate() {
                 let encoder = BatchEncoder::with_limit(window.clone(), batch_limit);
                 let send = |batch| sender.blocking_send(Ok((member, batch))).is_ok();
-                if let Err(error) = read_window(&source, schema, window, encoder, send) {
+                if let Err(error) = read_window(&shards, schema, window, encoder, send) {
                     let _ = sender.blocking_send(Err(error));
                     return;
                 }
@@ -320,20 +327,19 @@ impl TsmWindowReader {
 /// One series of the window: its tags and, per shard holding it, its series key there.
 type SeriesShards<'a> = BTreeMap<Vec<(String, String)>, Vec<(usize, &'a str)>>;
 
-/// Reads the window into `encoder`, handing each closed batch to `send` (which says whether
-/// anyone still listens); the last batch carries the totals.
+/// Reads the window from `shards` into `encoder`, handing each closed batch to `send` (which
+/// says whether anyone still listens); the last batch carries the totals.
 fn read_window(
-    source: &TsmSource,
+    shards: &[(u64, Arc<Shard>)],
     schema: &MeasurementSchema,
     window: &WindowRef,
     mut encoder: BatchEncoder,
     send: impl Fn(ClosedBatch) -> bool,
 ) -> Result<(), SourceError> {
     let (start_ns, end_ns) = (window.window_start_ns, window.window_end_ns);
-    let shards: Vec<Arc<Shard>> = source
-        .shards()?
-        .into_iter()
-        .map(|(_, shard)| shard)
+    let shards: Vec<&Shard> = shards
+        .iter()
+        .map(|(_, shard)| shard.as_ref())
         .filter(|shard| {
             shard
                 .time_range()
@@ -344,17 +350,13 @@ fn read_window(
     let mut series: SeriesShards = BTreeMap::new();
     let mut field_names: BTreeSet<&str> = BTreeSet::new();
     for (index, shard) in shards.iter().enumerate() {
-        let mut previous_series = None;
-        for key in shard.keys_of_measurement(measurement) {
-            field_names.insert(key.field());
-            // The keys of one series are adjacent: it is taken apart once per shard.
-            if previous_series == Some(key.series_key()) {
-                continue;
-            }
-            previous_series = Some(key.series_key());
-            let holders = series.entry(key.series().tags).or_default();
+        let keys = shard.keys_of_measurement(measurement);
+        field_names.extend(keys.into_iter().map(ShardKey::field));
+        // Each series once per shard, taken apart once.
+        for series_key in shard.series(measurement) {
+            let holders = series.entry(parse_series_key(series_key).tags).or_default();
             if !holders.iter().any(|(held, _)| *held == index) {
-                holders.push((index, key.series_key()));
+                holders.push((index, series_key));
             }
         }
     }
@@ -487,12 +489,12 @@ fn open_stable<T>(
         match opened {
             Ok(shard) if unchanged => return Ok(Some((before, shard))),
             Err(error) if unchanged => return Err(tsm_error(&error)),
-            Ok(_) => {
-                tracing::debug!(shard = %data_dir.display(), attempt, "shard changed while opened: opening it again")
-            }
-            Err(error) => {
-                tracing::debug!(shard = %data_dir.display(), attempt, %error, "shard changed while opened: opening it again")
-            }
+            opened => tracing::debug!(
+                shard = %data_dir.display(),
+                attempt,
+                error = opened.err().map(|error| error.to_string()),
+                "shard changed while opened: opening it again"
+            ),
         }
         before = after;
         std::thread::sleep(OPEN_PAUSE * attempt);
